@@ -1,0 +1,7 @@
+#include "commands.h"
+
+namespace exl::cli {
+
+void add_model_commands(CLI::App& /*app*/) {}
+
+}  // namespace exl::cli
