@@ -1,0 +1,21 @@
+// Locating ../shared/testdata from tests; tests skip with a clear message when it is absent.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+namespace exl::testing {
+
+inline std::filesystem::path testdata_dir() { return std::filesystem::path(EXL_TESTDATA_DIR); }
+inline std::filesystem::path source_dir() { return std::filesystem::path(EXL_SOURCE_DIR); }
+
+}  // namespace exl::testing
+
+// Skips the current test when a needed testdata path is missing.
+#define EXL_REQUIRE_TESTDATA(path)                                                              \
+  do {                                                                                          \
+    if (!std::filesystem::exists(path))                                                         \
+      GTEST_SKIP() << "test data not found: " << (path).string() << " (needs ../shared/testdata)"; \
+  } while (0)
