@@ -44,17 +44,17 @@ size_t leading_space_length(std::string_view s) {
 
 void AddedTokenMatcher::add(const AddedToken& token, std::string pattern) {
   if (pattern.empty()) return;
+  auto index = static_cast<uint32_t>(entries_.size());
+  by_first_byte_[static_cast<unsigned char>(pattern[0])].push_back(index);
   entries_.push_back({std::move(pattern), token});
-  finalize_order();
 }
 
-void AddedTokenMatcher::finalize_order() {
-  auto index = static_cast<uint32_t>(entries_.size() - 1);
-  auto& bucket = by_first_byte_[static_cast<unsigned char>(entries_[index].pattern[0])];
-  bucket.push_back(index);
-  std::stable_sort(bucket.begin(), bucket.end(), [&](uint32_t a, uint32_t b) {
-    return entries_[a].pattern.size() > entries_[b].pattern.size();
-  });
+void AddedTokenMatcher::finish() {
+  for (auto& bucket : by_first_byte_) {
+    std::stable_sort(bucket.begin(), bucket.end(), [&](uint32_t a, uint32_t b) {
+      return entries_[a].pattern.size() > entries_[b].pattern.size();
+    });
+  }
 }
 
 void AddedTokenMatcher::split(std::string_view text, std::vector<TextSpan>& out) const {
@@ -91,7 +91,6 @@ void AddedTokenMatcher::split(std::string_view text, std::vector<TextSpan>& out)
     if (consumed < start) out.push_back({consumed, start, -1});
     out.push_back({start, stop, tok.id});
     consumed = stop;
-    pos = std::max(pos, stop);
   }
   if (consumed < text.size()) out.push_back({consumed, text.size(), -1});
 }

@@ -31,6 +31,7 @@ class AddedTokenMatcher {
  public:
   // patterns[i] is what token i is matched as (its content, or its normalized content).
   void add(const AddedToken& token, std::string pattern);
+  void finish();  // call once after the last add()
   // Covers all of `text` with spans; plain spans are never empty.
   void split(std::string_view text, std::vector<TextSpan>& out) const;
   bool empty() const { return entries_.empty(); }
@@ -40,8 +41,6 @@ class AddedTokenMatcher {
     std::string pattern;
     AddedToken token;
   };
-  void finalize_order();
-
   std::vector<Entry> entries_;
   // Per first byte: entry indices, longest pattern first (ties: first added first).
   std::array<std::vector<uint32_t>, 256> by_first_byte_;

@@ -108,7 +108,8 @@ const std::string* BpeModel::id_to_token(int32_t id) const {
 // tokens (byte_fallback) or the unknown token (fused with a preceding unknown when fuse_unk), else are dropped.
 void BpeModel::build_symbols(std::string_view word, std::vector<Symbol>& symbols) const {
   symbols.clear();
-  std::optional<Symbol> pending_unk;
+  bool has_unk = false;  // an unknown-token symbol waits to be added (so that it can absorb more characters)
+  uint32_t unk_len = 0;
   auto add = [&](int32_t id, uint32_t len) {
     auto index = static_cast<int32_t>(symbols.size());
     symbols.push_back({id, index - 1, -1, len});
@@ -133,9 +134,9 @@ void BpeModel::build_symbols(std::string_view word, std::vector<Symbol>& symbols
     auto len = static_cast<uint32_t>(ch.size());
     auto it = vocab_.find(key);
     if (it != vocab_.end()) {
-      if (pending_unk) {
-        add(pending_unk->id, pending_unk->len);
-        pending_unk.reset();
+      if (has_unk) {
+        add(*unk_id_, unk_len);
+        has_unk = false;
       }
       add(it->second, len);
       continue;
@@ -149,15 +150,16 @@ void BpeModel::build_symbols(std::string_view word, std::vector<Symbol>& symbols
       }
     }
     if (unk_id_) {
-      if (pending_unk && options_.fuse_unk) {
-        pending_unk->len += len;
+      if (has_unk && options_.fuse_unk) {
+        unk_len += len;
       } else {
-        if (pending_unk) add(pending_unk->id, pending_unk->len);
-        pending_unk = Symbol{*unk_id_, -1, -1, len};
+        if (has_unk) add(*unk_id_, unk_len);
+        has_unk = true;
+        unk_len = len;
       }
     }
   }
-  if (pending_unk) add(pending_unk->id, pending_unk->len);
+  if (has_unk) add(*unk_id_, unk_len);
 }
 
 void BpeModel::merge_symbols(std::vector<Symbol>& symbols) const {

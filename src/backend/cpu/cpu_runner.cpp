@@ -1,9 +1,11 @@
 #include "backend/cpu/cpu_runner.h"
 
+#include <chrono>
 #include <cmath>
 
 #include "core/error.h"
 #include "model/rope.h"
+#include "sampling/sampler.h"
 
 namespace exl::cpu {
 
@@ -107,6 +109,27 @@ void CpuRunner::forward(std::span<const model::SequenceStep> seqs, model::Logits
   rms_norm(rows.data(), final_norm_.data(), normed.data(), num_rows, H, static_cast<float>(c.rms_norm_eps));
   logits->resize(static_cast<size_t>(num_rows * c.vocab_size));
   run_linear(head_, normed.data(), logits->data(), num_rows);
+}
+
+model::DecodeStats CpuRunner::decode(const model::DecodeRequest& request, const model::TokenCallback& on_token) {
+  EXL_CHECK(request.pages != nullptr, kInvalidArgument, "decode: no block table");
+  const auto t0 = std::chrono::steady_clock::now();
+  sampling::HostSampler sampler(request.sampling);
+  model::DecodeStats stats;
+  int32_t token = request.last_token;
+  std::vector<float> logits;
+  for (int64_t i = 0; i < request.max_new_tokens; ++i) {
+    const int32_t one[1] = {token};
+    const model::SequenceStep step{one, request.start_pos + i, *request.pages};
+    forward({&step, 1}, model::LogitsFor::kLastToken, &logits);
+    token = sampler.sample(logits);
+    ++stats.tokens;
+    const bool stop = std::find(request.stop_tokens.begin(), request.stop_tokens.end(), token) !=
+                      request.stop_tokens.end();
+    if (!on_token(token) || stop) break;
+  }
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return stats;
 }
 
 }  // namespace exl::cpu

@@ -26,6 +26,7 @@ class CpuRunner final : public model::Runner {
   int64_t num_pages() const override { return num_pages_; }
   void forward(std::span<const model::SequenceStep> seqs, model::LogitsFor which,
                std::vector<float>* logits) override;
+  model::DecodeStats decode(const model::DecodeRequest& request, const model::TokenCallback& on_token) override;
 
  private:
   struct Linear {

@@ -1,0 +1,22 @@
+// The CUDA model runner: FP16 activations and weights, fp32 accumulation, paged FP16 KV cache on the device,
+// CUDA graphs for decode steps.
+#pragma once
+
+#include <memory>
+
+#include "model/model_weights.h"
+#include "model/runner.h"
+
+namespace exl::cuda {
+
+struct CudaRunnerOptions {
+  int64_t cache_tokens = 8192;  // KV capacity in tokens (rounded up to pages)
+  int64_t page_size = 256;
+  int device = 0;
+  int64_t max_batch_tokens = 2048;  // largest forward() chunk; longer inputs are split
+};
+
+// Refuses (kOutOfMemory, with needed vs free bytes) before allocating when the model and cache do not fit.
+std::unique_ptr<model::Runner> make_cuda_runner(const model::ModelWeights& weights, const CudaRunnerOptions& options);
+
+}  // namespace exl::cuda
