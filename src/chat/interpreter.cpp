@@ -113,6 +113,22 @@ std::string NamespaceObject::to_str() const {
   return "<Namespace " + to_repr(Value::dict(std::move(copy))) + ">";
 }
 
+std::string GeneratorObject::to_str() const {
+  fail(ErrorKind::kUnsupported,
+       "printing a {} object is not supported (Python prints its memory address); convert it with |list",
+       type_name_);
+}
+
+List GeneratorObject::take() {
+  if (consumed_) return {};
+  consumed_ = true;
+  return std::move(items_);
+}
+
+Value make_generator(List items, std::string type_name) {
+  return Value::object(std::make_shared<GeneratorObject>(std::move(type_name), std::move(items)));
+}
+
 // ---- scopes ----
 
 const Value* Scope::lookup(std::string_view name) const {
@@ -136,22 +152,9 @@ void Scope::set(std::string_view name, Value value) {
 
 // ---- interpreter ----
 
-class Interpreter::DepthGuard {
- public:
-  explicit DepthGuard(Interpreter& interpreter) : interpreter_(interpreter) {
-    if (++interpreter_.depth_ > interpreter_.limits_.max_depth) {
-      --interpreter_.depth_;
-      fail(ErrorKind::kInvalidArgument, "evaluation nested deeper than {} levels (recursive macro?)",
-           interpreter_.limits_.max_depth);
-    }
-  }
-  ~DepthGuard() { --interpreter_.depth_; }
-  DepthGuard(const DepthGuard&) = delete;
-  DepthGuard& operator=(const DepthGuard&) = delete;
-
- private:
-  Interpreter& interpreter_;
-};
+void Interpreter::fail_too_deep(int max_depth) {
+  fail(ErrorKind::kInvalidArgument, "evaluation nested deeper than {} levels (recursive macro?)", max_depth);
+}
 
 Interpreter::Interpreter(const ParsedTemplate& parsed, const RenderLimits& limits, Clock clock)
     : parsed_(parsed), limits_(limits), clock_(std::move(clock)) {}
@@ -422,6 +425,13 @@ List Interpreter::iterate(const Value& iterable) {
       charge(chars.size());
       return chars;
     }
+    case ValueType::kObject:
+      if (auto* generator = dynamic_cast<GeneratorObject*>(&iterable.as_object())) {
+        List items = generator->take();
+        charge(items.size());
+        return items;
+      }
+      [[fallthrough]];
     default: fail(ErrorKind::kInvalidArgument, "'{}' object is not iterable", iterable.type_name());
   }
 }

@@ -2,6 +2,8 @@
 // sandbox's attribute/item lookup, Python operators, and bounded work (steps, nesting, output size).
 #pragma once
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -61,13 +63,31 @@ class Interpreter {
   std::chrono::system_clock::time_point now() const { return clock_(); }
   [[noreturn]] static void fail_undefined(const Value& undefined);
 
+  // Python's binary operators (used by filters such as sum).
+  Value binary(BinaryOp op, const Value& left, const Value& right);
+
   Value invoke_macro(const MacroObject& macro, CallArgs& args);
   std::string run_recursive_loop(const LoopObject& loop, const Value& iterable);
 
  private:
   enum class Flow { kNormal, kBreak, kContinue };
 
-  class DepthGuard;
+  class DepthGuard {
+   public:
+    explicit DepthGuard(Interpreter& interpreter) : interpreter_(interpreter) {
+      if (++interpreter_.depth_ > interpreter_.limits_.max_depth) {
+        --interpreter_.depth_;
+        fail_too_deep(interpreter_.limits_.max_depth);
+      }
+    }
+    ~DepthGuard() { --interpreter_.depth_; }
+    DepthGuard(const DepthGuard&) = delete;
+    DepthGuard& operator=(const DepthGuard&) = delete;
+
+   private:
+    Interpreter& interpreter_;
+  };
+  [[noreturn]] static void fail_too_deep(int max_depth);
 
   Flow exec_body(const Body& body, const std::shared_ptr<Scope>& scope, std::string& out);
   Flow exec(const Stmt& stmt, const std::shared_ptr<Scope>& scope, std::string& out);
@@ -84,7 +104,6 @@ class Interpreter {
   bool eval_test(const Expr& expr, const std::shared_ptr<Scope>& scope);
   Value eval_slice(const Expr& expr, const std::shared_ptr<Scope>& scope);
   CallArgs eval_args(const Expr& expr, const std::shared_ptr<Scope>& scope, size_t first_arg);
-  Value binary(BinaryOp op, const Value& left, const Value& right);
   bool compare(CompareOp op, const Value& left, const Value& right);
 
   const ParsedTemplate& parsed_;
@@ -145,5 +164,22 @@ class NamespaceObject : public Object {
  private:
   Dict attrs_;
 };
+
+// A one-shot iterator, as jinja's select/map/selectattr/unique/batch/items filters and reversed() return: always
+// true, no len(), not subscriptable, empty once iterated.
+class GeneratorObject : public Object {
+ public:
+  GeneratorObject(std::string type_name, List items) : type_name_(std::move(type_name)), items_(std::move(items)) {}
+  std::string_view type_name() const override { return type_name_; }
+  std::string to_str() const override;
+  List take();
+
+ private:
+  std::string type_name_;
+  List items_;
+  bool consumed_ = false;
+};
+
+Value make_generator(List items, std::string type_name = "generator");
 
 }  // namespace exl::chat

@@ -21,87 +21,152 @@ size_t mix(uint64_t key) {
 
 }  // namespace
 
+// Tables stay at most 3/4 full (linear probing is still short there) to keep them small: memory first touched is a
+// large part of the load time.
+void Vocab::reserve(size_t n) {
+  size_t cap = 16;
+  while (cap * 3 < n * 4) cap <<= 1;
+  if (cap <= slots_.size()) return;
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(cap, Slot{0, 0, 0, -1});
+  mask_ = cap - 1;
+  for (const Slot& s : old) {
+    if (s.id < 0) continue;
+    size_t i = s.hash & mask_;
+    while (slots_[i].id >= 0) i = (i + 1) & mask_;
+    slots_[i] = s;
+  }
+}
+
+void Vocab::grow() { reserve(std::max<size_t>(count_ + 1, 8) * 2); }
+
+void Vocab::insert_or_assign(std::string_view token, int32_t id) {
+  if ((count_ + 1) * 4 > slots_.size() * 3) grow();
+  auto h = static_cast<uint32_t>(StringHash{}(token));
+  size_t i = h & mask_;
+  while (slots_[i].id >= 0) {
+    const Slot& s = slots_[i];
+    if (s.hash == h && std::string_view(arena_).substr(s.offset, s.len) == token) {
+      slots_[i].id = id;
+      max_id_ = std::max(max_id_, id);
+      return;
+    }
+    i = (i + 1) & mask_;
+  }
+  slots_[i] = Slot{h, static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(token.size()), id};
+  arena_.append(token);
+  ++count_;
+  max_id_ = std::max(max_id_, id);
+}
+
+int32_t Vocab::find(std::string_view token) const {
+  if (slots_.empty()) return -1;
+  auto h = static_cast<uint32_t>(StringHash{}(token));
+  for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+    const Slot& s = slots_[i];
+    if (s.id < 0) return -1;
+    if (s.hash == h && s.len == token.size() && std::string_view(arena_).substr(s.offset, s.len) == token) return s.id;
+  }
+}
+
 void BpeModel::MergeMap::reserve(size_t n) {
   size_t cap = 16;
-  while (cap < n * 2) cap <<= 1;
+  while (cap * 3 < n * 4) cap <<= 1;
   mask_ = cap - 1;
-  keys_.assign(cap, kEmpty);
-  values_.assign(cap, MergeValue{0, 0});
+  slots_.assign(cap, Slot{kEmpty, MergeValue{0, 0}});
 }
 
 void BpeModel::MergeMap::insert_or_assign(uint64_t key, MergeValue value) {
   for (size_t i = mix(key) & mask_;; i = (i + 1) & mask_) {
-    if (keys_[i] == kEmpty || keys_[i] == key) {
-      keys_[i] = key;
-      values_[i] = value;
+    if (slots_[i].key == kEmpty || slots_[i].key == key) {
+      slots_[i] = Slot{key, value};
       return;
     }
   }
 }
 
 const BpeModel::MergeValue* BpeModel::MergeMap::find(uint64_t key) const {
-  if (keys_.empty()) return nullptr;
+  if (slots_.empty()) return nullptr;
   for (size_t i = mix(key) & mask_;; i = (i + 1) & mask_) {
-    if (keys_[i] == key) return &values_[i];
-    if (keys_[i] == kEmpty) return nullptr;
+    if (slots_[i].key == key) return &slots_[i].value;
+    if (slots_[i].key == kEmpty) return nullptr;
   }
 }
 
-BpeModel::BpeModel(VocabMap vocab, const std::vector<std::string>& merges, BpeOptions options)
-    : vocab_(std::move(vocab)), options_(std::move(options)) {
-  int32_t max_id = -1;
-  for (const auto& [token, id] : vocab_) max_id = std::max(max_id, id);
-  id_to_token_.assign(static_cast<size_t>(max_id + 1), nullptr);
-  for (const auto& [token, id] : vocab_) id_to_token_[static_cast<size_t>(id)] = &token;
-
-  size_t num_merges = merges.size() / 2;
-  merges_.reserve(num_merges);
+void BpeModel::add_merge(int32_t rank, int32_t left, int32_t right, std::string& joined) {
+  const std::string& a = id_to_token_[static_cast<size_t>(left)];
+  const std::string& b = id_to_token_[static_cast<size_t>(right)];
   const std::string& prefix = options_.continuing_subword_prefix;
+  joined = a;
+  if (!prefix.empty() && b.compare(0, prefix.size(), prefix) == 0) {
+    joined.append(b, prefix.size(), std::string::npos);
+  } else {
+    joined += b;
+  }
+  int32_t merged = vocab_.find(joined);
+  if (merged < 0) {
+    config_fail(ErrorKind::kCorruptFile, index_path("model.merges", static_cast<size_t>(rank)),
+                fmt::format("merge \"{} {}\" produces \"{}\" that is not in model.vocab", a, b, joined));
+  }
+  merges_.insert_or_assign(pair_key(left, right), MergeValue{rank, merged});
+}
+
+BpeModel::BpeModel(Vocab vocab, const MergeList& merges, BpeOptions options)
+    : vocab_(std::move(vocab)), options_(std::move(options)) {
+  id_to_token_.resize(static_cast<size_t>(vocab_.max_id() + 1));
+  has_token_.assign(id_to_token_.size(), false);
+  bool metaspace_inside = false;
+  constexpr std::string_view kMetaspace = "\xE2\x96\x81";
+  vocab_.for_each([&](std::string_view token, int32_t id) {
+    id_to_token_[static_cast<size_t>(id)] = std::string(token);
+    has_token_[static_cast<size_t>(id)] = true;
+    // "▁" after a character other than "▁" (e.g. "a▁b"); runs of "▁" at the start are fine.
+    for (size_t pos = token.find(kMetaspace, 1); pos != std::string_view::npos && !metaspace_inside;
+         pos = token.find(kMetaspace, pos + 1)) {
+      if (pos < kMetaspace.size() || token.substr(pos - kMetaspace.size(), kMetaspace.size()) != kMetaspace) {
+        metaspace_inside = true;
+      }
+    }
+  });
+  split_at_metaspace_ = !metaspace_inside;
+
   std::string joined;
-  for (size_t r = 0; r < num_merges; ++r) {
-    const std::string& left = merges[2 * r];
-    const std::string& right = merges[2 * r + 1];
-    auto left_it = vocab_.find(left);
-    auto right_it = vocab_.find(right);
-    if (left_it == vocab_.end() || right_it == vocab_.end()) {
-      config_fail(ErrorKind::kCorruptFile, "model.merges",
-                  fmt::format("merge \"{} {}\" uses token \"{}\" that is not in model.vocab", left, right,
-                              left_it == vocab_.end() ? left : right));
+  if (!merges.strings.empty()) {
+    size_t n = merges.strings.size() / 2;
+    merges_.reserve(n);
+    for (size_t r = 0; r < n; ++r) {
+      const std::string& left = merges.strings[2 * r];
+      const std::string& right = merges.strings[2 * r + 1];
+      int32_t l = vocab_.find(left), rt = vocab_.find(right);
+      if (l < 0 || rt < 0) {
+        config_fail(ErrorKind::kCorruptFile, index_path("model.merges", r),
+                    fmt::format("merge \"{} {}\" uses token \"{}\" that is not in model.vocab", left, right,
+                                l < 0 ? left : right));
+      }
+      add_merge(static_cast<int32_t>(r), l, rt, joined);
     }
-    joined = left;
-    if (!prefix.empty() && right.compare(0, prefix.size(), prefix) == 0) {
-      joined.append(right, prefix.size(), std::string::npos);
-    } else {
-      joined += right;
-    }
-    auto joined_it = vocab_.find(joined);
-    if (joined_it == vocab_.end()) {
-      config_fail(ErrorKind::kCorruptFile, "model.merges",
-                  fmt::format("merge \"{} {}\" produces \"{}\" that is not in model.vocab", left, right, joined));
-    }
-    merges_.insert_or_assign(pair_key(left_it->second, right_it->second),
-                             MergeValue{static_cast<int32_t>(r), joined_it->second});
+  } else {
+    size_t n = merges.ids.size() / 2;
+    merges_.reserve(n);
+    for (size_t r = 0; r < n; ++r) add_merge(static_cast<int32_t>(r), merges.ids[2 * r], merges.ids[2 * r + 1], joined);
   }
 
   if (options_.unk_token) {
-    auto it = vocab_.find(*options_.unk_token);
-    if (it != vocab_.end()) unk_id_ = it->second;
+    int32_t id = vocab_.find(*options_.unk_token);
+    if (id >= 0) unk_id_ = id;
   }
-  for (int b = 0; b < 256; ++b) {
-    auto it = vocab_.find(fmt::format("<0x{:02X}>", b));
-    byte_ids_[b] = it == vocab_.end() ? -1 : it->second;
-  }
+  for (int b = 0; b < 256; ++b) byte_ids_[b] = vocab_.find(fmt::format("<0x{:02X}>", b));
 }
 
 std::optional<int32_t> BpeModel::token_to_id(std::string_view token) const {
-  auto it = vocab_.find(token);
-  if (it == vocab_.end()) return std::nullopt;
-  return it->second;
+  int32_t id = vocab_.find(token);
+  if (id < 0) return std::nullopt;
+  return id;
 }
 
 const std::string* BpeModel::id_to_token(int32_t id) const {
-  if (id < 0 || static_cast<size_t>(id) >= id_to_token_.size()) return nullptr;
-  return id_to_token_[static_cast<size_t>(id)];
+  if (id < 0 || static_cast<size_t>(id) >= id_to_token_.size() || !has_token_[static_cast<size_t>(id)]) return nullptr;
+  return &id_to_token_[static_cast<size_t>(id)];
 }
 
 // One symbol per character (with prefix/suffix where configured); characters outside the vocabulary become byte
@@ -132,13 +197,13 @@ void BpeModel::build_symbols(std::string_view word, std::vector<Symbol>& symbols
       key = buffer;
     }
     auto len = static_cast<uint32_t>(ch.size());
-    auto it = vocab_.find(key);
-    if (it != vocab_.end()) {
+    int32_t id = vocab_.find(key);
+    if (id >= 0) {
       if (has_unk) {
         add(*unk_id_, unk_len);
         has_unk = false;
       }
-      add(it->second, len);
+      add(id, len);
       continue;
     }
     if (options_.byte_fallback) {
@@ -206,12 +271,31 @@ void BpeModel::merge_symbols(std::vector<Symbol>& symbols) const {
 void BpeModel::tokenize(std::string_view piece, std::vector<int32_t>& out) const {
   if (piece.empty()) return;
   if (options_.ignore_merges) {
-    auto it = vocab_.find(piece);
-    if (it != vocab_.end()) {
-      out.push_back(it->second);
+    int32_t id = vocab_.find(piece);
+    if (id >= 0) {
+      out.push_back(id);
       return;
     }
   }
+  if (!split_at_metaspace_ || piece.size() <= kCacheMaxWordBytes) {
+    tokenize_word(piece, out);
+    return;
+  }
+  constexpr std::string_view kMetaspace = "\xE2\x96\x81";
+  size_t start = 0;
+  size_t pos = piece.find(kMetaspace, 1);
+  while (pos != std::string_view::npos) {
+    bool after_metaspace = pos >= kMetaspace.size() && piece.substr(pos - kMetaspace.size(), kMetaspace.size()) == kMetaspace;
+    if (!after_metaspace && pos > start) {
+      tokenize_word(piece.substr(start, pos - start), out);
+      start = pos;
+    }
+    pos = piece.find(kMetaspace, pos + kMetaspace.size());
+  }
+  tokenize_word(piece.substr(start), out);
+}
+
+void BpeModel::tokenize_word(std::string_view piece, std::vector<int32_t>& out) const {
   bool cacheable = piece.size() <= kCacheMaxWordBytes;
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mutex_);

@@ -38,7 +38,7 @@ std::unique_ptr<Model> make_model(TokenizerJsonDoc& doc) {
   options.continuing_subword_prefix = optional_string(model, "continuing_subword_prefix", "model").value_or("");
   options.end_of_word_suffix = optional_string(model, "end_of_word_suffix", "model").value_or("");
   auto bpe = std::make_unique<BpeModel>(std::move(doc.vocab), doc.merges, std::move(options));
-  doc.merges.clear();
+  doc.merges = MergeList();
   return bpe;
 }
 

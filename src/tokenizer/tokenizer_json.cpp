@@ -52,7 +52,7 @@ class TokenizerJsonSax final : public nlohmann::json_sax<Json> {
     if (at_model_member("vocab")) {
       mode_ = Mode::kVocab;
       doc_.has_vocab = true;
-      doc_.vocab.reserve(1 << 17);
+      doc_.vocab.reserve(160000);
       return true;
     }
     open(Json::object());
@@ -61,6 +61,7 @@ class TokenizerJsonSax final : public nlohmann::json_sax<Json> {
   bool end_object() override {
     if (mode_ == Mode::kVocab) {
       mode_ = Mode::kDom;
+      vocab_done_ = true;
       return true;
     }
     close();
@@ -79,7 +80,11 @@ class TokenizerJsonSax final : public nlohmann::json_sax<Json> {
       mode_ = Mode::kMerges;
       merge_depth_ = 0;
       doc_.has_merges = true;
-      doc_.merges.reserve(1 << 19);
+      if (vocab_done_) {
+        doc_.merges.ids.reserve(1 << 20);
+      } else {
+        doc_.merges.strings.reserve(1 << 19);
+      }
       return true;
     }
     open(Json::array());
@@ -92,8 +97,7 @@ class TokenizerJsonSax final : public nlohmann::json_sax<Json> {
           return reject(fmt::format("model.merges[{}]: expected a pair [\"a\", \"b\"], found {} strings",
                                     merge_count_, pair_.size()));
         }
-        doc_.merges.push_back(std::move(pair_[0]));
-        doc_.merges.push_back(std::move(pair_[1]));
+        if (!add_merge(pair_[0], pair_[1])) return false;
         ++merge_count_;
         merge_depth_ = 0;
       } else {
@@ -125,22 +129,40 @@ class TokenizerJsonSax final : public nlohmann::json_sax<Json> {
 
   bool vocab_entry(int64_t id) {
     if (id < 0 || id > INT32_MAX) return reject(fmt::format("model.vocab[\"{}\"]: id {} out of range", vocab_key_, id));
-    doc_.vocab.insert_or_assign(std::move(vocab_key_), static_cast<int32_t>(id));
+    doc_.vocab.insert_or_assign(vocab_key_, static_cast<int32_t>(id));
     return true;
   }
 
   bool string_merge(const std::string& s) {
     size_t space = s.find(' ');
-    if (space == std::string::npos || space == 0 || space + 1 == s.size()) {
-      return reject(fmt::format("model.merges[{}]: \"{}\" is not of the form \"a b\"", merge_count_, s));
-    }
-    ++merge_count_;
-    if (s.find(' ', space + 1) != std::string::npos) {
+    if (space != std::string::npos && s.find(' ', space + 1) != std::string::npos) {
+      ++merge_count_;
       ++doc_.skipped_merges;
       return true;
     }
-    doc_.merges.emplace_back(s, 0, space);
-    doc_.merges.emplace_back(s, space + 1, std::string::npos);
+    if (space == std::string::npos || space == 0 || space + 1 == s.size()) {
+      return reject(fmt::format("model.merges[{}]: \"{}\" is not of the form \"a b\"", merge_count_, s));
+    }
+    std::string_view view(s);
+    if (!add_merge(view.substr(0, space), view.substr(space + 1))) return false;
+    ++merge_count_;
+    return true;
+  }
+
+  // With the vocabulary read, a merge is kept as two ids; before it, as two strings resolved later.
+  bool add_merge(std::string_view left, std::string_view right) {
+    if (!vocab_done_) {
+      doc_.merges.strings.emplace_back(left);
+      doc_.merges.strings.emplace_back(right);
+      return true;
+    }
+    int32_t l = doc_.vocab.find(left), r = doc_.vocab.find(right);
+    if (l < 0 || r < 0) {
+      return reject(fmt::format("model.merges[{}]: merge \"{} {}\" uses token \"{}\" that is not in model.vocab",
+                                merge_count_, left, right, l < 0 ? left : right));
+    }
+    doc_.merges.ids.push_back(l);
+    doc_.merges.ids.push_back(r);
     return true;
   }
 
@@ -185,6 +207,7 @@ class TokenizerJsonSax final : public nlohmann::json_sax<Json> {
   std::string key_;
   std::string vocab_key_;
   Mode mode_ = Mode::kDom;
+  bool vocab_done_ = false;
   int merge_depth_ = 0;
   size_t merge_count_ = 0;
   std::vector<std::string> pair_;

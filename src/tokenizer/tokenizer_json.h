@@ -13,9 +13,9 @@ namespace exl::tokenizer::detail {
 
 struct TokenizerJsonDoc {
   Json root;                         // the document without model.vocab (when an object) and model.merges
-  VocabMap vocab;                    // model.vocab when it is an object of token → id
+  Vocab vocab;                       // model.vocab when it is an object of token → id
   bool has_vocab = false;
-  std::vector<std::string> merges;   // flattened (left, right) pairs in rank order
+  MergeList merges;                  // model.merges in rank order
   bool has_merges = false;
   size_t skipped_merges = 0;         // "a b c" strings with more than one space: ambiguous, never applicable
 };

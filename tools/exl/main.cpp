@@ -9,10 +9,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for all subcommands");
   exl::cli::add_model_commands(app);
+  exl::cli::add_perplexity_command(app);
   exl::cli::add_tokenizer_commands(app);
   exl::cli::add_chat_commands(app);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {  // a command's chosen exit status (its message is already printed)
+    return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : exl::cli::kExitUsage;
   } catch (const exl::Error& e) {

@@ -13,11 +13,19 @@
 
 namespace exl::cuda {
 
+// Scratch is shared by all layers run on one stream (never by two streams at once). The GEMV path (num_tokens <=
+// CudaLinear::kGemvMaxTokens) uses it for fp32 split-K partials; the GEMM path for the dequantized FP16 matrix,
+// in column chunks when scratch holds less than the whole matrix (at least min_scratch_elements()).
 struct LinearContext {
   cudaStream_t stream = nullptr;
-  void* cublas = nullptr;           // cublasHandle_t
-  __half* scratch = nullptr;        // >= max_scratch_elements() halves, for dequantized weights
+  void* cublas = nullptr;           // cublasHandle_t (FP16 weights and the GEMM path)
+  __half* scratch = nullptr;        // 16-byte aligned; >= scratch_elements_needed() halves for full speed
   int64_t scratch_elements = 0;
+};
+
+// Load-time tuning knobs (benchmarks); defaults are what the benchmark chose.
+struct LinearOptions {
+  int32_t gemv_splits = 0;  // split-K slices of the GEMV kernel; 0 = about two blocks per SM
 };
 
 class CudaLinear {
@@ -27,11 +35,18 @@ class CudaLinear {
   CudaLinear(CudaLinear&&) noexcept;
   CudaLinear& operator=(CudaLinear&&) noexcept;
   static CudaLinear create(const quant::LinearWeight& weight);  // uploads (and repacks) the weights
+  static CudaLinear create(const quant::LinearWeight& weight, const LinearOptions& options);
+  int32_t gemv_splits() const;  // 0 for FP16 weights
 
   int64_t in_features() const;
   int64_t out_features() const;
   size_t device_bytes() const;
-  int64_t scratch_elements_needed() const;  // for the dequantize + GEMM path
+  // Halves of scratch for any num_tokens with the whole matrix dequantized at once (max of GEMM and GEMV needs).
+  int64_t scratch_elements_needed() const;
+  // The least scratch forward accepts: GEMV partials for kGemvMaxTokens tokens and one 128-column GEMM chunk.
+  int64_t min_scratch_elements() const;
+  // Up to this many tokens forward runs the fused dequantize-GEMV kernel; above, dequantize + cuBLAS.
+  static constexpr int64_t kGemvMaxTokens = 32;
 
   // y [num_tokens, out_features] = x [num_tokens, in_features] . W (+ bias); fp16 in and out, fp32 accumulate.
   // Captured into CUDA graphs: no allocation, no synchronization, no host work that depends on data.

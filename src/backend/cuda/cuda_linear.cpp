@@ -1,0 +1,188 @@
+// CudaLinear: uploads a LinearWeight in the layout its kernels read and runs y = x . W (+ bias).
+// FP16/BF16/FP32 -> FP16 [N, K] and cuBLAS for every num_tokens. EXL2/GPTQ -> the tiled layout
+// (quant/exl2_repack.h): gemv_quant for num_tokens <= 32, else dequant_quant into scratch + cuBLAS.
+#include "backend/cuda/cuda_linear.h"
+
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/device_buffer.h"
+#include "core/fp16.h"
+#include "kernels/quant_linear.cuh"
+#include "quant/exl2_repack.h"
+
+namespace exl::cuda {
+
+struct CudaLinear::Impl {
+  quant::WeightFormat format = quant::WeightFormat::kFloat;
+  int64_t in_features = 0, out_features = 0;
+  size_t bytes = 0;
+  DeviceBuffer weight;  // kFloat: fp16 [N, K]
+  DeviceBuffer bias;    // fp16 [N] (kFloat) or [W] (quantized)
+  // Quantized: the tiled layout.
+  DeviceBuffer tiles, perm, chunk_group, exl2_scale, group_info, gptq_scale, gptq_zero, counters;
+  kernels::QuantTilesView view;
+  kernels::GemvSplitPlan plan;
+};
+
+namespace {
+
+template <typename T>
+DeviceBuffer upload_vector(const std::vector<T>& v, size_t& total) {
+  DeviceBuffer b(v.size() * sizeof(T));
+  b.upload(v.data(), v.size() * sizeof(T));
+  total += v.size() * sizeof(T);
+  return b;
+}
+
+void gemm_f16(cublasHandle_t h, cublasOperation_t op_a, int64_t m, int64_t n, int64_t k, const __half* a,
+              int64_t lda, const __half* b, int64_t ldb, __half* c, int64_t ldc) {
+  const float alpha = 1.0f, beta = 0.0f;
+  EXL_CUBLAS_CHECK(cublasGemmEx(h, op_a, CUBLAS_OP_N, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+                                &alpha, a, CUDA_R_16F, static_cast<int>(lda), b, CUDA_R_16F, static_cast<int>(ldb),
+                                &beta, c, CUDA_R_16F, static_cast<int>(ldc), CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace
+
+CudaLinear::CudaLinear() = default;
+CudaLinear::~CudaLinear() = default;
+CudaLinear::CudaLinear(CudaLinear&&) noexcept = default;
+CudaLinear& CudaLinear::operator=(CudaLinear&&) noexcept = default;
+
+CudaLinear CudaLinear::create(const quant::LinearWeight& w) { return create(w, LinearOptions{}); }
+
+int32_t CudaLinear::gemv_splits() const {
+  return impl_->format == quant::WeightFormat::kFloat ? 0 : impl_->plan.splits;
+}
+
+CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions& options) {
+  CudaLinear out;
+  out.impl_ = std::make_unique<Impl>();
+  Impl& im = *out.impl_;
+  im.format = w.format;
+  im.in_features = w.in_features;
+  im.out_features = w.out_features;
+  const int64_t N = w.out_features, K = w.in_features;
+  if (w.format == quant::WeightFormat::kFloat) {
+    std::vector<float> f = w.to_f32_nk();
+    std::vector<uint16_t> h(f.size());
+    for (size_t i = 0; i < f.size(); ++i) h[i] = float_to_half(f[i]);
+    im.weight = upload_vector(h, im.bytes);
+    if (!w.bias.empty()) {
+      std::vector<uint16_t> b(w.bias.size());
+      for (size_t i = 0; i < b.size(); ++i) b[i] = float_to_half(w.bias[i]);
+      im.bias = upload_vector(b, im.bytes);
+    }
+    return out;
+  }
+  const quant::TiledQuantMatrix t =
+      w.format == quant::WeightFormat::kExl2 ? quant::tile_exl2(w.exl2) : quant::tile_gptq(w.gptq);
+  EXL_CHECK(K <= (int64_t{1} << 30) && t.width * t.padded_rows < (int64_t{1} << 40), kUnsupported,
+            "{}: {}x{} is too large for the CUDA linear kernels", w.key, K, N);
+  im.tiles = upload_vector(t.tiles, im.bytes);
+  im.perm = upload_vector(t.perm, im.bytes);
+  im.chunk_group = upload_vector(t.chunk_group, im.bytes);
+  im.exl2_scale = upload_vector(t.exl2_scale, im.bytes);
+  im.group_info = upload_vector(t.group_info, im.bytes);
+  im.gptq_scale = upload_vector(t.gptq_scale, im.bytes);
+  im.gptq_zero = upload_vector(t.gptq_zero, im.bytes);
+  im.bias = upload_vector(t.bias, im.bytes);
+  const int64_t col_blocks = (t.width + kernels::kGemvBlockCols - 1) / kernels::kGemvBlockCols;
+  im.counters = DeviceBuffer(static_cast<size_t>(col_blocks) * 4);
+  EXL_CUDA_CHECK(cudaMemset(im.counters.get(), 0, im.counters.bytes()));
+
+  kernels::QuantTilesView& v = im.view;
+  v.tiles = im.tiles.as<uint32_t>();
+  v.lane_words = t.lane_words;
+  v.num_classes = static_cast<int32_t>(t.classes.size());
+  std::copy(t.classes.begin(), t.classes.end(), v.classes);
+  v.num_tiles = static_cast<int32_t>(t.num_tiles());
+  v.perm = im.perm.as<int32_t>();
+  v.chunk_group = im.chunk_group.as<int32_t>();
+  v.scale_kind = t.scale_kind;
+  v.exl2_scale = im.exl2_scale.as<uint32_t>();
+  v.group_info = im.group_info.as<uint32_t>();
+  v.gptq_scale = im.gptq_scale.as<__half>();
+  v.gptq_zero = im.gptq_zero.as<uint8_t>();
+  v.in_features = K;
+  v.out_features = N;
+  v.width = t.width;
+  v.bias = t.bias.empty() ? nullptr : im.bias.as<__half>();
+
+  int device = 0, sms = 0;
+  EXL_CUDA_CHECK(cudaGetDevice(&device));
+  EXL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int32_t splits =
+      options.gemv_splits > 0 ? options.gemv_splits : kernels::gemv_default_splits(t.width, v.num_tiles, sms);
+  im.plan = kernels::plan_gemv_splits(t.chunk_group.data(), v.num_tiles, splits);
+  int max_smem = 0;
+  EXL_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  while (kernels::gemv_shared_bytes(im.plan, kGemvMaxTokens) > static_cast<size_t>(max_smem)) {
+    EXL_CHECK(im.plan.splits < v.num_tiles, kUnsupported,
+              "{}: the GEMV slice of {}x{} does not fit in {} bytes of shared memory", w.key, K, N, max_smem);
+    const int32_t before = im.plan.splits;
+    im.plan = kernels::plan_gemv_splits(t.chunk_group.data(), v.num_tiles, 2 * before);  // shorter slices
+    EXL_CHECK(im.plan.splits > before, kUnsupported,
+              "{}: the GEMV slice of {}x{} does not fit in {} bytes of shared memory", w.key, K, N, max_smem);
+  }
+  return out;
+}
+
+int64_t CudaLinear::in_features() const { return impl_->in_features; }
+int64_t CudaLinear::out_features() const { return impl_->out_features; }
+size_t CudaLinear::device_bytes() const { return impl_->bytes; }
+
+int64_t CudaLinear::scratch_elements_needed() const {
+  if (impl_->format == quant::WeightFormat::kFloat) return 0;
+  return std::max(impl_->in_features * impl_->view.width, min_scratch_elements());
+}
+
+int64_t CudaLinear::min_scratch_elements() const {
+  if (impl_->format == quant::WeightFormat::kFloat) return 0;
+  const int64_t partial_halves = 2 * kernels::gemv_partial_floats(impl_->plan, impl_->view.width, kGemvMaxTokens);
+  return std::max(partial_halves, impl_->in_features * std::min<int64_t>(128, impl_->view.width));
+}
+
+void CudaLinear::forward(const __half* x, __half* y, int64_t num_tokens, const LinearContext& ctx) const {
+  const Impl& im = *impl_;
+  if (num_tokens <= 0) return;
+  const int64_t N = im.out_features, K = im.in_features;
+  if (im.format == quant::WeightFormat::kFloat || num_tokens > kGemvMaxTokens) {
+    EXL_CHECK(ctx.cublas != nullptr, kInvalidArgument, "CudaLinear::forward: LinearContext.cublas is null");
+  }
+  auto cublas = static_cast<cublasHandle_t>(ctx.cublas);
+  if (im.format == quant::WeightFormat::kFloat) {
+    EXL_CUBLAS_CHECK(cublasSetStream(cublas, ctx.stream));
+    gemm_f16(cublas, CUBLAS_OP_T, N, num_tokens, K, im.weight.as<__half>(), K, x, K, y, N);
+    if (im.bias.get()) kernels::add_bias(y, im.bias.as<__half>(), num_tokens, N, ctx.stream);
+    return;
+  }
+  if (num_tokens <= kGemvMaxTokens) {
+    const int64_t need = 2 * kernels::gemv_partial_floats(im.plan, im.view.width, num_tokens);
+    EXL_CHECK(need == 0 || (ctx.scratch != nullptr && ctx.scratch_elements >= need), kInvalidArgument,
+              "CudaLinear::forward: {} tokens need {} scratch halves for split-K partials, context has {}",
+              num_tokens, need, ctx.scratch_elements);
+    kernels::gemv_quant(im.view, im.plan, x, y, num_tokens, reinterpret_cast<float*>(ctx.scratch),
+                        im.counters.as<uint32_t>(), ctx.stream);
+    return;
+  }
+  const int64_t W = im.view.width;
+  const int64_t chunk = std::min(W, ctx.scratch_elements / K / 128 * 128);
+  EXL_CHECK(ctx.scratch != nullptr && chunk > 0, kInvalidArgument,
+            "CudaLinear::forward: {} tokens need at least {} scratch halves (K x 128) for the dequantized weights, "
+            "context has {}", num_tokens, K * std::min<int64_t>(128, W), ctx.scratch_elements);
+  EXL_CUBLAS_CHECK(cublasSetStream(cublas, ctx.stream));
+  for (int64_t c0 = 0; c0 < N; c0 += chunk) {
+    const int64_t cols = std::min(chunk, W - c0);
+    kernels::dequant_quant(im.view, c0, cols, ctx.scratch, ctx.stream);
+    gemm_f16(cublas, CUBLAS_OP_N, std::min(cols, N - c0), num_tokens, K, ctx.scratch, cols, x, K, y + c0, N);
+  }
+  if (im.view.bias) kernels::add_bias(y, im.view.bias, num_tokens, N, ctx.stream);
+}
+
+}  // namespace exl::cuda

@@ -1,0 +1,593 @@
+// The CUDA runner: embedding -> layers (add+RMSNorm, q/k/v, rope + KV write, paged attention, o, add+RMSNorm,
+// gate/up, SiLU-mul, down) -> final norm -> head, FP16 activations with an fp32 residual stream. forward() runs
+// host-driven chunks; decode() replays one captured graph per step, with the token, position and length kept on
+// the device (the sampler advances them) and the host reading each token through pinned memory one step behind.
+#include "backend/cuda/cuda_runner.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "backend/cuda/cuda_check.h"
+#include "backend/cuda/cuda_graph.h"
+#include "backend/cuda/cuda_linear.h"
+#include "backend/cuda/device_buffer.h"
+#include "core/error.h"
+#include "core/fp16.h"
+#include "kernels/activation.cuh"
+#include "kernels/attention.cuh"
+#include "kernels/dispatch.h"
+#include "kernels/embedding.cuh"
+#include "kernels/rms_norm.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/sampling.cuh"
+#include "model/rope.h"
+
+namespace exl::cuda {
+namespace {
+
+constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+constexpr size_t kHeadLogitsBytes = size_t{128} << 20;
+constexpr size_t kSafetyMarginBytes = size_t{256} << 20;  // CUDA context growth, cuBLAS, fragmentation
+constexpr int kMaxDecodeSplits = 64;
+
+size_t device_linear_bytes(const quant::LinearWeight& w) {
+  if (w.format == quant::WeightFormat::kFloat)
+    return static_cast<size_t>(w.in_features * w.out_features) * 2 + w.bias.size() * 2;
+  return w.stored_bytes();
+}
+
+int64_t scratch_estimate(const quant::LinearWeight& w) {
+  return w.format == quant::WeightFormat::kFloat ? 0 : w.in_features * w.out_features;
+}
+
+std::vector<float> tensor_f32(const Tensor& t) { return model::to_f32(t); }
+
+DeviceBuffer upload_floats(const std::vector<float>& v) {
+  DeviceBuffer b(v.size() * sizeof(float));
+  b.upload(v.data(), b.bytes());
+  return b;
+}
+
+DeviceBuffer upload_embedding(const Tensor& t) {
+  DeviceBuffer b(static_cast<size_t>(t.numel()) * 2);
+  if (t.dtype() == DType::kF16) {
+    b.upload(t.raw(), b.bytes());
+    return b;
+  }
+  // Convert in slices to bound host memory.
+  const int64_t n = t.numel();
+  constexpr int64_t kSlice = int64_t{1} << 24;
+  std::vector<uint16_t> h(static_cast<size_t>(std::min(n, kSlice)));
+  for (int64_t i0 = 0; i0 < n; i0 += kSlice) {
+    const int64_t m = std::min(kSlice, n - i0);
+    for (int64_t i = 0; i < m; ++i) {
+      float f = 0.0f;
+      switch (t.dtype()) {
+        case DType::kF32: f = t.data<float>()[i0 + i]; break;
+        case DType::kBF16: f = bf16_to_float(t.data<uint16_t>()[i0 + i]); break;
+        default: fail(ErrorKind::kUnsupported, "cuda runner: embedding dtype {} is not a float type", dtype_name(t.dtype()));
+      }
+      h[static_cast<size_t>(i)] = float_to_half(f);
+    }
+    b.upload(h.data(), static_cast<size_t>(m) * 2, static_cast<size_t>(i0) * 2);
+  }
+  return b;
+}
+
+struct Layer {
+  DeviceBuffer attn_norm, mlp_norm;  // fp32
+  CudaLinear q, k, v, o, gate, up, down;
+  DeviceBuffer k_pages, v_pages;     // fp16 [num_pages, page_size, num_kv_heads, head_dim]
+};
+
+// Device pointers describing one step's tokens (forward chunk or the decode graph).
+struct StepView {
+  int64_t num_tokens = 0;
+  int64_t num_seqs = 0;
+  const int32_t* ids = nullptr;
+  const int32_t* positions = nullptr;
+  const int32_t* token_seq = nullptr;
+  const int32_t* query_start = nullptr;
+  const int32_t* context_len = nullptr;
+  const int32_t* block_table = nullptr;
+  int64_t max_pages_per_seq = 0;
+  int64_t max_query_len = 0;  // 1 with decode_splits > 0: one token per sequence (flash-decoding path)
+  int decode_splits = 0;
+  const int32_t* final_rows = nullptr;  // rows of the final norm (gather), device
+  int64_t num_final_rows = 0;
+};
+
+class CudaRunner final : public model::Runner {
+ public:
+  CudaRunner(const model::ModelWeights& weights, const CudaRunnerOptions& options);
+  const io::ModelConfig& config() const override { return config_; }
+  std::string backend_name() const override { return "cuda"; }
+  int64_t page_size() const override { return page_size_; }
+  int64_t num_pages() const override { return num_pages_; }
+  void forward(std::span<const model::SequenceStep> seqs, model::LogitsFor which,
+               std::vector<float>* logits) override;
+  model::DecodeStats decode(const model::DecodeRequest& request, const model::TokenCallback& on_token) override;
+
+ private:
+  struct Piece {
+    size_t seq;
+    int64_t offset, count;
+  };
+  void run_chunk(std::span<const model::SequenceStep> seqs, const std::vector<Piece>& pieces, model::LogitsFor which,
+                 std::vector<float>* logits);
+  void run_model(const StepView& v);  // embedding .. final norm into xn_ rows [0, num_final_rows)
+  void run_head(int64_t row0, int64_t rows);  // logits_ = head(xn_[row0 .. row0 + rows))
+  void decode_step_body();
+  void ensure_meta(size_t ints);
+  void set_rope_length(int64_t seq_len);
+  kernels::PagedKvArgs paged(const Layer& l, const StepView& v) const;
+  LinearContext linear_context() const;
+
+  io::ModelConfig config_;
+  int device_ = 0;
+  int num_sms_ = 1;
+  int64_t page_size_ = 0, num_pages_ = 0, max_tokens_ = 0, head_rows_ = 0;
+  Stream stream_;
+  CublasHandle cublas_;
+  DeviceBuffer cublas_workspace_;
+  DeviceBuffer embedding_, final_norm_;
+  std::vector<Layer> layers_;
+  CudaLinear head_;
+  DeviceBuffer scratch_;
+  int64_t scratch_elements_ = 0;
+  // Activations for max_tokens_ rows.
+  DeviceBuffer x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, logits_, attn_ws_;
+  int64_t attn_ws_floats_ = 0;
+  // Rope.
+  DeviceBuffer inv_freq_;
+  float attention_factor_ = 1.0f;
+  std::vector<float> inv_freq_host_;
+  // Per-forward metadata (int32) and its pinned staging.
+  DeviceBuffer meta_;
+  PinnedBuffer meta_host_;
+  PinnedBuffer logits_host_;
+  // Decode state: [token, position, context_len], block table, sampling params; the graph; token readback.
+  DeviceBuffer decode_state_, decode_table_, decode_params_, decode_row_;
+  PinnedBuffer decode_host_;
+  CudaGraph decode_graph_;
+  Event token_ready_[2];
+};
+
+CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& opt)
+    : config_(w.config), device_(opt.device), page_size_(opt.page_size), max_tokens_(opt.max_batch_tokens) {
+  const io::ModelConfig& c = config_;
+  EXL_CHECK(page_size_ > 0 && opt.cache_tokens > 0 && max_tokens_ > 0, kInvalidArgument,
+            "cuda runner: page_size ({}), cache_tokens ({}) and max_batch_tokens ({}) must be positive", page_size_,
+            opt.cache_tokens, max_tokens_);
+  EXL_CHECK(c.hidden_act == "silu", kUnsupported, "cuda runner: hidden_act '{}' is not supported (supported: silu)",
+            c.hidden_act);
+  EXL_CHECK(kernels::head_dim_supported(c.head_dim), kUnsupported,
+            "cuda runner: head_dim {} is not supported (supported: {})", c.head_dim, kernels::kSupportedHeadDims);
+  EXL_CHECK(c.num_kv_heads > 0 && c.num_heads % c.num_kv_heads == 0, kInvalidArgument,
+            "cuda runner: num_heads {} is not a multiple of num_kv_heads {}", c.num_heads, c.num_kv_heads);
+  EXL_CHECK(static_cast<int64_t>(w.layers.size()) == c.num_layers, kInvalidArgument,
+            "cuda runner: config has {} layers, the weights {}", c.num_layers, w.layers.size());
+  const int count = device_count();
+  EXL_CHECK(count > 0, kCuda, "cuda runner: no CUDA device is available");
+  EXL_CHECK(device_ >= 0 && device_ < count, kInvalidArgument, "cuda runner: device {} does not exist ({} devices)",
+            device_, count);
+  EXL_CUDA_CHECK(cudaSetDevice(device_));
+  EXL_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, device_));
+
+  num_pages_ = kernels::ceil_div(opt.cache_tokens, page_size_);
+  const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim, NH = c.num_heads, NKV = c.num_kv_heads;
+  const int64_t T = max_tokens_;
+  head_rows_ = std::clamp<int64_t>(static_cast<int64_t>(kHeadLogitsBytes / (c.vocab_size * 2)), 1, T);
+  attn_ws_floats_ = NH * (D + 2) * std::max<int64_t>(kMaxDecodeSplits, T);
+
+  // Everything this runner will allocate, before allocating any of it.
+  size_t weights = static_cast<size_t>(c.vocab_size * H) * 2 + static_cast<size_t>((2 * c.num_layers + 1) * H) * 4 +
+                   device_linear_bytes(w.head);
+  int64_t scratch = scratch_estimate(w.head);
+  for (const auto& l : w.layers)
+    for (const auto* lw : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj}) {
+      weights += device_linear_bytes(*lw);
+      scratch = std::max(scratch, scratch_estimate(*lw));
+    }
+  const size_t kv = static_cast<size_t>(2 * c.num_layers * num_pages_ * page_size_ * NKV * D) * 2;
+  const size_t acts = static_cast<size_t>(T * H) * (4 + 2 + 2) + static_cast<size_t>(T * NH * D) * 2 * 2 +
+                      static_cast<size_t>(T * NKV * D) * 2 * 2 + static_cast<size_t>(T * I) * 2 * 2 +
+                      static_cast<size_t>(head_rows_ * c.vocab_size) * 2 +
+                      static_cast<size_t>(attn_ws_floats_) * 4 + static_cast<size_t>(scratch) * 2 +
+                      kCublasWorkspaceBytes;
+  const size_t needed = weights + kv + acts + kSafetyMarginBytes;
+  size_t free_b = 0, total_b = 0;
+  EXL_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  EXL_CHECK(needed <= free_b, kOutOfMemory,
+            "cuda runner: the model and cache need {:.0f} MiB (weights {:.0f}, KV cache {:.0f} for {} tokens, "
+            "activations and workspaces {:.0f}, margin {:.0f}) but device {} has {:.0f} MiB free of {:.0f} MiB "
+            "(hint: lower cache_tokens or max_batch_tokens)",
+            needed / 1048576.0, weights / 1048576.0, kv / 1048576.0, num_pages_ * page_size_, acts / 1048576.0,
+            kSafetyMarginBytes / 1048576.0, device_, free_b / 1048576.0, total_b / 1048576.0);
+
+  stream_ = Stream();
+  cublas_ = CublasHandle();
+  cublas_workspace_ = DeviceBuffer(kCublasWorkspaceBytes);
+  EXL_CUBLAS_CHECK(cublasSetStream(cublas_.get(), stream_.get()));
+  EXL_CUBLAS_CHECK(cublasSetWorkspace(cublas_.get(), cublas_workspace_.get(), cublas_workspace_.bytes()));
+  EXL_CUBLAS_CHECK(cublasSetMathMode(cublas_.get(), CUBLAS_DEFAULT_MATH));
+
+  embedding_ = upload_embedding(w.embedding);
+  final_norm_ = upload_floats(tensor_f32(w.final_norm));
+  head_ = CudaLinear::create(w.head);
+  scratch_elements_ = head_.scratch_elements_needed();
+  const size_t kv_bytes = static_cast<size_t>(num_pages_ * page_size_ * NKV * D) * 2;
+  for (const auto& lw : w.layers) {
+    Layer l;
+    l.attn_norm = upload_floats(tensor_f32(lw.attn_norm));
+    l.mlp_norm = upload_floats(tensor_f32(lw.mlp_norm));
+    l.q = CudaLinear::create(lw.q_proj);
+    l.k = CudaLinear::create(lw.k_proj);
+    l.v = CudaLinear::create(lw.v_proj);
+    l.o = CudaLinear::create(lw.o_proj);
+    l.gate = CudaLinear::create(lw.gate_proj);
+    l.up = CudaLinear::create(lw.up_proj);
+    l.down = CudaLinear::create(lw.down_proj);
+    for (const CudaLinear* lin : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+      scratch_elements_ = std::max(scratch_elements_, lin->scratch_elements_needed());
+    l.k_pages = DeviceBuffer(kv_bytes);
+    l.v_pages = DeviceBuffer(kv_bytes);
+    // Unwritten cache slots are never read, but keep them finite so a bug shows as wrong numbers, not NaN noise.
+    EXL_CUDA_CHECK(cudaMemsetAsync(l.k_pages.get(), 0, kv_bytes, stream_.get()));
+    EXL_CUDA_CHECK(cudaMemsetAsync(l.v_pages.get(), 0, kv_bytes, stream_.get()));
+    layers_.push_back(std::move(l));
+  }
+  scratch_ = DeviceBuffer(static_cast<size_t>(std::max<int64_t>(scratch_elements_, 1)) * 2);
+
+  x_ = DeviceBuffer(static_cast<size_t>(T * H) * 4);
+  xn_ = DeviceBuffer(static_cast<size_t>(T * H) * 2);
+  q_ = DeviceBuffer(static_cast<size_t>(T * NH * D) * 2);
+  attn_ = DeviceBuffer(static_cast<size_t>(T * NH * D) * 2);
+  k_ = DeviceBuffer(static_cast<size_t>(T * NKV * D) * 2);
+  v_ = DeviceBuffer(static_cast<size_t>(T * NKV * D) * 2);
+  o_ = DeviceBuffer(static_cast<size_t>(T * H) * 2);
+  gate_ = DeviceBuffer(static_cast<size_t>(T * I) * 2);
+  up_ = DeviceBuffer(static_cast<size_t>(T * I) * 2);
+  logits_ = DeviceBuffer(static_cast<size_t>(head_rows_ * c.vocab_size) * 2);
+  attn_ws_ = DeviceBuffer(static_cast<size_t>(attn_ws_floats_) * 4);
+  logits_host_ = PinnedBuffer(static_cast<size_t>(head_rows_ * c.vocab_size) * 2);
+
+  const model::RopeTable rope = model::compute_rope(c, 1);
+  inv_freq_host_ = rope.inv_freq;
+  attention_factor_ = rope.attention_factor;
+  inv_freq_ = upload_floats(inv_freq_host_);
+
+  ensure_meta(static_cast<size_t>(6 * T + 1 + T * std::min<int64_t>(num_pages_, 64)));
+
+  decode_state_ = DeviceBuffer(4 * sizeof(int32_t));
+  decode_table_ = DeviceBuffer(static_cast<size_t>(num_pages_) * 4);
+  decode_params_ = DeviceBuffer(sizeof(kernels::DeviceSamplingParams));
+  decode_row_ = DeviceBuffer(sizeof(int32_t));
+  decode_host_ = PinnedBuffer(2 * sizeof(int32_t) + sizeof(kernels::DeviceSamplingParams) +
+                              static_cast<size_t>(num_pages_) * 4 + 4 * sizeof(int32_t));
+  const int32_t zero_row = 0;
+  decode_row_.upload(&zero_row, sizeof(zero_row));
+  stream_.synchronize();
+}
+
+// Metadata per chunk: ids, positions, token_seq, final rows (T each), query_start (S + 1), context_len (S), block
+// table (S x pages); grown on demand (forward only, never inside a graph).
+void CudaRunner::ensure_meta(size_t ints) {
+  if (meta_.bytes() >= ints * 4) return;
+  meta_ = DeviceBuffer();
+  meta_ = DeviceBuffer(ints * 4);
+  meta_host_ = PinnedBuffer(ints * 4);
+}
+
+LinearContext CudaRunner::linear_context() const {
+  return {stream_.get(), cublas_.get(), scratch_.as<__half>(), scratch_elements_};
+}
+
+kernels::PagedKvArgs CudaRunner::paged(const Layer& l, const StepView& v) const {
+  return {l.k_pages.as<__half>(), l.v_pages.as<__half>(), num_pages_, page_size_, v.block_table, v.max_pages_per_seq};
+}
+
+void CudaRunner::set_rope_length(int64_t seq_len) {
+  if (config_.rope.type != io::RopeType::kDynamic) return;
+  const model::RopeTable rope = model::compute_rope(config_, seq_len);
+  if (rope.inv_freq == inv_freq_host_) return;
+  inv_freq_host_ = rope.inv_freq;
+  // Pageable source: the copy is staged before cudaMemcpyAsync returns, so the host vector may change afterwards.
+  EXL_CUDA_CHECK(cudaMemcpyAsync(inv_freq_.get(), inv_freq_host_.data(), inv_freq_host_.size() * 4,
+                                 cudaMemcpyHostToDevice, stream_.get()));
+}
+
+void CudaRunner::run_model(const StepView& v) {
+  const io::ModelConfig& c = config_;
+  const cudaStream_t st = stream_.get();
+  const LinearContext ctx = linear_context();
+  const int64_t T = v.num_tokens, H = c.hidden_size, I = c.intermediate_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  kernels::launch_embedding({embedding_.as<__half>(), c.vocab_size, H, v.ids, T, x_.as<float>()}, st);
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& l = layers_[li];
+    kernels::launch_add_rms_norm({x_.as<float>(), li == 0 ? nullptr : o_.as<__half>(), l.attn_norm.as<float>(),
+                                  xn_.as<__half>(), nullptr, T, H, eps},
+                                 st);
+    l.q.forward(xn_.as<__half>(), q_.as<__half>(), T, ctx);
+    l.k.forward(xn_.as<__half>(), k_.as<__half>(), T, ctx);
+    l.v.forward(xn_.as<__half>(), v_.as<__half>(), T, ctx);
+    kernels::RopeArgs rope;
+    rope.q = q_.as<__half>();
+    rope.k = k_.as<__half>();
+    rope.v = v_.as<__half>();
+    rope.num_tokens = T;
+    rope.num_heads = c.num_heads;
+    rope.num_kv_heads = c.num_kv_heads;
+    rope.head_dim = c.head_dim;
+    rope.inv_freq = inv_freq_.as<float>();
+    rope.rotary_half = static_cast<int64_t>(inv_freq_host_.size());
+    rope.attention_factor = attention_factor_;
+    rope.slots = {v.positions, v.token_seq};
+    rope.cache = paged(l, v);
+    kernels::launch_rope(rope, st);
+    kernels::AttentionArgs att;
+    att.q = q_.as<__half>();
+    att.out = attn_.as<__half>();
+    att.k_pages = l.k_pages.as<__half>();
+    att.v_pages = l.v_pages.as<__half>();
+    att.num_pages = num_pages_;
+    att.page_size = page_size_;
+    att.num_seqs = v.num_seqs;
+    att.query_start = v.query_start;
+    att.context_len = v.context_len;
+    att.block_table = v.block_table;
+    att.max_pages_per_seq = v.max_pages_per_seq;
+    att.num_heads = c.num_heads;
+    att.num_kv_heads = c.num_kv_heads;
+    att.head_dim = c.head_dim;
+    att.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    att.sliding_window = c.sliding_window.value_or(0);
+    if (v.decode_splits > 0)
+      kernels::launch_attention_decode(att, {v.decode_splits, attn_ws_.as<float>()}, st);
+    else
+      kernels::launch_attention_prefill(att, v.max_query_len, st);
+    l.o.forward(attn_.as<__half>(), o_.as<__half>(), T, ctx);
+    kernels::launch_add_rms_norm(
+        {x_.as<float>(), o_.as<__half>(), l.mlp_norm.as<float>(), xn_.as<__half>(), nullptr, T, H, eps}, st);
+    l.gate.forward(xn_.as<__half>(), gate_.as<__half>(), T, ctx);
+    l.up.forward(xn_.as<__half>(), up_.as<__half>(), T, ctx);
+    kernels::launch_silu_mul({gate_.as<__half>(), up_.as<__half>(), gate_.as<__half>(), T * I}, st);
+    l.down.forward(gate_.as<__half>(), o_.as<__half>(), T, ctx);
+  }
+  kernels::launch_add_rms_norm({x_.as<float>(), layers_.empty() ? nullptr : o_.as<__half>(), final_norm_.as<float>(),
+                                xn_.as<__half>(), v.final_rows, v.num_final_rows, H, eps},
+                               st);
+}
+
+void CudaRunner::run_head(int64_t row0, int64_t rows) {
+  head_.forward(xn_.as<__half>() + row0 * config_.hidden_size, logits_.as<__half>(), rows, linear_context());
+}
+
+void CudaRunner::forward(std::span<const model::SequenceStep> seqs, model::LogitsFor which,
+                         std::vector<float>* logits) {
+  EXL_CHECK(logits != nullptr, kInvalidArgument, "forward: no logits output");
+  EXL_CHECK(!seqs.empty(), kInvalidArgument, "forward: no sequences");
+  EXL_CUDA_CHECK(cudaSetDevice(device_));
+  int64_t max_end = 0, total = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const auto& q = seqs[s];
+    const int64_t end = q.start_pos + static_cast<int64_t>(q.tokens.size());
+    EXL_CHECK(!q.tokens.empty(), kInvalidArgument, "forward: sequence {} has no new tokens", s);
+    EXL_CHECK(q.start_pos >= 0, kInvalidArgument, "forward: sequence {} has start_pos {}", s, q.start_pos);
+    EXL_CHECK(end <= static_cast<int64_t>(q.pages.size()) * page_size_, kInvalidArgument,
+              "forward: sequence {} of length {} needs {} pages, its block table has {}", s, end,
+              kernels::ceil_div(end, page_size_), q.pages.size());
+    EXL_CHECK(static_cast<int64_t>(q.pages.size()) <= num_pages_, kInvalidArgument,
+              "forward: sequence {} has {} pages, the cache has {}", s, q.pages.size(), num_pages_);
+    for (size_t p = 0; p < q.pages.size(); ++p)
+      EXL_CHECK(q.pages[p] >= 0 && q.pages[p] < num_pages_, kInvalidArgument,
+                "forward: block table entry {} of sequence {} is page {}, outside the pool of {} pages", p, s,
+                q.pages[p], num_pages_);
+    for (size_t t = 0; t < q.tokens.size(); ++t)
+      EXL_CHECK(q.tokens[t] >= 0 && q.tokens[t] < config_.vocab_size, kInvalidArgument,
+                "forward: token id {} at position {} of sequence {} is out of range (vocab_size {})", q.tokens[t], t, s,
+                config_.vocab_size);
+    max_end = std::max(max_end, end);
+    total += static_cast<int64_t>(q.tokens.size());
+  }
+  set_rope_length(max_end);
+  logits->clear();
+  logits->reserve(static_cast<size_t>((which == model::LogitsFor::kAllTokens ? total : static_cast<int64_t>(seqs.size())) *
+                                      config_.vocab_size));
+  std::vector<Piece> pieces;
+  int64_t in_chunk = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    const int64_t n = static_cast<int64_t>(seqs[s].tokens.size());
+    for (int64_t off = 0; off < n;) {
+      const int64_t take = std::min(n - off, max_tokens_ - in_chunk);
+      pieces.push_back({s, off, take});
+      off += take;
+      in_chunk += take;
+      if (in_chunk == max_tokens_) {
+        run_chunk(seqs, pieces, which, logits);
+        pieces.clear();
+        in_chunk = 0;
+      }
+    }
+  }
+  if (!pieces.empty()) run_chunk(seqs, pieces, which, logits);
+}
+
+void CudaRunner::run_chunk(std::span<const model::SequenceStep> seqs, const std::vector<Piece>& pieces,
+                           model::LogitsFor which, std::vector<float>* logits) {
+  const int64_t S = static_cast<int64_t>(pieces.size());
+  int64_t T = 0, max_pages = 1, max_q = 0, max_ctx = 0;
+  for (const Piece& p : pieces) {
+    T += p.count;
+    max_pages = std::max<int64_t>(max_pages, static_cast<int64_t>(seqs[p.seq].pages.size()));
+    max_q = std::max(max_q, p.count);
+    max_ctx = std::max(max_ctx, seqs[p.seq].start_pos + p.offset + p.count);
+  }
+  ensure_meta(static_cast<size_t>(4 * T + 2 * S + 1 + S * max_pages));
+  int32_t* m = meta_host_.as<int32_t>();
+  int32_t* ids = m;
+  int32_t* positions = ids + T;
+  int32_t* token_seq = positions + T;
+  int32_t* rows = token_seq + T;
+  int32_t* query_start = rows + T;
+  int32_t* context_len = query_start + S + 1;
+  int32_t* table = context_len + S;
+  int64_t num_rows = 0, t = 0;
+  query_start[0] = 0;
+  for (int64_t s = 0; s < S; ++s) {
+    const Piece& p = pieces[static_cast<size_t>(s)];
+    const model::SequenceStep& q = seqs[p.seq];
+    for (int64_t i = 0; i < p.count; ++i, ++t) {
+      ids[t] = q.tokens[static_cast<size_t>(p.offset + i)];
+      positions[t] = static_cast<int32_t>(q.start_pos + p.offset + i);
+      token_seq[t] = static_cast<int32_t>(s);
+      if (which == model::LogitsFor::kAllTokens) rows[num_rows++] = static_cast<int32_t>(t);
+    }
+    if (which == model::LogitsFor::kLastToken && p.offset + p.count == static_cast<int64_t>(q.tokens.size()))
+      rows[num_rows++] = static_cast<int32_t>(t - 1);
+    query_start[s + 1] = static_cast<int32_t>(t);
+    context_len[s] = static_cast<int32_t>(q.start_pos + p.offset + p.count);
+    for (int64_t pg = 0; pg < max_pages; ++pg)
+      table[s * max_pages + pg] = pg < static_cast<int64_t>(q.pages.size()) ? q.pages[static_cast<size_t>(pg)] : 0;
+  }
+  const size_t ints = static_cast<size_t>(table + S * max_pages - m);
+  const cudaStream_t st = stream_.get();
+  EXL_CUDA_CHECK(cudaMemcpyAsync(meta_.get(), m, ints * 4, cudaMemcpyHostToDevice, st));
+  const int32_t* dm = meta_.as<int32_t>();
+  StepView v;
+  v.num_tokens = T;
+  v.num_seqs = S;
+  v.ids = dm;
+  v.positions = dm + T;
+  v.token_seq = dm + 2 * T;
+  v.final_rows = dm + 3 * T;
+  v.num_final_rows = num_rows;
+  v.query_start = dm + 4 * T;
+  v.context_len = v.query_start + S + 1;
+  v.block_table = v.context_len + S;
+  v.max_pages_per_seq = max_pages;
+  v.max_query_len = max_q;
+  if (max_q == 1) {
+    const int64_t per_split = S * config_.num_heads * (config_.head_dim + 2);
+    const int want = kernels::choose_decode_splits(S, config_.num_kv_heads, max_ctx, num_sms_);
+    v.decode_splits = static_cast<int>(std::clamp<int64_t>(attn_ws_floats_ / per_split, 1, want));
+  }
+  run_model(v);
+  const int64_t V = config_.vocab_size;
+  for (int64_t r0 = 0; r0 < num_rows; r0 += head_rows_) {
+    const int64_t n = std::min(head_rows_, num_rows - r0);
+    run_head(r0, n);
+    EXL_CUDA_CHECK(cudaMemcpyAsync(logits_host_.get(), logits_.get(), static_cast<size_t>(n * V) * 2,
+                                   cudaMemcpyDeviceToHost, st));
+    stream_.synchronize();
+    const uint16_t* h = logits_host_.as<uint16_t>();
+    const size_t base = logits->size();
+    logits->resize(base + static_cast<size_t>(n * V));
+    float* out = logits->data() + base;
+    for (int64_t i = 0; i < n * V; ++i) out[i] = half_to_float(h[i]);
+  }
+  stream_.synchronize();  // the metadata staging buffer is reused by the next chunk
+}
+
+void CudaRunner::decode_step_body() {
+  int32_t* state = decode_state_.as<int32_t>();
+  StepView v;
+  v.num_tokens = 1;
+  v.num_seqs = 1;
+  v.ids = state;
+  v.positions = state + 1;
+  v.context_len = state + 2;
+  v.block_table = decode_table_.as<int32_t>();
+  v.max_pages_per_seq = num_pages_;
+  v.max_query_len = 1;
+  v.decode_splits = kernels::choose_decode_splits(1, config_.num_kv_heads, num_pages_ * page_size_, num_sms_);
+  v.final_rows = decode_row_.as<int32_t>();
+  v.num_final_rows = 1;
+  run_model(v);
+  run_head(0, 1);
+  kernels::SampleArgs s;
+  s.logits = logits_.as<__half>();
+  s.vocab_size = config_.vocab_size;
+  s.row_stride = config_.vocab_size;
+  s.num_rows = 1;
+  s.params = decode_params_.as<kernels::DeviceSamplingParams>();
+  s.tokens = state;
+  s.advance = state + 1;
+  s.num_advance = 2;
+  kernels::launch_sample(s, stream_.get());
+}
+
+model::DecodeStats CudaRunner::decode(const model::DecodeRequest& r, const model::TokenCallback& on_token) {
+  EXL_CHECK(r.pages != nullptr, kInvalidArgument, "decode: no block table");
+  EXL_CHECK(r.max_new_tokens >= 0 && r.start_pos >= 0, kInvalidArgument,
+            "decode: start_pos ({}) and max_new_tokens ({}) must not be negative", r.start_pos, r.max_new_tokens);
+  EXL_CHECK(r.last_token >= 0 && r.last_token < config_.vocab_size, kInvalidArgument,
+            "decode: token id {} is out of range (vocab_size {})", r.last_token, config_.vocab_size);
+  const std::vector<int32_t>& pages = *r.pages;
+  const int64_t end = r.start_pos + r.max_new_tokens;
+  EXL_CHECK(end <= static_cast<int64_t>(pages.size()) * page_size_, kInvalidArgument,
+            "decode: {} + {} new tokens need {} pages, the block table has {}", r.start_pos, r.max_new_tokens,
+            kernels::ceil_div(end, page_size_), pages.size());
+  EXL_CHECK(static_cast<int64_t>(pages.size()) <= num_pages_, kInvalidArgument,
+            "decode: the block table has {} pages, the cache {}", pages.size(), num_pages_);
+  for (size_t p = 0; p < pages.size(); ++p)
+    EXL_CHECK(pages[p] >= 0 && pages[p] < num_pages_, kInvalidArgument,
+              "decode: block table entry {} is page {}, outside the pool of {} pages", p, pages[p], num_pages_);
+  model::DecodeStats stats;
+  if (r.max_new_tokens == 0) return stats;
+  EXL_CUDA_CHECK(cudaSetDevice(device_));
+  const auto t0 = std::chrono::steady_clock::now();
+  const cudaStream_t st = stream_.get();
+
+  // Stage state, sampling settings and block table through pinned memory.
+  char* host = static_cast<char*>(decode_host_.get());
+  int32_t* tokens_host = reinterpret_cast<int32_t*>(host);
+  auto* params_host = reinterpret_cast<kernels::DeviceSamplingParams*>(host + 2 * sizeof(int32_t));
+  int32_t* table_host = reinterpret_cast<int32_t*>(host + 2 * sizeof(int32_t) + sizeof(kernels::DeviceSamplingParams));
+  int32_t* state_host = table_host + num_pages_;
+  stream_.synchronize();
+  state_host[0] = r.last_token;
+  state_host[1] = static_cast<int32_t>(r.start_pos);
+  state_host[2] = static_cast<int32_t>(r.start_pos + 1);
+  state_host[3] = 0;
+  *params_host = {r.sampling.temperature, r.sampling.top_k, r.sampling.top_p, 0, r.sampling.seed, 0};
+  std::fill(table_host, table_host + num_pages_, 0);
+  std::copy(pages.begin(), pages.end(), table_host);
+  EXL_CUDA_CHECK(cudaMemcpyAsync(decode_state_.get(), state_host, 4 * sizeof(int32_t), cudaMemcpyHostToDevice, st));
+  EXL_CUDA_CHECK(cudaMemcpyAsync(decode_params_.get(), params_host, sizeof(*params_host), cudaMemcpyHostToDevice, st));
+  EXL_CUDA_CHECK(cudaMemcpyAsync(decode_table_.get(), table_host, static_cast<size_t>(num_pages_) * 4,
+                                 cudaMemcpyHostToDevice, st));
+  set_rope_length(r.start_pos + 1);
+  if (!decode_graph_.valid()) decode_graph_ = CudaGraph::capture(st, [this] { decode_step_body(); });
+  stats.launches_per_token = static_cast<double>(decode_graph_.kernel_node_count());
+
+  auto enqueue = [&](int64_t i) {
+    set_rope_length(r.start_pos + i + 1);
+    decode_graph_.launch(st);
+    EXL_CUDA_CHECK(cudaMemcpyAsync(tokens_host + i % 2, decode_state_.get(), sizeof(int32_t), cudaMemcpyDeviceToHost, st));
+    token_ready_[i % 2].record(st);
+  };
+  enqueue(0);
+  for (int64_t i = 0; i < r.max_new_tokens; ++i) {
+    if (i + 1 < r.max_new_tokens) enqueue(i + 1);  // the GPU runs a step ahead of the host
+    EXL_CUDA_CHECK(cudaEventSynchronize(token_ready_[i % 2].get()));
+    const int32_t token = tokens_host[i % 2];
+    ++stats.tokens;
+    const bool stop = std::find(r.stop_tokens.begin(), r.stop_tokens.end(), token) != r.stop_tokens.end();
+    if (!on_token(token) || stop) break;
+  }
+  stream_.synchronize();
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return stats;
+}
+
+}  // namespace
+
+std::unique_ptr<model::Runner> make_cuda_runner(const model::ModelWeights& weights, const CudaRunnerOptions& options) {
+  return std::make_unique<CudaRunner>(weights, options);
+}
+
+}  // namespace exl::cuda

@@ -1,0 +1,289 @@
+// y[M, N] = x[M, K] . Wdq[K, N] (+ bias) for M <= 32 on the tiled EXL2/GPTQ layout; fp32 accumulation.
+// Shapes/layout: quant/exl2_repack.h (tiles of 16 columns x 64 rows, bit classes, perm, chunk groups); x [M, K]
+// and y [M, N] row-major fp16. Thread mapping: block = 8 warps = 128 columns (warp w: strip 8 * blockIdx.x + w),
+// blockIdx.y = split of the padded rows into slices of whole tiles; lane 4g + t follows mma.m16n8k16's fragments
+// (A = dequantized W^T tile, B = x^T, 8 tokens per n-tile, C = y^T). Constraints: M <= 32, groups of 32-row
+// multiples, W % 32 == 0. See quant_linear.cuh for the algorithm.
+#include <algorithm>
+
+#include "kernels/kernel_check.h"
+#include "kernels/quant_linear.cuh"
+#include "kernels/quant_tile_decode.cuh"
+
+namespace exl::kernels {
+namespace {
+
+using quant::kTileRows;
+
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+struct SliceSmem {
+  const uint2* table;     // [groups][8 strips][8]: {scale(g), scale(g+8)}, {zero(g), zero(g+8)} as half2
+  const int32_t* chunk_local;  // group of each 32-row chunk, relative to the slice's first group
+  const __half* xs;       // [M][xs_stride] x rows of the slice in padded stored order, 0 for padding
+  int xs_stride;
+};
+
+// One tile (64 rows) of one strip: 4 k-steps of mma per n-tile.
+template <int kBits, int kNTiles>
+__device__ __forceinline__ void tile_mma(const uint32_t (&w)[kBits], int tile_row, int warp, int lane, int M,
+                                         const SliceSmem& s, float (&acc)[kNTiles][4]) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int cl = s.chunk_local[(tile_row >> 5) + h];
+    const uint2 e = s.table[cl * 64 + warp * 8 + g];
+    const __half2 sc2 = tile::u32_as_half2(e.x), z2 = tile::u32_as_half2(e.y);
+    const __half2 sc[2] = {__low2half2(sc2), __high2half2(sc2)};
+    const __half2 z[2] = {__low2half2(z2), __high2half2(z2)};
+#pragma unroll
+    for (int ks = 0; ks < 2; ++ks) {
+      const int kstep = 2 * h + ks;
+      uint32_t a[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const __half2 q = tile::u32_as_half2(tile::pair_magic<kBits>(w, 4 * kstep + r));
+        a[r] = tile::half2_as_u32(__hmul2(__hsub2(q, z[r & 1]), sc[r & 1]));
+      }
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        const int tok = nt * 8 + g;
+        uint32_t b0 = 0, b1 = 0;
+        if (tok < M) {
+          const __half* xp = s.xs + tok * s.xs_stride + tile_row + 16 * kstep + 2 * t;
+          b0 = *reinterpret_cast<const uint32_t*>(xp);
+          b1 = *reinterpret_cast<const uint32_t*>(xp + 8);
+        }
+        mma_16816(acc[nt], a, b0, b1);
+      }
+    }
+  }
+}
+
+// Tiles [0, count) of one class for this warp's strip; `tiles` points at the first one, `row0` is its slice row.
+template <int kBits, int kNTiles>
+__device__ __forceinline__ void class_tiles(const uint32_t* tiles, int count, int row0, int warp, int lane, int M,
+                                            const SliceSmem& s, float (&acc)[kNTiles][4]) {
+  constexpr int kUnroll = kBits <= 4 ? 4 : (kBits == 5 ? 3 : 2);
+  constexpr int kTileWords = 32 * kBits;
+  int i = 0;
+  for (; i + kUnroll <= count; i += kUnroll) {
+    uint32_t w[kUnroll][kBits];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) tile::load_tile<kBits>(tiles + (i + u) * kTileWords, lane, w[u]);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) tile_mma<kBits, kNTiles>(w[u], row0 + (i + u) * kTileRows, warp, lane, M, s, acc);
+  }
+  for (; i < count; ++i) {
+    uint32_t w[kBits];
+    tile::load_tile<kBits>(tiles + i * kTileWords, lane, w);
+    tile_mma<kBits, kNTiles>(w, row0 + i * kTileRows, warp, lane, M, s, acc);
+  }
+}
+
+struct GemvParams {
+  QuantTilesView w;
+  GemvSplitPlan plan;
+  const __half* x;
+  __half* y;
+  int M;
+  int xs_stride;
+  float* partials;
+  uint32_t* counters;
+};
+
+template <int kNTiles>
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const GemvParams p) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const QuantTilesView& v = p.w;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int col_block = blockIdx.x, split = blockIdx.y;
+  const int T = v.num_tiles, splits = p.plan.splits;
+  const int ts = static_cast<int>(int64_t{split} * T / splits);
+  const int te = static_cast<int>(int64_t{split + 1} * T / splits);
+  const int slice_rows = (te - ts) * kTileRows;
+  const int chunks = 2 * (te - ts);
+  const int M = p.M;
+
+  uint2* table = reinterpret_cast<uint2*>(smem_raw);
+  int32_t* chunk_local = reinterpret_cast<int32_t*>(table + p.plan.max_groups * 64);
+  __half* xs = reinterpret_cast<__half*>(chunk_local + 2 * p.plan.max_tiles);
+
+  const int32_t g_first = slice_rows > 0 ? __ldg(v.chunk_group + 2 * ts) : 0;
+  const int32_t g_last = slice_rows > 0 ? __ldg(v.chunk_group + 2 * te - 1) : -1;
+  const int ng = g_last - g_first + 1;
+  for (int i = tid; i < chunks; i += blockDim.x) chunk_local[i] = __ldg(v.chunk_group + 2 * ts + i) - g_first;
+  for (int i = tid; i < ng * 64; i += blockDim.x) {
+    const int e = i & 63;
+    const int64_t col = int64_t{col_block} * kGemvBlockCols + (e >> 3) * quant::kStripCols + (e & 7);
+    __half s0, z0, s1, z1;
+    tile::column_scale(v, g_first + (i >> 6), col, s0, z0);
+    tile::column_scale(v, g_first + (i >> 6), col + 8, s1, z1);
+    table[i] = make_uint2(tile::half2_as_u32(__halves2half2(s0, s1)), tile::half2_as_u32(__halves2half2(z0, z1)));
+  }
+  for (int i = tid; i < M * slice_rows; i += blockDim.x) {
+    const int tok = i / slice_rows, r = i - tok * slice_rows;
+    const int32_t src = __ldg(v.perm + int64_t{ts} * kTileRows + r);
+    xs[tok * p.xs_stride + r] = src < 0 ? __ushort_as_half(0) : p.x[int64_t{tok} * v.in_features + src];
+  }
+  __syncthreads();
+
+  float acc[kNTiles][4];
+#pragma unroll
+  for (int nt = 0; nt < kNTiles; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+  const int64_t strip = int64_t{col_block} * kGemvWarps + warp;
+  const bool strip_valid = strip * quant::kStripCols < v.width;
+  if (strip_valid) {
+    const SliceSmem s{table, chunk_local, xs, p.xs_stride};
+    const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
+    for (int c = 0; c < v.num_classes; ++c) {
+      const quant::TileClass& cls = v.classes[c];
+      const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
+      if (lo >= hi) continue;
+      const uint32_t* first = strip_base + int64_t{32} * (cls.word_offset + int64_t{lo - cls.tile_begin} * cls.bits);
+      const int row0 = (lo - ts) * kTileRows;
+      switch (cls.bits) {
+        case 2: class_tiles<2, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
+        case 3: class_tiles<3, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
+        case 4: class_tiles<4, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
+        case 5: class_tiles<5, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
+        case 6: class_tiles<6, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
+        default: class_tiles<8, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
+      }
+    }
+  }
+
+  const int g = lane >> 2, t = lane & 3;
+  const int64_t N = v.out_features, W = v.width;
+  if (splits == 1) {
+    if (!strip_valid) return;
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int tok = nt * 8 + 2 * t + (i & 1);
+        const int64_t col = strip * quant::kStripCols + g + 8 * (i >> 1);
+        if (tok >= M || col >= N) continue;
+        float val = acc[nt][i];
+        if (v.bias) val += __half2float(v.bias[col]);
+        p.y[tok * N + col] = __float2half_rn(val);
+      }
+    }
+    return;
+  }
+  if (strip_valid) {
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int tok = nt * 8 + 2 * t + (i & 1);
+        const int64_t col = strip * quant::kStripCols + g + 8 * (i >> 1);
+        if (tok < M) p.partials[(int64_t{split} * M + tok) * W + col] = acc[nt][i];
+      }
+    }
+  }
+  __threadfence();
+  __syncthreads();
+  __shared__ bool is_last;
+  if (tid == 0) is_last = atomicAdd(p.counters + col_block, 1u) == static_cast<unsigned>(splits - 1);
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  for (int i = tid; i < M * kGemvBlockCols; i += blockDim.x) {
+    const int tok = i / kGemvBlockCols;
+    const int64_t col = int64_t{col_block} * kGemvBlockCols + (i - tok * kGemvBlockCols);
+    if (col >= N) continue;
+    float val = 0.0f;
+    for (int sp = 0; sp < splits; ++sp) val += __ldcg(p.partials + (int64_t{sp} * M + tok) * W + col);
+    if (v.bias) val += __half2float(v.bias[col]);
+    p.y[tok * N + col] = __float2half_rn(val);
+  }
+  if (tid == 0) p.counters[col_block] = 0;
+}
+
+int xs_stride_for(const GemvSplitPlan& plan) {
+  // Row stride in halves: >= the slice rows, and == 8 (mod 64) so the 8 tokens' B loads hit distinct banks.
+  return plan.max_tiles * kTileRows + 8;
+}
+
+__global__ void add_bias_kernel(__half* y, const __half* bias, int64_t total, int64_t N) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total; i += int64_t{gridDim.x} * blockDim.x)
+    y[i] = __float2half_rn(__half2float(y[i]) + __half2float(bias[i % N]));
+}
+
+// The one place that turns num_tokens into the kernel's n-tile count; its list is the kUnsupported message.
+template <typename Fn>
+void dispatch_token_tiles(int64_t num_tokens, Fn&& fn) {
+  switch ((num_tokens + 7) / 8) {
+    case 1: fn(std::integral_constant<int, 1>{}); return;
+    case 2: fn(std::integral_constant<int, 2>{}); return;
+    case 3: fn(std::integral_constant<int, 3>{}); return;
+    case 4: fn(std::integral_constant<int, 4>{}); return;
+    default:
+      raise_kernel_errorf(KernelErrorKind::kUnsupported, "gemv_quant: num_tokens %lld is not supported (supported: 1 .. %d)",
+                          static_cast<long long>(num_tokens), kGemvMaxTokens);
+  }
+}
+
+}  // namespace
+
+int32_t gemv_default_splits(int64_t width, int32_t num_tiles, int sm_count) {
+  const int64_t col_blocks = (width + kGemvBlockCols - 1) / kGemvBlockCols;
+  // About two resident blocks per SM in one wave; slices of at least 2 tiles.
+  const int64_t want = std::max<int64_t>(1, (2 * int64_t{sm_count} + col_blocks - 1) / col_blocks);
+  return static_cast<int32_t>(std::clamp<int64_t>(std::min<int64_t>(want, num_tiles / 2), 1, 64));
+}
+
+GemvSplitPlan plan_gemv_splits(const int32_t* chunk_group, int32_t num_tiles, int32_t splits) {
+  GemvSplitPlan plan;
+  plan.splits = std::clamp(splits, 1, std::max(num_tiles, 1));
+  const int64_t T = num_tiles;
+  for (int64_t s = 0; s < plan.splits; ++s) {
+    const int64_t ts = s * T / plan.splits, te = (s + 1) * T / plan.splits;
+    plan.max_tiles = std::max<int32_t>(plan.max_tiles, static_cast<int32_t>(te - ts));
+    if (te > ts) plan.max_groups = std::max(plan.max_groups, chunk_group[2 * te - 1] - chunk_group[2 * ts] + 1);
+  }
+  return plan;
+}
+
+size_t gemv_shared_bytes(const GemvSplitPlan& plan, int64_t num_tokens) {
+  return size_t{8} * 64 * plan.max_groups + size_t{4} * 2 * plan.max_tiles +
+         size_t{2} * static_cast<size_t>(num_tokens) * xs_stride_for(plan);
+}
+
+int64_t gemv_partial_floats(const GemvSplitPlan& plan, int64_t width, int64_t num_tokens) {
+  return plan.splits > 1 ? int64_t{plan.splits} * num_tokens * width : 0;
+}
+
+void gemv_quant(const QuantTilesView& w, const GemvSplitPlan& plan, const __half* x, __half* y, int64_t num_tokens,
+                float* partials, uint32_t* counters, cudaStream_t stream) {
+  if (num_tokens <= 0) return;
+  GemvParams p{w, plan, x, y, static_cast<int>(num_tokens), xs_stride_for(plan), partials, counters};
+  const size_t smem = gemv_shared_bytes(plan, num_tokens);
+  const dim3 grid(static_cast<unsigned>((w.width + kGemvBlockCols - 1) / kGemvBlockCols),
+                  static_cast<unsigned>(plan.splits));
+  dispatch_token_tiles(num_tokens, [&](auto nt) {
+    auto kernel = gemv_quant_kernel<decltype(nt)::value>;
+    if (smem > 48 * 1024) {
+      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+                 "gemv_quant: cudaFuncSetAttribute");
+    }
+    kernel<<<grid, kGemvWarps * 32, smem, stream>>>(p);
+    check_launch("gemv_quant");
+  });
+}
+
+void add_bias(__half* y, const __half* bias, int64_t num_tokens, int64_t out_features, cudaStream_t stream) {
+  const int64_t total = num_tokens * out_features;
+  if (total == 0) return;
+  const int blocks = static_cast<int>(std::min<int64_t>((total + 255) / 256, 4096));
+  add_bias_kernel<<<blocks, 256, 0, stream>>>(y, bias, total, out_features);
+  check_launch("add_bias");
+}
+
+}  // namespace exl::kernels

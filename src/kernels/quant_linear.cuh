@@ -1,0 +1,68 @@
+// Quantized linear layers (EXL2 any width mix, GPTQ 4-bit) on the tiled layout of quant/exl2_repack.h.
+//
+// gemv_quant: y[M, N] = x[M, K] . Wdq[K, N] (+ bias), M <= 32, fp16 in/out, fp32 accumulation (mma.m16n8k16).
+//   Grid (W/128 column blocks, splits); a block of 8 warps owns 128 columns (one 16-column strip per warp) and one
+//   slice of whole 64-row tiles. Prologue: gather the slice's x rows through perm into shared memory and build the
+//   (scale, zero) table of the slice's groups for the block's columns. Each warp then streams its strip's tiles
+//   (16-byte loads), turns each pair of codes into a half2 with one shift/mask/or (0x6400 magic), subtracts the
+//   zero and multiplies by the scale in fp16 (bit-exact dequantized weights), and feeds mma with x as the B
+//   operand (8 tokens per n-tile). splits > 1: fp32 partials [splits][M][W]; the last block of a column block
+//   (atomic counter, reset by that block) sums them in split order and writes y.
+// dequant_quant: Wdq columns [col_begin, col_begin + cols) into out[K][cols] (original row order), for cuBLAS.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "quant/tile_layout.h"
+
+namespace exl::kernels {
+
+inline constexpr int kGemvMaxTokens = 32;
+inline constexpr int kGemvWarps = 8;
+inline constexpr int kGemvBlockCols = kGemvWarps * quant::kStripCols;
+
+struct QuantTilesView {
+  const uint32_t* tiles = nullptr;  // [W/16][32 * lane_words]
+  int64_t lane_words = 0;
+  int32_t num_classes = 0;
+  quant::TileClass classes[quant::kMaxTileClasses];
+  int32_t num_tiles = 0;
+  const int32_t* perm = nullptr;         // [padded_rows]
+  const int32_t* chunk_group = nullptr;  // [padded_rows / 32]
+  quant::TileScaleKind scale_kind = quant::TileScaleKind::kExl2;
+  const uint32_t* exl2_scale = nullptr;  // [G][W/8]
+  const uint32_t* group_info = nullptr;  // [G]
+  const __half* gptq_scale = nullptr;    // [G][W]
+  const uint8_t* gptq_zero = nullptr;    // [G][W]
+  int64_t in_features = 0;
+  int64_t out_features = 0;
+  int64_t width = 0;
+  const __half* bias = nullptr;  // [W] or null
+};
+
+struct GemvSplitPlan {
+  int32_t splits = 1;
+  int32_t max_groups = 0;  // most groups any slice touches
+  int32_t max_tiles = 0;   // most tiles in a slice
+};
+
+// Host: the per-slice maxima of a split count (chunk_group: the host copy, [num_tiles * 2]).
+GemvSplitPlan plan_gemv_splits(const int32_t* chunk_group, int32_t num_tiles, int32_t splits);
+// Host: a split count that gives about two resident blocks per SM for `width` columns.
+int32_t gemv_default_splits(int64_t width, int32_t num_tiles, int sm_count);
+size_t gemv_shared_bytes(const GemvSplitPlan& plan, int64_t num_tokens);
+int64_t gemv_partial_floats(const GemvSplitPlan& plan, int64_t width, int64_t num_tokens);
+
+// partials: >= gemv_partial_floats floats (unused when splits == 1); counters: W/128 zeroed words, left zeroed.
+void gemv_quant(const QuantTilesView& w, const GemvSplitPlan& plan, const __half* x, __half* y, int64_t num_tokens,
+                float* partials, uint32_t* counters, cudaStream_t stream);
+
+void dequant_quant(const QuantTilesView& w, int64_t col_begin, int64_t cols, __half* out, cudaStream_t stream);
+
+// y[t, n] += bias[n] for t < num_tokens, n < N (fp32 add, one rounding).
+void add_bias(__half* y, const __half* bias, int64_t num_tokens, int64_t out_features, cudaStream_t stream);
+
+}  // namespace exl::kernels

@@ -1,0 +1,151 @@
+// CUDA paged attention (tensor-core prefill kernel and split-sequence decode kernel) vs cpu::attention: several
+// sequences of different lengths, ragged shuffled block tables, GQA 1/4/8, every supported head_dim, sliding
+// window, single-token and multi-token steps.
+#ifdef EXL_HAVE_CUDA
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "backend/cpu/ops.h"
+#include "core/thread_pool.h"
+#include "cuda_op_test_util.h"
+#include "kernels/attention.cuh"
+
+namespace exl {
+namespace {
+
+using namespace exl::testing;
+
+struct SeqSpec {
+  int32_t new_tokens;
+  int32_t context_len;
+};
+
+struct AttnCase {
+  int64_t num_heads, num_kv_heads, head_dim, page_size, window;
+  std::vector<SeqSpec> seqs;
+};
+
+enum class Kernel { kPrefill, kDecode };
+
+void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, ThreadPool& pool) {
+  const int64_t S = static_cast<int64_t>(c.seqs.size()), D = c.head_dim, NH = c.num_heads, NKV = c.num_kv_heads;
+  std::vector<int32_t> query_start{0}, context_len;
+  int64_t max_pages = 1, total_pages = 0, max_q = 0;
+  for (const auto& s : c.seqs) {
+    query_start.push_back(query_start.back() + s.new_tokens);
+    context_len.push_back(s.context_len);
+    const int64_t pages = (s.context_len + c.page_size - 1) / c.page_size;
+    max_pages = std::max(max_pages, pages);
+    total_pages += pages;
+    max_q = std::max<int64_t>(max_q, s.new_tokens);
+  }
+  const int64_t num_pages = total_pages + 5;
+  std::vector<int32_t> perm(static_cast<size_t>(num_pages));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<int32_t> table(static_cast<size_t>(S * max_pages), 0);
+  int64_t used = 0;
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t p = 0; p * c.page_size < context_len[s]; ++p) table[s * max_pages + p] = perm[used++];
+  const int64_t T = query_start.back();
+  const size_t cache_n = static_cast<size_t>(num_pages * c.page_size * NKV * D);
+  const std::vector<float> q = round_half(random_floats(rng, static_cast<size_t>(T * NH * D)));
+  std::vector<float> kc = round_half(random_floats(rng, cache_n, 1.5f));
+  std::vector<float> vc = round_half(random_floats(rng, cache_n));
+
+  std::vector<float> want(q.size());
+  cpu::PagedKv kv{kc.data(), vc.data(), num_pages, c.page_size, NKV, D};
+  cpu::AttentionBatch batch{S, query_start.data(), context_len.data(), table.data(), max_pages};
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  cpu::attention(pool, {NH, NKV, D, scale, c.window}, batch, kv, q.data(), want.data());
+
+  GuardedArray<uint16_t> d_q(to_half_bits(q)), d_kc(to_half_bits(kc)), d_vc(to_half_bits(vc));
+  GuardedArray<uint16_t> d_out(q.size());
+  GuardedArray<int32_t> d_qs(query_start), d_cl(context_len), d_table(table);
+  kernels::AttentionArgs a;
+  a.q = reinterpret_cast<const __half*>(d_q.get());
+  a.out = reinterpret_cast<__half*>(d_out.get());
+  a.k_pages = reinterpret_cast<const __half*>(d_kc.get());
+  a.v_pages = reinterpret_cast<const __half*>(d_vc.get());
+  a.num_pages = num_pages;
+  a.page_size = c.page_size;
+  a.num_seqs = S;
+  a.query_start = d_qs.get();
+  a.context_len = d_cl.get();
+  a.block_table = d_table.get();
+  a.max_pages_per_seq = max_pages;
+  a.num_heads = NH;
+  a.num_kv_heads = NKV;
+  a.head_dim = D;
+  a.scale = scale;
+  a.sliding_window = c.window;
+  if (kernel == Kernel::kPrefill) {
+    kernels::launch_attention_prefill(a, max_q, nullptr);
+  } else {
+    GuardedArray<float> ws(static_cast<size_t>(kernels::decode_attention_workspace_floats(S, NH, D, splits)));
+    kernels::launch_attention_decode(a, {splits, ws.get()}, nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    EXPECT_TRUE(ws.guards_intact());
+  }
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const Diff d = compare(from_half_bits(d_out.download()), want);
+  EXPECT_TRUE(d.finite);
+  EXPECT_LT(d.rel_l2, 3e-3) << (kernel == Kernel::kPrefill ? "prefill" : "decode") << " splits " << splits
+                            << " heads " << NH << "/" << NKV << " head_dim " << D << " page " << c.page_size
+                            << " window " << c.window << " (max abs " << d.max_abs << ")";
+  EXPECT_TRUE(d_out.guards_intact());
+}
+
+TEST(AttentionOps, PrefillMatchesCpu) {
+  EXL_REQUIRE_GPU();
+  std::mt19937 rng(8);
+  ThreadPool pool(0);
+  for (int64_t D : {64, 80, 96, 128, 256}) {
+    for (auto [NH, NKV] : {std::pair<int64_t, int64_t>{8, 8}, {8, 2}, {16, 2}}) {
+      // Fresh prompt, a continuation after cached tokens, a single token, a long odd one.
+      run_case({NH, NKV, D, 16, 0, {{37, 37}, {20, 150}, {1, 77}, {130, 300}}}, Kernel::kPrefill, 0, rng, pool);
+    }
+    run_case({8, 2, D, 64, 0, {{64, 64}, {65, 129}}}, Kernel::kPrefill, 0, rng, pool);
+  }
+  // Sliding window, page size 256 (default), and 1 sequence of 700 tokens.
+  run_case({32, 8, 128, 256, 100, {{300, 300}, {5, 900}}}, Kernel::kPrefill, 0, rng, pool);
+  run_case({32, 8, 128, 256, 0, {{700, 700}}}, Kernel::kPrefill, 0, rng, pool);
+}
+
+TEST(AttentionOps, DecodeMatchesCpu) {
+  EXL_REQUIRE_GPU();
+  std::mt19937 rng(9);
+  ThreadPool pool(0);
+  for (int64_t D : {64, 80, 96, 128, 256}) {
+    for (auto [NH, NKV] : {std::pair<int64_t, int64_t>{8, 8}, {8, 2}, {32, 4}}) {
+      for (int splits : {1, 7, 33}) {
+        run_case({NH, NKV, D, 16, 0, {{1, 1}, {1, 37}, {1, 1000}, {1, 64}}}, Kernel::kDecode, splits, rng, pool);
+      }
+    }
+  }
+  run_case({32, 8, 128, 256, 0, {{1, 5000}}}, Kernel::kDecode,
+           kernels::choose_decode_splits(1, 8, 8192, 132), rng, pool);
+  run_case({32, 8, 128, 256, 1000, {{1, 4000}, {1, 999}}}, Kernel::kDecode, 16, rng, pool);
+  run_case({64, 4, 128, 256, 0, {{1, 300}}}, Kernel::kDecode, 5, rng, pool);  // 16 query heads per KV head
+}
+
+TEST(AttentionOps, RejectsUnsupportedHeadDim) {
+  EXL_REQUIRE_GPU();
+  kernels::AttentionArgs a;
+  a.num_seqs = 1;
+  a.num_heads = 8;
+  a.num_kv_heads = 8;
+  a.head_dim = 72;
+  try {
+    kernels::launch_attention_prefill(a, 1, nullptr);
+    FAIL() << "head_dim 72 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("64, 80, 96, 128, 256"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace exl
+#endif

@@ -1,0 +1,326 @@
+// CudaLinear (EXL2 every width and mixed, GPTQ sym/asym/act-order/v2, FP16, BF16) against cpu::linear on the
+// CPU dequantized weights, for the GEMV (num_tokens <= 32) and dequantize + cuBLAS paths; guard regions around the
+// output, NaN/Inf never pass, repeated runs and CUDA-graph replays must agree. Real files: the exl2 test vectors
+// and the tiny-llama EXL2 models (EXL_TESTDATA_DIR in the environment overrides the compiled-in path).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <random>
+
+#include "backend/cpu/ops.h"
+#include "backend/cuda/cuda_linear.h"
+#include "backend/cuda/device_buffer.h"
+#include "backend/cuda/cuda_check.h"
+#include "core/fp16.h"
+#include "core/thread_pool.h"
+#include "io/safetensors.h"
+#include "quant/exl2_pack.h"
+#include "quant/linear_weight.h"
+#include "testdata.h"
+
+namespace exl::cuda {
+namespace {
+
+using quant::LinearWeight;
+
+constexpr uint16_t kPoison = 0x7E5A;  // a NaN: an unwritten element can never pass
+constexpr int64_t kGuard = 256;       // halves before and after the output
+const int64_t kTokenCounts[] = {1, 2, 3, 8, 33, 128, 512};
+
+std::filesystem::path testdata() {
+  if (const char* env = std::getenv("EXL_TESTDATA_DIR")) return env;
+  return exl::testing::testdata_dir();
+}
+
+#define EXL_REQUIRE_GPU() \
+  if (device_count() == 0) GTEST_SKIP() << "no CUDA device"
+
+ThreadPool& pool() {
+  static ThreadPool p;
+  return p;
+}
+
+std::vector<float> random_normal(int64_t n, float stddev, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> d(0.0f, stddev);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+LinearWeight exl2_weight(int64_t N, int64_t K, std::vector<quant::Exl2BitSpec> bits, bool with_bias, uint64_t seed) {
+  quant::Exl2PackOptions opt;
+  opt.bits = std::move(bits);
+  opt.seed = seed;
+  if (with_bias) opt.bias = random_normal(N, 0.5f, seed + 1);
+  LinearWeight lw;
+  lw.key = "test.exl2";
+  lw.format = quant::WeightFormat::kExl2;
+  lw.in_features = K;
+  lw.out_features = N;
+  lw.exl2 = quant::pack_exl2_rtn(random_normal(N * K, 0.02f, seed), N, K, opt);
+  for (int64_t n = 0; n < N && with_bias; ++n) lw.bias.push_back(half_to_float(lw.exl2.bias[n]));
+  return lw;
+}
+
+LinearWeight gptq_weight(int64_t N, int64_t K, const quant::GptqPackOptions& opt, bool with_bias, uint64_t seed) {
+  LinearWeight lw;
+  lw.key = "test.gptq";
+  lw.format = quant::WeightFormat::kGptq;
+  lw.in_features = K;
+  lw.out_features = N;
+  lw.gptq = quant::pack_gptq_rtn(random_normal(N * K, 0.02f, seed), N, K, opt);
+  if (with_bias) {
+    for (float b : random_normal(N, 0.5f, seed + 1)) lw.gptq.bias.push_back(float_to_half(b));
+    for (uint16_t b : lw.gptq.bias) lw.bias.push_back(half_to_float(b));
+  }
+  return lw;
+}
+
+LinearWeight float_weight(int64_t N, int64_t K, DType dtype, bool with_bias, uint64_t seed) {
+  LinearWeight lw;
+  lw.key = "test.float";
+  lw.format = quant::WeightFormat::kFloat;
+  lw.in_features = K;
+  lw.out_features = N;
+  lw.float_weight = Tensor(dtype, {N, K});
+  const std::vector<float> src = random_normal(N * K, 0.02f, seed);
+  for (int64_t i = 0; i < N * K; ++i) {
+    lw.float_weight.data<uint16_t>()[i] = dtype == DType::kF16 ? float_to_half(src[i]) : float_to_bf16(src[i]);
+  }
+  if (with_bias) {
+    for (float b : random_normal(N, 0.5f, seed + 1)) lw.bias.push_back(round_to_half(b));
+  }
+  return lw;
+}
+
+struct Checker {
+  const LinearWeight& lw;
+  CudaLinear lin;
+  std::vector<float> w_nk;
+  CublasHandle cublas;
+  Stream stream;
+
+  explicit Checker(const LinearWeight& w) : lw(w), lin(CudaLinear::create(w)), w_nk(w.to_f32_nk()) {}
+
+  // Runs num_tokens through CUDA and the CPU oracle; `scratch_elements` < 0 means the full requirement.
+  void check(int64_t M, uint64_t seed, int64_t scratch_elements = -1) {
+    SCOPED_TRACE(::testing::Message() << lw.key << " " << lw.describe() << " N=" << lw.out_features
+                                      << " K=" << lw.in_features << " tokens=" << M);
+    const int64_t N = lw.out_features, K = lw.in_features;
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+    std::vector<uint16_t> xh(static_cast<size_t>(M * K));
+    std::vector<float> xf(xh.size());
+    for (size_t i = 0; i < xh.size(); ++i) {
+      xh[i] = float_to_half(d(rng));
+      xf[i] = half_to_float(xh[i]);
+    }
+    std::vector<float> ref(static_cast<size_t>(M * N));
+    cpu::linear(pool(), xf.data(), w_nk.data(), lw.bias.empty() ? nullptr : lw.bias.data(), ref.data(), M, K, N);
+
+    DeviceBuffer x(xh.size() * 2);
+    x.upload(xh.data(), xh.size() * 2);
+    const int64_t out_elems = M * N + 2 * kGuard;
+    std::vector<uint16_t> poison(static_cast<size_t>(out_elems), kPoison);
+    DeviceBuffer y(static_cast<size_t>(out_elems) * 2);
+    const int64_t scratch_n = scratch_elements < 0 ? lin.scratch_elements_needed() : scratch_elements;
+    DeviceBuffer scratch(static_cast<size_t>(std::max<int64_t>(scratch_n, 1)) * 2);
+    LinearContext ctx{stream.get(), cublas.get(), scratch.as<__half>(), scratch_n};
+
+    std::vector<uint16_t> first;
+    for (int rep = 0; rep < 2; ++rep) {  // a second run checks that split-K counters were left at zero
+      y.upload(poison.data(), poison.size() * 2);
+      lin.forward(x.as<__half>(), y.as<__half>() + kGuard, M, ctx);
+      stream.synchronize();
+      EXL_CUDA_CHECK(cudaGetLastError());
+      std::vector<uint16_t> got(static_cast<size_t>(out_elems));
+      y.download(got.data(), got.size() * 2);
+      for (int64_t i = 0; i < kGuard; ++i) {
+        ASSERT_EQ(got[i], kPoison) << "guard before the output overwritten at " << i;
+        ASSERT_EQ(got[kGuard + M * N + i], kPoison) << "guard after the output overwritten at " << i;
+      }
+      std::vector<uint16_t> out(got.begin() + kGuard, got.begin() + kGuard + M * N);
+      if (rep == 0) {
+        compare(out, ref);
+        first = out;
+      } else {
+        EXPECT_EQ(out, first) << "second run differs from the first";
+      }
+    }
+  }
+
+  static void compare(const std::vector<uint16_t>& got, const std::vector<float>& ref) {
+    double err = 0.0, norm = 0.0, max_abs = 0.0, ref_max = 0.0;
+    int64_t bad = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const float g = half_to_float(got[i]);
+      if (!std::isfinite(g)) {
+        ++bad;
+        continue;
+      }
+      const double diff = static_cast<double>(g) - ref[i];
+      err += diff * diff;
+      norm += static_cast<double>(ref[i]) * ref[i];
+      max_abs = std::max(max_abs, std::fabs(diff));
+      ref_max = std::max(ref_max, std::fabs(static_cast<double>(ref[i])));
+    }
+    ASSERT_EQ(bad, 0) << "NaN/Inf (or unwritten) outputs";
+    const double rel = std::sqrt(err / std::max(norm, 1e-30));
+    EXPECT_LE(rel, 2e-3) << "relative L2";
+    EXPECT_LE(max_abs, 1e-2 * ref_max + 1e-3) << "max abs (ref max " << ref_max << ")";
+  }
+};
+
+TEST(LinearOps, Exl2EachWidth) {
+  EXL_REQUIRE_GPU();
+  for (int bits : {2, 3, 4, 5, 6, 8}) {
+    const LinearWeight lw = exl2_weight(256, 1024, {{bits, 1.0, bits <= 3 ? 64 : 128}}, false, 100 + bits);
+    Checker c(lw);
+    for (int64_t M : kTokenCounts) c.check(M, M * 7 + bits);
+  }
+}
+
+TEST(LinearOps, Exl2AllWidthsMixedOddShapeBias) {
+  EXL_REQUIRE_GPU();
+  // K = 1056 (not a multiple of 128), N = 200 padded to W = 224, all six widths, g32/64/128.
+  const LinearWeight lw = exl2_weight(
+      200, 1056, {{8, 0.1, 32}, {6, 0.1, 64}, {5, 0.2, 32}, {4, 0.2, 128}, {3, 0.2, 64}, {2, 0.2, 32}}, true, 7);
+  Checker c(lw);
+  for (int64_t M : kTokenCounts) c.check(M, M + 1);
+  for (int64_t M : {int64_t{32}, int64_t{31}, int64_t{17}, int64_t{9}}) c.check(M, M + 2);
+}
+
+TEST(LinearOps, Exl2SplitKShapes) {
+  EXL_REQUIRE_GPU();
+  // Long K against few columns (many split-K slices), and a wide layer with few slices.
+  const LinearWeight tall = exl2_weight(256, 14336, {{4, 1.0, 128}}, true, 31);
+  Checker a(tall);
+  for (int64_t M : {int64_t{1}, int64_t{5}, int64_t{32}, int64_t{40}}) a.check(M, M + 3);
+  const LinearWeight wide = exl2_weight(4096, 1024, {{5, 0.25, 32}, {4, 0.75, 64}}, false, 32);
+  Checker b(wide);
+  for (int64_t M : {int64_t{1}, int64_t{16}, int64_t{64}}) b.check(M, M + 4);
+}
+
+TEST(LinearOps, Exl2GemmChunkedScratch) {
+  EXL_REQUIRE_GPU();
+  const LinearWeight lw = exl2_weight(600, 512, {{6, 0.5, 64}, {3, 0.5, 64}}, true, 41);  // W = 608
+  Checker c(lw);
+  c.check(48, 5, c.lin.min_scratch_elements());      // one 128-column chunk at a time
+  c.check(48, 6, 512 * 300);                         // 256-column chunks, last one partial
+}
+
+TEST(LinearOps, GptqVariants) {
+  EXL_REQUIRE_GPU();
+  const int64_t N = 256, K = 1024;
+  std::vector<int32_t> act(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) act[k] = static_cast<int32_t>(k % 8);
+  std::shuffle(act.begin(), act.end(), std::mt19937(5));
+  int seed = 50;
+  for (auto sym : {quant::GptqSymmetry::kSymmetric, quant::GptqSymmetry::kAsymmetric}) {
+    for (auto zf : {quant::GptqZeroFormat::kV1, quant::GptqZeroFormat::kV2}) {
+      for (bool act_order : {false, true}) {
+        quant::GptqPackOptions opt;
+        opt.group_size = 128;
+        opt.symmetry = sym;
+        opt.zero_format = zf;
+        if (act_order) opt.g_idx = act;
+        const LinearWeight lw = gptq_weight(N, K, opt, act_order, ++seed);
+        Checker c(lw);
+        for (int64_t M : {int64_t{1}, int64_t{3}, int64_t{8}, int64_t{33}, int64_t{128}}) c.check(M, M + seed);
+      }
+    }
+  }
+}
+
+TEST(LinearOps, FloatWeights) {
+  EXL_REQUIRE_GPU();
+  for (DType dt : {DType::kF16, DType::kBF16}) {
+    const LinearWeight lw = float_weight(200, 1056, dt, true, 77);
+    Checker c(lw);
+    for (int64_t M : kTokenCounts) c.check(M, M + 9);
+  }
+}
+
+TEST(LinearOps, CudaGraphReplay) {
+  EXL_REQUIRE_GPU();
+  const LinearWeight lw = exl2_weight(512, 4096, {{4, 1.0, 128}}, true, 61);  // split-K with counters
+  CudaLinear lin = CudaLinear::create(lw);
+  Stream stream;
+  CublasHandle cublas;
+  DeviceBuffer scratch(static_cast<size_t>(lin.scratch_elements_needed()) * 2);
+  LinearContext ctx{stream.get(), cublas.get(), scratch.as<__half>(), lin.scratch_elements_needed()};
+  const int64_t M = 2, K = 4096, N = 512;
+  std::vector<uint16_t> xh(static_cast<size_t>(M * K));
+  std::mt19937 rng(1);
+  for (auto& v : xh) v = float_to_half(std::uniform_real_distribution<float>(-1, 1)(rng));
+  DeviceBuffer x(xh.size() * 2), y_direct(M * N * 2), y_graph(M * N * 2);
+  x.upload(xh.data(), xh.size() * 2);
+  lin.forward(x.as<__half>(), y_direct.as<__half>(), M, ctx);
+  stream.synchronize();
+  cudaGraph_t graph;
+  EXL_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeGlobal));
+  lin.forward(x.as<__half>(), y_graph.as<__half>(), M, ctx);
+  EXL_CUDA_CHECK(cudaStreamEndCapture(stream.get(), &graph));
+  cudaGraphExec_t exec;
+  EXL_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  std::vector<uint16_t> a(static_cast<size_t>(M * N)), b(a.size());
+  y_direct.download(a.data(), a.size() * 2);
+  for (int rep = 0; rep < 3; ++rep) {
+    EXL_CUDA_CHECK(cudaMemset(y_graph.get(), 0xFF, y_graph.bytes()));
+    EXL_CUDA_CHECK(cudaGraphLaunch(exec, stream.get()));
+    stream.synchronize();
+    y_graph.download(b.data(), b.size() * 2);
+    EXPECT_EQ(a, b) << "graph replay " << rep;
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
+TEST(LinearOps, Exl2TestVectorFiles) {
+  EXL_REQUIRE_GPU();
+  const auto dir = testdata() / "exl2-vectors";
+  EXL_REQUIRE_TESTDATA(dir);
+  const std::pair<const char*, int64_t> files[] = {{"exl2_mixed_all_bits", 256}, {"exl2_partial_group_padcols", 200}};
+  for (auto [name, n] : files) {
+    auto store = io::TensorStore::open_file(dir / (std::string(name) + ".safetensors"));
+    const int64_t K = store.info("layer.q_invperm").shape[0];
+    const LinearWeight lw = quant::load_linear(store, "layer", K, n, {});
+    Checker c(lw);
+    for (int64_t M : {int64_t{1}, int64_t{8}, int64_t{33}}) c.check(M, M);
+  }
+  auto store = io::TensorStore::open_file(dir / "gptq4_actorder_g128.safetensors");
+  const LinearWeight lw = quant::load_linear(store, "layer", 512, 256, {});
+  Checker c(lw);
+  for (int64_t M : {int64_t{1}, int64_t{8}, int64_t{33}}) c.check(M, M);
+}
+
+TEST(LinearOps, TinyLlamaExl2Layers) {
+  EXL_REQUIRE_GPU();
+  int checked = 0;
+  for (const char* model : {"exl2-2.5bpw", "exl2-4.0bpw", "exl2-6.0bpw"}) {
+    const auto dir = testdata() / "models/tiny-llama" / model;
+    if (!std::filesystem::exists(dir)) continue;
+    auto store = io::TensorStore::open_dir(dir);
+    struct Layer {
+      std::string key;
+      int64_t in, out;
+    };
+    const std::vector<Layer> layers = {
+        {"model.layers.0.self_attn.q_proj", 512, 512}, {"model.layers.0.self_attn.k_proj", 512, 256},
+        {"model.layers.0.self_attn.v_proj", 512, 256}, {"model.layers.0.self_attn.o_proj", 512, 512},
+        {"model.layers.1.mlp.gate_proj", 512, 1024},   {"model.layers.2.mlp.up_proj", 512, 1024},
+        {"model.layers.3.mlp.down_proj", 1024, 512},   {"lm_head", 512, 2048}};
+    for (const Layer& l : layers) {
+      const LinearWeight lw = quant::load_linear(store, l.key, l.in, l.out, {});
+      Checker c(lw);
+      for (int64_t M : {int64_t{1}, int64_t{4}, int64_t{33}}) c.check(M, M + checked);
+      ++checked;
+    }
+  }
+  if (checked == 0) GTEST_SKIP() << "tiny-llama exl2 models not found under " << testdata().string();
+}
+
+}  // namespace
+}  // namespace exl::cuda

@@ -1,0 +1,68 @@
+// CUDA add + RMSNorm vs cpu::add_inplace + cpu::rms_norm (fp16 output: relative L2 1e-3).
+#ifdef EXL_HAVE_CUDA
+#include "backend/cpu/ops.h"
+#include "cuda_op_test_util.h"
+#include "kernels/rms_norm.cuh"
+
+namespace exl {
+namespace {
+
+using namespace exl::testing;
+
+TEST(RmsNormOps, AddAndNormMatchCpu) {
+  EXL_REQUIRE_GPU();
+  std::mt19937 rng(2);
+  for (auto [rows, hidden] : {std::pair<int64_t, int64_t>{5, 4096}, {1, 512}, {33, 8192}, {3, 77}, {2, 16384}}) {
+    for (bool with_residual : {false, true}) {
+      const size_t n = static_cast<size_t>(rows * hidden);
+      std::vector<float> x = random_floats(rng, n, 3.0f);
+      const std::vector<float> res = round_half(random_floats(rng, n));
+      const std::vector<float> w = random_floats(rng, static_cast<size_t>(hidden));
+      GuardedArray<float> d_x(x);
+      GuardedArray<uint16_t> d_res(to_half_bits(res));
+      GuardedArray<float> d_w(w);
+      GuardedArray<uint16_t> d_out(n);
+      kernels::launch_add_rms_norm({d_x.get(), with_residual ? reinterpret_cast<const __half*>(d_res.get()) : nullptr,
+                                    d_w.get(), reinterpret_cast<__half*>(d_out.get()), nullptr, rows, hidden, 1e-5f},
+                                   nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      if (with_residual) cpu::add_inplace(x.data(), res.data(), static_cast<int64_t>(n));
+      std::vector<float> want(n);
+      cpu::rms_norm(x.data(), w.data(), want.data(), rows, hidden, 1e-5f);
+      EXL_EXPECT_CLOSE(from_half_bits(d_out.download()), want, 1e-3);
+      EXL_EXPECT_CLOSE(d_x.download(), x, 1e-6);
+      EXPECT_TRUE(d_out.guards_intact() && d_x.guards_intact());
+    }
+  }
+}
+
+TEST(RmsNormOps, GathersRows) {
+  EXL_REQUIRE_GPU();
+  std::mt19937 rng(3);
+  const int64_t rows = 9, hidden = 4096;
+  const std::vector<float> x = random_floats(rng, static_cast<size_t>(rows * hidden));
+  const std::vector<float> w = random_floats(rng, static_cast<size_t>(hidden));
+  const std::vector<int32_t> pick = {8, 0, 4};
+  GuardedArray<float> d_x(x);
+  GuardedArray<float> d_w(w);
+  GuardedArray<int32_t> d_pick(pick);
+  GuardedArray<uint16_t> d_out(pick.size() * hidden);
+  kernels::launch_add_rms_norm({d_x.get(), nullptr, d_w.get(), reinterpret_cast<__half*>(d_out.get()), d_pick.get(),
+                                static_cast<int64_t>(pick.size()), hidden, 1e-6f},
+                               nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<float> want(pick.size() * hidden);
+  for (size_t r = 0; r < pick.size(); ++r)
+    cpu::rms_norm(x.data() + pick[r] * hidden, w.data(), want.data() + r * hidden, 1, hidden, 1e-6f);
+  EXL_EXPECT_CLOSE(from_half_bits(d_out.download()), want, 1e-3);
+}
+
+TEST(RmsNormOps, RejectsOversizedRows) {
+  EXL_REQUIRE_GPU();
+  EXPECT_THROW(kernels::launch_add_rms_norm({nullptr, nullptr, nullptr, nullptr, nullptr, 1, 20000, 1e-6f}, nullptr),
+               Error);
+}
+
+}  // namespace
+}  // namespace exl
+#endif

@@ -1,0 +1,238 @@
+// Whole-model checks of the CUDA runner on tiny-llama against the reference outputs in shared/testdata (Hugging Face
+// FP32 and ExLlamaV2 logits, perplexities and greedy continuations from refs.json). Skips without a GPU.
+// EXL_TESTDATA_DIR in the environment overrides the compile-time test data location (for the GPU machine).
+#ifdef EXL_HAVE_CUDA
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "backend/cuda/cuda_runner.h"
+#include "backend/cuda/device_buffer.h"
+#include "cache/page_allocator.h"
+#include "core/json_util.h"
+#include "io/safetensors.h"
+#include "model/evaluate.h"
+#include "model/model_weights.h"
+#include "testdata.h"
+#include "tokenizer/tokenizer.h"
+
+namespace exl {
+namespace {
+
+std::filesystem::path tiny_root() {
+  if (const char* env = std::getenv("EXL_TESTDATA_DIR")) return std::filesystem::path(env) / "models/tiny-llama";
+  return testing::testdata_dir() / "models/tiny-llama";
+}
+
+#define EXL_REQUIRE_GPU_AND(path)                                                       \
+  do {                                                                                  \
+    if (::exl::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";            \
+    EXL_REQUIRE_TESTDATA(path);                                                         \
+  } while (0)
+
+struct Diff {
+  double rel_l2 = 0, max_abs = 0;
+  bool finite = true;
+};
+
+Diff compare(const std::vector<float>& got, const std::vector<float>& want) {
+  Diff d;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) d.finite = false;
+    const double e = static_cast<double>(got[i]) - want[i];
+    num += e * e;
+    den += static_cast<double>(want[i]) * want[i];
+    d.max_abs = std::max(d.max_abs, std::fabs(e));
+  }
+  d.rel_l2 = std::sqrt(num / den);
+  return d;
+}
+
+model::TokenRows read_rows(const io::TensorStore& refs, const std::string& name) {
+  const auto& info = refs.info(name);
+  std::vector<int32_t> flat = refs.read<int32_t>(name, DType::kI32);
+  model::TokenRows rows;
+  for (int64_t r = 0; r < info.shape[0]; ++r)
+    rows.emplace_back(flat.begin() + r * info.shape[1], flat.begin() + (r + 1) * info.shape[1]);
+  return rows;
+}
+
+struct Variant {
+  const char* folder;
+  const char* logits;
+  const char* key;
+};
+
+class TinyLlamaCuda : public ::testing::TestWithParam<Variant> {};
+
+TEST_P(TinyLlamaCuda, LogitsAndPerplexityMatchReferences) {
+  const Variant v = GetParam();
+  const auto root = tiny_root();
+  EXL_REQUIRE_GPU_AND(root / v.folder);
+  auto refs = io::TensorStore::open_file(root / "refs.safetensors");
+  const auto weights = model::ModelWeights::load(root / v.folder);
+  // Small chunks so that long rows are split across forward chunks too.
+  auto runner = cuda::make_cuda_runner(weights, {.cache_tokens = 4096, .page_size = 64, .max_batch_tokens = 1000});
+  const auto rows = read_rows(refs, "input_ids");
+  const std::vector<float> got = model::compute_logits(*runner, rows);
+  const std::vector<float> want = refs.read_f32(v.logits);
+  ASSERT_EQ(got.size(), want.size());
+  const Diff d = compare(got, want);
+  EXPECT_TRUE(d.finite);
+  EXPECT_LT(d.rel_l2, 5e-3) << v.folder << " vs " << v.logits << " (max abs " << d.max_abs << ")";
+  std::printf("[ cuda %s ] rel L2 %.3g vs %s, max abs %.3g\n", v.folder, d.rel_l2, v.logits, d.max_abs);
+
+  const nlohmann::json ref = read_json_file(root / "refs.json");
+  const double want_ppl = ref["variants"][v.key]["ppl"].get<double>();
+  const auto ppl = model::perplexity(*runner, read_rows(refs, "ppl_rows"));
+  EXPECT_EQ(ppl.tokens, 16 * 255);
+  EXPECT_LT(std::fabs(ppl.ppl - want_ppl) / want_ppl, 0.005) << "ppl " << ppl.ppl << " vs " << want_ppl;
+  std::printf("[ cuda %s ] perplexity %.4f (reference %.4f)\n", v.folder, ppl.ppl, want_ppl);
+}
+
+// Greedy continuation through decode() (captured graph, device-side sampling) from a forward() prefill.
+std::vector<int32_t> greedy(model::Runner& runner, const std::vector<int32_t>& prompt, int64_t n,
+                            const model::SamplingParams& sampling = {}, std::vector<int32_t> stop = {}) {
+  cache::PageAllocator alloc(runner.num_pages());
+  cache::SequenceCache seq;
+  cache::reserve_tokens(alloc, seq, static_cast<int64_t>(prompt.size()) + n, runner.page_size());
+  if (prompt.size() > 1) {
+    const model::SequenceStep step{std::span(prompt).first(prompt.size() - 1), 0, seq.pages};
+    std::vector<float> logits;
+    runner.forward({&step, 1}, model::LogitsFor::kLastToken, &logits);
+  }
+  model::DecodeRequest req;
+  req.last_token = prompt.back();
+  req.start_pos = static_cast<int64_t>(prompt.size()) - 1;
+  req.pages = &seq.pages;
+  req.max_new_tokens = n;
+  req.sampling = sampling;
+  req.stop_tokens = std::move(stop);
+  std::vector<int32_t> out;
+  const model::DecodeStats stats = runner.decode(req, [&](int32_t t) {
+    out.push_back(t);
+    return true;
+  });
+  EXPECT_EQ(stats.tokens, static_cast<int64_t>(out.size()));
+  EXPECT_GT(stats.launches_per_token, 0.0);
+  return out;
+}
+
+// Logit of `token` vs the top logit after prompt + prefix (to judge a divergence).
+std::pair<float, float> logits_at(model::Runner& runner, std::vector<int32_t> ids, int32_t token) {
+  cache::PageAllocator alloc(runner.num_pages());
+  cache::SequenceCache seq;
+  cache::reserve_tokens(alloc, seq, static_cast<int64_t>(ids.size()), runner.page_size());
+  const model::SequenceStep step{ids, 0, seq.pages};
+  std::vector<float> logits;
+  runner.forward({&step, 1}, model::LogitsFor::kLastToken, &logits);
+  return {*std::max_element(logits.begin(), logits.end()), logits[static_cast<size_t>(token)]};
+}
+
+class TinyLlamaCudaGreedy : public ::testing::TestWithParam<Variant> {};
+
+TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferences) {
+  const Variant v = GetParam();
+  const auto root = tiny_root();
+  EXL_REQUIRE_GPU_AND(root / v.folder);
+  const auto weights = model::ModelWeights::load(root / v.folder);
+  auto runner = cuda::make_cuda_runner(weights, {.cache_tokens = 1024, .page_size = 16});
+  const auto tok = tokenizer::Tokenizer::from_dir(root / v.folder);
+  const nlohmann::json ref = read_json_file(root / "refs.json");
+  const auto& prompts = ref["prompts"];
+  const auto& want_all = ref["variants"][v.key]["greedy"];
+  for (size_t p = 0; p < prompts.size(); ++p) {
+    const std::vector<int32_t> prompt = tok.encode(prompts[p].get<std::string>(), tokenizer::AddSpecialTokens::kYes);
+    const std::vector<int32_t> want = want_all[p].get<std::vector<int32_t>>();
+    const std::vector<int32_t> got = greedy(*runner, prompt, static_cast<int64_t>(want.size()));
+    ASSERT_EQ(got.size(), want.size());
+    size_t same = 0;
+    while (same < want.size() && got[same] == want[same]) ++same;
+    if (same < want.size()) {
+      // A divergence must be a near-tie: the reference's token scores (almost) as high as ours.
+      std::vector<int32_t> ids = prompt;
+      ids.insert(ids.end(), want.begin(), want.begin() + static_cast<int64_t>(same));
+      const auto [top, at_ref] = logits_at(*runner, ids, want[same]);
+      std::printf("[ cuda %s ] prompt %zu diverges at token %zu: got %d, reference %d, logit gap %.4f\n", v.folder,
+                  p, same, got[same], want[same], top - at_ref);
+      EXPECT_LT(top - at_ref, 0.05f) << "prompt " << p << " token " << same << " is not a near-tie";
+    } else {
+      std::printf("[ cuda %s ] prompt %zu: all %zu greedy tokens match\n", v.folder, p, want.size());
+    }
+  }
+}
+
+TEST(TinyLlamaCudaRunner, DecodeStopsSamplesAndRejectsBadInput) {
+  const auto root = tiny_root();
+  EXL_REQUIRE_GPU_AND(root / "fp16");
+  const auto weights = model::ModelWeights::load(root / "fp16");
+  auto runner = cuda::make_cuda_runner(weights, {.cache_tokens = 1024, .page_size = 16});
+  const std::vector<int32_t> prompt = {2043, 100, 200, 300};
+  const std::vector<int32_t> full = greedy(*runner, prompt, 20);
+  // Stop after the first occurrence of a stop token.
+  const size_t first = static_cast<size_t>(std::find(full.begin(), full.end(), full[6]) - full.begin());
+  const std::vector<int32_t> stopped = greedy(*runner, prompt, 20, {}, {full[6]});
+  EXPECT_EQ(stopped.size(), first + 1);
+  // Seeded sampling is reproducible and in range.
+  const model::SamplingParams s{0.9f, 40, 0.95f, 1234};
+  const auto a = greedy(*runner, prompt, 30, s), b = greedy(*runner, prompt, 30, s);
+  EXPECT_EQ(a, b);
+  for (int32_t t : a) EXPECT_TRUE(t >= 0 && t < weights.config.vocab_size);
+  // Out-of-range token ids.
+  cache::PageAllocator alloc(runner->num_pages());
+  cache::SequenceCache seq;
+  cache::reserve_tokens(alloc, seq, 8, runner->page_size());
+  const std::vector<int32_t> bad = {1, 2048};
+  const model::SequenceStep step{bad, 0, seq.pages};
+  std::vector<float> logits;
+  try {
+    runner->forward({&step, 1}, model::LogitsFor::kLastToken, &logits);
+    FAIL() << "token 2048 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("2048"), std::string::npos) << e.what();
+  }
+  model::DecodeRequest req;
+  req.last_token = -1;
+  req.pages = &seq.pages;
+  req.max_new_tokens = 1;
+  EXPECT_THROW(runner->decode(req, [](int32_t) { return true; }), Error);
+}
+
+TEST(TinyLlamaCudaRunner, RefusesACacheThatDoesNotFit) {
+  const auto root = tiny_root();
+  EXL_REQUIRE_GPU_AND(root / "fp16");
+  const auto weights = model::ModelWeights::load(root / "fp16");
+  try {
+    cuda::make_cuda_runner(weights, {.cache_tokens = int64_t{1} << 33, .page_size = 256});
+    FAIL() << "a 2^33-token cache was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kOutOfMemory);
+    EXPECT_NE(std::string(e.what()).find("free"), std::string::npos) << e.what();
+    std::printf("[ cuda ] refusal: %s\n", e.what());
+  }
+}
+
+std::string variant_name(const ::testing::TestParamInfo<Variant>& info) {
+  std::string n = info.param.folder;
+  for (char& ch : n)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return n;
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, TinyLlamaCuda,
+                         ::testing::Values(Variant{"fp16", "hf_fp32_logits", "fp16"},
+                                           Variant{"exl2-2.5bpw", "exl2_2.5bpw_logits", "2.5bpw"},
+                                           Variant{"exl2-4.0bpw", "exl2_4.0bpw_logits", "4.0bpw"},
+                                           Variant{"exl2-6.0bpw", "exl2_6.0bpw_logits", "6.0bpw"}),
+                         variant_name);
+INSTANTIATE_TEST_SUITE_P(Variants, TinyLlamaCudaGreedy,
+                         ::testing::Values(Variant{"fp16", "", "fp16"}, Variant{"exl2-6.0bpw", "", "6.0bpw"}),
+                         variant_name);
+
+}  // namespace
+}  // namespace exl
+#endif

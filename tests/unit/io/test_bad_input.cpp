@@ -1,0 +1,254 @@
+// Bad input: crafted files that are truncated, malformed or inconsistent must give an exl::Error that names the
+// file/tensor/field, never a crash or an out-of-bounds read (this suite also runs under ASan/UBSan in CI).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/model_config.h"
+#include "io/safetensors.h"
+#include "io/safetensors_writer.h"
+#include "model/model_weights.h"
+#include "quant/exl2.h"
+#include "testdata.h"
+
+namespace exl {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path temp_dir(const std::string& name) {
+  fs::path p = fs::temp_directory_path() / ("exl_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+void write_raw(const fs::path& path, const std::string& header, size_t data_bytes, uint64_t declared_len = 0) {
+  std::ofstream out(path, std::ios::binary);
+  uint64_t len = declared_len ? declared_len : header.size();
+  out.write(reinterpret_cast<const char*>(&len), 8);
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  std::string data(data_bytes, '\x01');
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+// Expects an exl::Error of `kind` whose message contains every needle.
+template <typename Fn>
+void expect_error(Fn&& fn, ErrorKind kind, std::vector<std::string> needles) {
+  try {
+    fn();
+    FAIL() << "expected an exl::Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), kind) << e.what();
+    for (const auto& n : needles) EXPECT_NE(std::string(e.what()).find(n), std::string::npos) << e.what();
+  }
+}
+
+TEST(SafetensorsBadInput, TruncatedAndMalformedHeaders) {
+  const fs::path dir = temp_dir("st");
+  const fs::path f = dir / "a.safetensors";
+  {
+    std::ofstream out(f, std::ios::binary);
+    out.write("\x05\x00", 2);
+  }
+  expect_error([&] { io::SafetensorsFile::open(f); }, ErrorKind::kCorruptFile, {"a.safetensors", "too short"});
+  write_raw(f, "{}", 0, 1000);
+  expect_error([&] { io::SafetensorsFile::open(f); }, ErrorKind::kCorruptFile, {"runs past the end"});
+  write_raw(f, "{not json", 0);
+  expect_error([&] { io::SafetensorsFile::open(f); }, ErrorKind::kCorruptFile, {"malformed"});
+  write_raw(f, R"({"w":{"dtype":"F16","shape":[4,4],"data_offsets":[0,32]}})", 16);
+  expect_error([&] { io::SafetensorsFile::open(f); }, ErrorKind::kCorruptFile, {"'w'", "run past the end"});
+  write_raw(f, R"({"w":{"dtype":"F16","shape":[4,4],"data_offsets":[0,30]}})", 32);
+  expect_error([&] { io::SafetensorsFile::open(f); }, ErrorKind::kCorruptFile, {"'w'", "needs 32 bytes"});
+  write_raw(f,
+            R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})",
+            24);
+  expect_error([&] { io::SafetensorsFile::open(f); }, ErrorKind::kCorruptFile, {"overlap"});
+  write_raw(f, R"({"w":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}})", 4);
+  expect_error([&] { io::SafetensorsFile::open(f); }, ErrorKind::kUnsupported, {"'w'", "F8_E4M3"});
+  write_raw(f, R"({"w":{"dtype":"F32","shape":[-4],"data_offsets":[0,4]}})", 4);
+  expect_error([&] { io::SafetensorsFile::open(f); }, ErrorKind::kCorruptFile, {"'w'", "negative"});
+  write_raw(f, R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", 16);
+  expect_error([&] { io::SafetensorsFile::open(f); }, ErrorKind::kCorruptFile, {"'w'"});
+  write_raw(f, R"([1,2,3])", 0);
+  expect_error([&] { io::SafetensorsFile::open(f); }, ErrorKind::kCorruptFile, {"not a JSON object"});
+  fs::remove_all(dir);
+}
+
+TEST(SafetensorsBadInput, EveryTruncationOfARealFileIsAnError) {
+  const fs::path src = testing::testdata_dir() / "exl2-vectors/gptq4_actorder_g128.safetensors";
+  EXL_REQUIRE_TESTDATA(src);
+  std::ifstream in(src, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  const fs::path dir = temp_dir("trunc");
+  const fs::path f = dir / "t.safetensors";
+  for (size_t cut : {size_t{0}, size_t{7}, size_t{8}, size_t{100}, bytes.size() / 2, bytes.size() - 1}) {
+    {
+      std::ofstream out(f, std::ios::binary | std::ios::trunc);
+      out.write(bytes.data(), static_cast<std::streamsize>(cut));
+    }
+    EXPECT_THROW(io::SafetensorsFile::open(f), Error) << "cut at " << cut;
+  }
+  fs::remove_all(dir);
+}
+
+TEST(SafetensorsBadInput, MissingTensorAndWrongShapeOrDtype) {
+  const fs::path dir = temp_dir("shape");
+  io::SafetensorsWriter w;
+  w.add("x", DType::kF32, {2, 3}, std::vector<float>(6, 1.0f));
+  w.write(dir / "m.safetensors");
+  const auto store = io::TensorStore::open_dir(dir);
+  expect_error([&] { store.info("y"); }, ErrorKind::kNotFound, {"'y'"});
+  expect_error([&] { store.read_f32("x", {3, 2}); }, ErrorKind::kCorruptFile, {"'x'", "[3, 2]", "[2, 3]"});
+  expect_error([&] { store.read<int32_t>("x", DType::kI32); }, ErrorKind::kCorruptFile, {"'x'", "I32", "F32"});
+  fs::remove_all(dir);
+}
+
+TEST(SafetensorsBadInput, DuplicateTensorAcrossShards) {
+  const fs::path dir = temp_dir("dup");
+  io::SafetensorsWriter w;
+  w.add("x", DType::kF32, {1}, std::vector<float>{1.0f});
+  w.write(dir / "a.safetensors");
+  w.write(dir / "b.safetensors");
+  expect_error([&] { io::TensorStore::open_dir(dir); }, ErrorKind::kCorruptFile, {"'x'", "twice"});
+  fs::remove_all(dir);
+}
+
+nlohmann::json base_config() {
+  return {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64},  {"intermediate_size", 128},
+          {"num_hidden_layers", 1},                {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+          {"vocab_size", 32},                      {"rms_norm_eps", 1e-5}};
+}
+
+TEST(ConfigBadInput, FieldsAndRope) {
+  auto c = base_config();
+  c.erase("hidden_size");
+  expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kInvalidArgument,
+               {"config.json", "hidden_size"});
+  c = base_config();
+  c["num_attention_heads"] = "four";
+  expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kInvalidArgument,
+               {"num_attention_heads", "integer"});
+  c = base_config();
+  c["rope_scaling"] = {{"rope_type", "longrope"}, {"factor", 2.0}};
+  expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kUnsupported, {"longrope", "llama3"});
+  c = base_config();
+  c["num_key_value_heads"] = 3;
+  expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kInvalidArgument, {"multiple"});
+  c = base_config();
+  c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}};
+  expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kInvalidArgument,
+               {"original_max_position_embeddings"});
+}
+
+TEST(ConfigParsing, OldAndNewRopeSpellings) {
+  auto c = base_config();
+  c["rope_theta"] = 500000.0;
+  c["rope_scaling"] = {{"rope_type", "llama3"},        {"factor", 8.0},
+                       {"low_freq_factor", 1.0},       {"high_freq_factor", 4.0},
+                       {"original_max_position_embeddings", 8192}};
+  c["torch_dtype"] = "bfloat16";
+  c["eos_token_id"] = {128001, 128008, 128009};
+  auto cfg = io::parse_model_config(c, "config.json");
+  EXPECT_EQ(cfg.rope.type, io::RopeType::kLlama3);
+  EXPECT_EQ(cfg.rope.theta, 500000.0);
+  EXPECT_EQ(cfg.dtype, DType::kBF16);
+  EXPECT_EQ(cfg.eos_token_ids.size(), 3u);
+  EXPECT_EQ(cfg.head_dim, 16);
+  auto n = base_config();
+  n["rope_parameters"] = {{"rope_theta", 1e6}, {"rope_type", "yarn"}, {"factor", 4.0},
+                          {"original_max_position_embeddings", 32768}};
+  n["dtype"] = "float16";
+  n["sliding_window"] = 4096;
+  cfg = io::parse_model_config(n, "config.json");
+  EXPECT_EQ(cfg.rope.type, io::RopeType::kYarn);
+  EXPECT_EQ(cfg.rope.theta, 1e6);
+  EXPECT_EQ(cfg.sliding_window.value_or(0), 4096);
+  n["rope_parameters"] = {{"rope_theta", 1e4}, {"type", "dynamic"}, {"factor", 2.0}};
+  EXPECT_EQ(io::parse_model_config(n, "config.json").rope.type, io::RopeType::kDynamic);
+  n["rope_parameters"] = {{"rope_theta", 1e4}, {"rope_type", "linear"}, {"factor", 2.0}};
+  EXPECT_EQ(io::parse_model_config(n, "config.json").rope.type, io::RopeType::kLinear);
+}
+
+TEST(ModelBadInput, UnknownArchitectureListsSupported) {
+  const fs::path dir = temp_dir("arch");
+  auto c = base_config();
+  c["architectures"] = {"FalconForCausalLM"};
+  std::ofstream(dir / "config.json") << c.dump();
+  expect_error([&] { model::ModelWeights::load(dir); }, ErrorKind::kUnsupported,
+               {"FalconForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"});
+  fs::remove_all(dir);
+}
+
+// Copies a real model directory with config.json edited, to check config/tensor disagreement.
+TEST(ModelBadInput, ConfigDisagreeingWithTensors) {
+  const fs::path src = testing::testdata_dir() / "models/tiny-llama/exl2-4.0bpw";
+  EXL_REQUIRE_TESTDATA(src);
+  const fs::path dir = temp_dir("disagree");
+  fs::create_symlink(src / "output.safetensors", dir / "output.safetensors");
+  std::ifstream in(src / "config.json");
+  nlohmann::json c = nlohmann::json::parse(in);
+  c["intermediate_size"] = 2048;
+  std::ofstream(dir / "config.json") << c.dump();
+  expect_error([&] { model::ModelWeights::load(dir); }, ErrorKind::kCorruptFile, {"gate_proj", "2048"});
+  c["intermediate_size"] = 1024;
+  c["num_hidden_layers"] = 3;
+  std::ofstream(dir / "config.json") << c.dump();
+  expect_error([&] { model::ModelWeights::load(dir); }, ErrorKind::kCorruptFile, {"layers.3", "num_hidden_layers"});
+  c["num_hidden_layers"] = 5;
+  std::ofstream(dir / "config.json") << c.dump();
+  expect_error([&] { model::ModelWeights::load(dir); }, ErrorKind::kNotFound, {"layers.4"});
+  fs::remove_all(dir);
+}
+
+quant::Exl2Weight small_exl2() {
+  quant::Exl2Weight w;
+  w.key = "layer";
+  w.in_features = 64;
+  w.out_features = 32;
+  w.padded_out = 32;
+  w.q_groups = {4, 0, 2, 4};  // 32 rows of 4 bit (4 packed rows), 32 rows of 2 bit (2 packed rows)
+  w.packed_rows = 6;
+  w.q_weight.assign(6 * 32, 0x12345678u);
+  w.q_scale.assign(2 * 4, 0x76543210u);
+  w.q_scale_max = {0x2e66, 0x2e66};
+  for (int i = 0; i < 64; ++i) w.q_invperm.push_back((i * 7) % 64);
+  return w;
+}
+
+TEST(Exl2BadInput, InvariantsOfSection13) {
+  auto w = small_exl2();
+  EXPECT_NO_THROW(quant::validate_exl2(w, "f"));
+  w = small_exl2();
+  w.q_groups[0] = 7;
+  expect_error([&] { quant::validate_exl2(w, "f"); }, ErrorKind::kCorruptFile, {"layer.q_groups", "bit width 7"});
+  w = small_exl2();
+  w.q_groups = {2, 0, 4, 2};
+  expect_error([&] { quant::validate_exl2(w, "f"); }, ErrorKind::kCorruptFile, {"must not increase"});
+  w = small_exl2();
+  w.q_invperm[5] = w.q_invperm[6];
+  expect_error([&] { quant::validate_exl2(w, "f"); }, ErrorKind::kCorruptFile, {"q_invperm", "permutation"});
+  w = small_exl2();
+  w.q_invperm.resize(63);
+  w.in_features = 63;
+  expect_error([&] { quant::validate_exl2(w, "f"); }, ErrorKind::kCorruptFile, {"does not add up"});
+  w = small_exl2();
+  w.q_groups = {4, 0, 2, 12};
+  expect_error([&] { quant::validate_exl2(w, "f"); }, ErrorKind::kCorruptFile, {"q_groups", "run past"});
+  w = small_exl2();
+  w.q_groups = {3, 0, 2, 5};
+  expect_error([&] { quant::validate_exl2(w, "f"); }, ErrorKind::kCorruptFile, {"3-bit"});
+  w = small_exl2();
+  w.q_scale.resize(7);
+  expect_error([&] { quant::validate_exl2(w, "f"); }, ErrorKind::kCorruptFile, {"q_scale"});
+  w = small_exl2();
+  w.out_features = 100;
+  expect_error([&] { quant::validate_exl2(w, "f"); }, ErrorKind::kCorruptFile, {"width", "out_features 100"});
+}
+
+}  // namespace
+}  // namespace exl

@@ -1,0 +1,20 @@
+// Backend selection for CLI commands: "cpu", "cuda" or "auto" (CUDA when built with it and a GPU is present).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "model/model_weights.h"
+#include "model/runner.h"
+
+namespace exl::cli {
+
+struct RunnerChoice {
+  std::string backend = "auto";
+  int64_t cache_tokens = 8192;
+};
+
+std::unique_ptr<model::Runner> make_runner(const model::ModelWeights& weights, const RunnerChoice& choice);
+bool cuda_available();
+
+}  // namespace exl::cli
