@@ -22,6 +22,26 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Keeps the warp's weight stream `ahead` bytes in flight into L2 with bulk prefetches (lane 0 issues them), so
+// DRAM streams from the first instruction on, independent of the prologue and of the decode's issue rate.
+struct L2Prefetcher {
+  const char* next;
+  const char* end;
+  int64_t ahead;
+  __device__ __forceinline__ void advance(const void* consumed, int lane) {
+    const char* target = static_cast<const char*>(consumed) + ahead;
+    if (target > end) target = end;
+    if (target > next) {
+      if (lane == 0) {
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(next),
+                     "r"(static_cast<uint32_t>(target - next))
+                     : "memory");
+      }
+      next = target;
+    }
+  }
+};
+
 struct SliceSmem {
   const uint2* table;     // [groups][8 strips][8]: {scale(g), scale(g+8)}, {zero(g), zero(g+8)} as half2
   const int32_t* chunk_local;  // group of each 32-row chunk, relative to the slice's first group
@@ -68,11 +88,12 @@ __device__ __forceinline__ void tile_mma(const uint32_t (&w)[kBits], int tile_ro
 // Tiles [0, count) of one class for this warp's strip; `tiles` points at the first one, `row0` is its slice row.
 template <int kBits, int kNTiles>
 __device__ __forceinline__ void class_tiles(const uint32_t* tiles, int count, int row0, int warp, int lane, int M,
-                                            const SliceSmem& s, float (&acc)[kNTiles][4]) {
+                                            const SliceSmem& s, L2Prefetcher& pf, float (&acc)[kNTiles][4]) {
   constexpr int kUnroll = kBits <= 4 ? 4 : (kBits == 5 ? 3 : 2);
   constexpr int kTileWords = 32 * kBits;
   int i = 0;
   for (; i + kUnroll <= count; i += kUnroll) {
+    pf.advance(tiles + i * kTileWords, lane);
     uint32_t w[kUnroll][kBits];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) tile::load_tile<kBits>(tiles + (i + u) * kTileWords, lane, w[u]);
@@ -95,6 +116,7 @@ struct GemvParams {
   int xs_stride;
   float* partials;
   uint32_t* counters;
+  int64_t prefetch_bytes;  // per warp, ahead of its current tile
 };
 
 template <int kNTiles>
@@ -114,33 +136,84 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const GemvP
   int32_t* chunk_local = reinterpret_cast<int32_t*>(table + p.plan.max_groups * 64);
   __half* xs = reinterpret_cast<__half*>(chunk_local + 2 * p.plan.max_tiles);
 
+  const int64_t strip = int64_t{col_block} * kGemvWarps + warp;
+  const bool strip_valid = strip * quant::kStripCols < v.width;
+  const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
+  // The slice's tiles are contiguous in the strip (classes follow each other): start streaming them now.
+  L2Prefetcher pf{nullptr, nullptr, p.prefetch_bytes};
+  if (strip_valid && te > ts) {
+    int64_t begin_words = -1, end_words = 0;
+    for (int c = 0; c < v.num_classes; ++c) {
+      const quant::TileClass& cls = v.classes[c];
+      const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
+      if (lo >= hi) continue;
+      if (begin_words < 0) begin_words = cls.word_offset + int64_t{lo - cls.tile_begin} * cls.bits;
+      end_words = cls.word_offset + int64_t{hi - cls.tile_begin} * cls.bits;
+    }
+    pf.next = reinterpret_cast<const char*>(strip_base + 32 * begin_words);
+    pf.end = reinterpret_cast<const char*>(strip_base + 32 * end_words);
+    pf.advance(pf.next, lane);
+  }
+
   const int32_t g_first = slice_rows > 0 ? __ldg(v.chunk_group + 2 * ts) : 0;
   const int32_t g_last = slice_rows > 0 ? __ldg(v.chunk_group + 2 * te - 1) : -1;
   const int ng = g_last - g_first + 1;
-  for (int i = tid; i < chunks; i += blockDim.x) chunk_local[i] = __ldg(v.chunk_group + 2 * ts + i) - g_first;
-  for (int i = tid; i < ng * 64; i += blockDim.x) {
-    const int e = i & 63;
-    const int64_t col = int64_t{col_block} * kGemvBlockCols + (e >> 3) * quant::kStripCols + (e & 7);
-    __half s0, z0, s1, z1;
-    tile::column_scale(v, g_first + (i >> 6), col, s0, z0);
-    tile::column_scale(v, g_first + (i >> 6), col + 8, s1, z1);
-    table[i] = make_uint2(tile::half2_as_u32(__halves2half2(s0, s1)), tile::half2_as_u32(__halves2half2(z0, z1)));
+  const int nthreads = blockDim.x;
+  for (int i = tid; i < chunks; i += nthreads) chunk_local[i] = __ldg(v.chunk_group + 2 * ts + i) - g_first;
+  // Loads first, stores after, several per thread: the prologue costs about two memory latencies.
+  constexpr int kIlp = 4;
+  for (int i0 = tid; i0 < ng * 64; i0 += kIlp * nthreads) {
+    __half sc[kIlp][2], zm[kIlp][2];
+#pragma unroll
+    for (int u = 0; u < kIlp; ++u) {
+      const int i = i0 + u * nthreads;
+      const int e = i & 63;
+      const int64_t col = int64_t{col_block} * kGemvBlockCols + (e >> 3) * quant::kStripCols + (e & 7);
+      const int grp = min(g_first + (i >> 6), g_last);
+      tile::column_scale(v, grp, col, sc[u][0], zm[u][0]);
+      tile::column_scale(v, grp, col + 8, sc[u][1], zm[u][1]);
+    }
+#pragma unroll
+    for (int u = 0; u < kIlp; ++u) {
+      const int i = i0 + u * nthreads;
+      if (i < ng * 64) {
+        table[i] = make_uint2(tile::half2_as_u32(__halves2half2(sc[u][0], sc[u][1])),
+                              tile::half2_as_u32(__halves2half2(zm[u][0], zm[u][1])));
+      }
+    }
   }
-  for (int i = tid; i < M * slice_rows; i += blockDim.x) {
-    const int tok = i / slice_rows, r = i - tok * slice_rows;
-    const int32_t src = __ldg(v.perm + int64_t{ts} * kTileRows + r);
-    xs[tok * p.xs_stride + r] = src < 0 ? __ushort_as_half(0) : p.x[int64_t{tok} * v.in_features + src];
+  constexpr int kGatherIlp = 8;
+  const int total = M * slice_rows;
+  for (int i0 = tid; i0 < total; i0 += kGatherIlp * nthreads) {
+    int32_t src[kGatherIlp];
+#pragma unroll
+    for (int u = 0; u < kGatherIlp; ++u) {
+      const int i = i0 + u * nthreads;
+      const int tok = i / slice_rows;
+      src[u] = i < total ? __ldg(v.perm + int64_t{ts} * kTileRows + (i - tok * slice_rows)) : -1;
+    }
+    __half val[kGatherIlp];
+#pragma unroll
+    for (int u = 0; u < kGatherIlp; ++u) {
+      const int tok = (i0 + u * nthreads) / slice_rows;
+      val[u] = src[u] < 0 ? __ushort_as_half(0) : __ldg(p.x + int64_t{tok} * v.in_features + src[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < kGatherIlp; ++u) {
+      const int i = i0 + u * nthreads;
+      if (i < total) {
+        const int tok = i / slice_rows;
+        xs[tok * p.xs_stride + (i - tok * slice_rows)] = val[u];
+      }
+    }
   }
   __syncthreads();
 
   float acc[kNTiles][4];
 #pragma unroll
   for (int nt = 0; nt < kNTiles; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-  const int64_t strip = int64_t{col_block} * kGemvWarps + warp;
-  const bool strip_valid = strip * quant::kStripCols < v.width;
   if (strip_valid) {
     const SliceSmem s{table, chunk_local, xs, p.xs_stride};
-    const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
     for (int c = 0; c < v.num_classes; ++c) {
       const quant::TileClass& cls = v.classes[c];
       const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
@@ -148,12 +221,12 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const GemvP
       const uint32_t* first = strip_base + int64_t{32} * (cls.word_offset + int64_t{lo - cls.tile_begin} * cls.bits);
       const int row0 = (lo - ts) * kTileRows;
       switch (cls.bits) {
-        case 2: class_tiles<2, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
-        case 3: class_tiles<3, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
-        case 4: class_tiles<4, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
-        case 5: class_tiles<5, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
-        case 6: class_tiles<6, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
-        default: class_tiles<8, kNTiles>(first, hi - lo, row0, warp, lane, M, s, acc); break;
+        case 2: class_tiles<2, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
+        case 3: class_tiles<3, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
+        case 4: class_tiles<4, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
+        case 5: class_tiles<5, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
+        case 6: class_tiles<6, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
+        default: class_tiles<8, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
       }
     }
   }
@@ -199,6 +272,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const GemvP
     const int64_t col = int64_t{col_block} * kGemvBlockCols + (i - tok * kGemvBlockCols);
     if (col >= N) continue;
     float val = 0.0f;
+#pragma unroll 8
     for (int sp = 0; sp < splits; ++sp) val += __ldcg(p.partials + (int64_t{sp} * M + tok) * W + col);
     if (v.bias) val += __half2float(v.bias[col]);
     p.y[tok * N + col] = __float2half_rn(val);
@@ -263,7 +337,8 @@ int64_t gemv_partial_floats(const GemvSplitPlan& plan, int64_t width, int64_t nu
 void gemv_quant(const QuantTilesView& w, const GemvSplitPlan& plan, const __half* x, __half* y, int64_t num_tokens,
                 float* partials, uint32_t* counters, cudaStream_t stream) {
   if (num_tokens <= 0) return;
-  GemvParams p{w, plan, x, y, static_cast<int>(num_tokens), xs_stride_for(plan), partials, counters};
+  GemvParams p{w, plan, x, y, static_cast<int>(num_tokens), xs_stride_for(plan), partials, counters,
+               plan.prefetch_bytes};
   const size_t smem = gemv_shared_bytes(plan, num_tokens);
   const dim3 grid(static_cast<unsigned>((w.width + kGemvBlockCols - 1) / kGemvBlockCols),
                   static_cast<unsigned>(plan.splits));

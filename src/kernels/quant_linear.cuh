@@ -47,6 +47,7 @@ struct GemvSplitPlan {
   int32_t splits = 1;
   int32_t max_groups = 0;  // most groups any slice touches
   int32_t max_tiles = 0;   // most tiles in a slice
+  int64_t prefetch_bytes = 16384;  // per warp, L2 bulk prefetch distance ahead of the tile being decoded
 };
 
 // Host: the per-slice maxima of a split count (chunk_group: the host copy, [num_tiles * 2]).

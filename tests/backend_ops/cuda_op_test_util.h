@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend/cuda/device_buffer.h"
+#include "core/error.h"
 #include "core/fp16.h"
 
 #define EXL_REQUIRE_GPU()                                                                     \

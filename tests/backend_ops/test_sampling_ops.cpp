@@ -102,8 +102,10 @@ TEST(SamplingOps, DrawsFollowHostDistribution) {
       freq[static_cast<size_t>(t)] += 1.0 / rows;
     }
     for (size_t i = 0; i < l.size(); ++i) {
-      if (want[i] == 0.0) EXPECT_EQ(freq[i], 0.0) << "token " << i << " is outside the kept set (T " << p.temperature
-                                                  << ", top_k " << p.top_k << ", top_p " << p.top_p << ")";
+      if (want[i] == 0.0) {
+        EXPECT_EQ(freq[i], 0.0) << "token " << i << " is outside the kept set (T " << p.temperature << ", top_k "
+                                << p.top_k << ", top_p " << p.top_p << ")";
+      }
       EXPECT_NEAR(freq[i], want[i], 0.012) << "token " << i << " (T " << p.temperature << ", top_k " << p.top_k
                                            << ", top_p " << p.top_p << ")";
     }

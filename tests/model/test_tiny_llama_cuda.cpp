@@ -11,6 +11,7 @@
 #include "backend/cuda/cuda_runner.h"
 #include "backend/cuda/device_buffer.h"
 #include "cache/page_allocator.h"
+#include "core/error.h"
 #include "core/json_util.h"
 #include "io/safetensors.h"
 #include "model/evaluate.h"

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Show help for all subcommands");
   exl::cli::add_model_commands(app);
   exl::cli::add_perplexity_command(app);
+  exl::cli::add_generate_command(app);
   exl::cli::add_tokenizer_commands(app);
   exl::cli::add_chat_commands(app);
   try {

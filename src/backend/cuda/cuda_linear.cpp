@@ -130,6 +130,12 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
     EXL_CHECK(im.plan.splits > before, kUnsupported,
               "{}: the GEMV slice of {}x{} does not fit in {} bytes of shared memory", w.key, K, N, max_smem);
   }
+  const int64_t warps = (t.width + kernels::kGemvBlockCols - 1) / kernels::kGemvBlockCols * im.plan.splits *
+                        kernels::kGemvWarps;
+  const int64_t resident = std::min<int64_t>(warps, int64_t{sms} * 32);
+  const int64_t ahead = options.gemv_prefetch_bytes > 0 ? options.gemv_prefetch_bytes
+                                                        : std::clamp<int64_t>((24 << 20) / resident, 2048, 32768);
+  im.plan.prefetch_bytes = ahead / 128 * 128;
   return out;
 }
 
