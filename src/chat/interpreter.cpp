@@ -21,8 +21,12 @@ class LoopObject : public Object {
 
   std::string_view type_name() const override { return "LoopContext"; }
   bool is_callable() const override { return true; }
-  std::string to_str() const override {
+  std::string to_str(int /*depth*/) const override {
     return fmt::format("<LoopContext {}/{}>", index0_ + 1, items_->size());
+  }
+  void release_references() override {
+    last_changed_->reset();
+    scope_.reset();
   }
 
   Value call(Interpreter& interpreter, CallArgs& args) override {
@@ -81,7 +85,7 @@ class LoopObject : public Object {
   size_t index0_ = 0;
   int depth0_;
   const Stmt& stmt_;
-  std::shared_ptr<Scope> scope_;
+  std::shared_ptr<Scope> scope_;  // where the loop runs (recursive calls run there again)
   std::shared_ptr<std::optional<Value>> last_changed_ = std::make_shared<std::optional<Value>>();
 };
 
@@ -108,12 +112,26 @@ Value NamespaceObject::get_attr(std::string_view name) const {
   return Value::undefined(fmt::format("'Namespace' object has no attribute '{}'", name));
 }
 
-std::string NamespaceObject::to_str() const {
-  Dict copy = attrs_;
-  return "<Namespace " + to_repr(Value::dict(std::move(copy))) + ">";
+std::string NamespaceObject::to_str(int depth) const {
+  if (printing_) return "<Namespace {...}>";
+  printing_ = true;
+  std::string out = "<Namespace {";
+  try {
+    bool first = true;
+    for (const auto& [key, value] : attrs_.entries()) {
+      if (!first) out += ", ";
+      first = false;
+      out += to_repr(key, depth + 1) + ": " + to_repr(value, depth + 1);
+    }
+  } catch (...) {
+    printing_ = false;
+    throw;
+  }
+  printing_ = false;
+  return out + "}>";
 }
 
-std::string GeneratorObject::to_str() const {
+std::string GeneratorObject::to_str(int /*depth*/) const {
   fail(ErrorKind::kUnsupported,
        "printing a {} object is not supported (Python prints its memory address); convert it with |list",
        type_name_);
@@ -158,6 +176,12 @@ void Interpreter::fail_too_deep(int max_depth) {
 
 Interpreter::Interpreter(const ParsedTemplate& parsed, const RenderLimits& limits, Clock clock)
     : parsed_(parsed), limits_(limits), clock_(std::move(clock)) {}
+
+Interpreter::~Interpreter() {
+  // Clearing in creation order keeps destruction shallow even for long chains (ns.x = namespace(prev=ns.x)).
+  for (const auto& scope : tracked_scopes_) scope->clear();
+  for (const auto& object : tracked_objects_) object->release_references();
+}
 
 std::string Interpreter::render(const std::vector<std::pair<std::string, Value>>& context) {
   auto globals = std::make_shared<Scope>(nullptr);
@@ -263,6 +287,7 @@ Interpreter::Flow Interpreter::exec(const Stmt& stmt, const std::shared_ptr<Scop
       break;
     }
     case StmtKind::kMacro:
+      track(scope);
       scope->set(stmt.name, Value::object(std::make_shared<MacroObject>(stmt, scope, stmt.name)));
       break;
     case StmtKind::kCallBlock: exec_call_block(stmt, scope, out); break;
@@ -300,6 +325,8 @@ void Interpreter::exec_for(const Stmt& stmt, const List& all_items, const std::s
   }
   auto shared_items = std::make_shared<const List>(std::move(items));
   auto loop = std::make_shared<LoopObject>(shared_items, depth, stmt, scope);
+  track(scope);
+  track(loop);
   const Value loop_value = Value::object(loop);
   for (size_t i = 0; i < shared_items->size(); ++i) {
     charge(1);
@@ -323,6 +350,7 @@ void Interpreter::exec_call_block(const Stmt& stmt, const std::shared_ptr<Scope>
   const Expr& call = *stmt.exprs[0];
   const Value callee = eval(*call.children[0], scope);
   CallArgs args = eval_args(call, scope, 1);
+  track(scope);
   args.keyword.emplace_back("caller", Value::object(std::make_shared<MacroObject>(stmt, scope, "caller")));
   offset_ = stmt.offset;
   emit(out, to_str(this->call(callee, args)));

@@ -32,6 +32,7 @@ class Scope {
   explicit Scope(std::shared_ptr<Scope> parent) : parent_(std::move(parent)) {}
   const Value* lookup(std::string_view name) const;
   void set(std::string_view name, Value value);
+  void clear() { vars_.clear(); }
 
  private:
   std::shared_ptr<Scope> parent_;
@@ -44,6 +45,10 @@ class LoopObject;
 class Interpreter {
  public:
   Interpreter(const ParsedTemplate& parsed, const RenderLimits& limits, Clock clock);
+  // Breaks the reference cycles that scopes, namespaces and loop contexts can form.
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
 
   // Renders the template with `context` (render variables) on top of the environment globals.
   std::string render(const std::vector<std::pair<std::string, Value>>& context);
@@ -65,6 +70,11 @@ class Interpreter {
 
   // Python's binary operators (used by filters such as sum).
   Value binary(BinaryOp op, const Value& left, const Value& right);
+
+  // Registers a scope captured by a macro or loop, or an object holding mutable references; all are cleared, in
+  // creation order, when rendering ends.
+  void track(const std::shared_ptr<Scope>& scope) { tracked_scopes_.push_back(scope); }
+  void track(const ObjectPtr& object) { tracked_objects_.push_back(object); }
 
   Value invoke_macro(const MacroObject& macro, CallArgs& args);
   std::string run_recursive_loop(const LoopObject& loop, const Value& iterable);
@@ -114,6 +124,8 @@ class Interpreter {
   int depth_ = 0;
   size_t offset_ = 0;  // source offset of the node being evaluated (for error locations)
   std::vector<Value> block_inputs_;
+  std::vector<std::shared_ptr<Scope>> tracked_scopes_;
+  std::vector<ObjectPtr> tracked_objects_;
 };
 
 // A macro, or the caller() of a call block, bound to the scope it was defined in.
@@ -125,7 +137,7 @@ class MacroObject : public Object {
   bool is_callable() const override { return true; }
   Value call(Interpreter& interpreter, CallArgs& args) override { return interpreter.invoke_macro(*this, args); }
   Value get_attr(std::string_view name) const override;
-  std::string to_str() const override { return fmt::format("<Macro '{}'>", name_); }
+  std::string to_str(int /*depth*/) const override { return fmt::format("<Macro '{}'>", name_); }
   const Stmt& stmt() const { return stmt_; }
   const std::shared_ptr<Scope>& closure() const { return closure_; }
   const std::string& name() const { return name_; }
@@ -144,7 +156,7 @@ class NativeFunction : public Object {
   std::string_view type_name() const override { return "builtin_function_or_method"; }
   bool is_callable() const override { return true; }
   Value call(Interpreter& interpreter, CallArgs& args) override { return fn_(interpreter, args); }
-  std::string to_str() const override { return fmt::format("<built-in function {}>", name_); }
+  std::string to_str(int /*depth*/) const override { return fmt::format("<built-in function {}>", name_); }
 
  private:
   std::string name_;
@@ -158,11 +170,13 @@ class NamespaceObject : public Object {
  public:
   std::string_view type_name() const override { return "Namespace"; }
   Value get_attr(std::string_view name) const override;
-  std::string to_str() const override;
+  std::string to_str(int depth) const override;
   void set(std::string_view name, Value value) { attrs_.set(Value::string(std::string(name)), std::move(value)); }
+  void release_references() override { attrs_ = Dict(); }
 
  private:
   Dict attrs_;
+  mutable bool printing_ = false;  // a namespace holding itself prints as <Namespace {...}>, as in Python
 };
 
 // A one-shot iterator, as jinja's select/map/selectattr/unique/batch/items filters and reversed() return: always
@@ -171,8 +185,9 @@ class GeneratorObject : public Object {
  public:
   GeneratorObject(std::string type_name, List items) : type_name_(std::move(type_name)), items_(std::move(items)) {}
   std::string_view type_name() const override { return type_name_; }
-  std::string to_str() const override;
+  std::string to_str(int depth) const override;
   List take();
+  void release_references() override { items_.clear(); }
 
  private:
   std::string type_name_;

@@ -243,15 +243,17 @@ Value global_namespace(Interpreter& interpreter, CallArgs& args) {
   for (const auto& [key, value] : attrs.entries()) {
     ns->set(to_str(key), value);
   }
+  interpreter.track(ns);
   return Value::object(std::move(ns));
 }
 
-class CyclerObject : public Object {
+class CyclerObject : public Object, public std::enable_shared_from_this<CyclerObject> {
  public:
   explicit CyclerObject(List items) : items_(std::move(items)) {}
   std::string_view type_name() const override { return "Cycler"; }
+  void release_references() override { items_ = List{Value::none()}; }
   Value get_attr(std::string_view name) const override {
-    auto* self = const_cast<CyclerObject*>(this);
+    auto self = std::const_pointer_cast<CyclerObject>(shared_from_this());
     if (name == "current") return items_[position_];
     if (name == "next") {
       return make_native("next", [self](Interpreter&, CallArgs&) {
@@ -274,9 +276,11 @@ class CyclerObject : public Object {
   size_t position_ = 0;
 };
 
-Value global_cycler(Interpreter&, CallArgs& args) {
+Value global_cycler(Interpreter& interpreter, CallArgs& args) {
   EXL_CHECK(!args.positional.empty(), kInvalidArgument, "at least one item has to be provided");
-  return Value::object(std::make_shared<CyclerObject>(args.positional));
+  auto cycler = std::make_shared<CyclerObject>(args.positional);
+  interpreter.track(cycler);
+  return Value::object(std::move(cycler));
 }
 
 Value global_joiner(Interpreter&, CallArgs& args) {
@@ -350,12 +354,13 @@ std::vector<Value> bind_args(std::string_view function, const CallArgs& args, st
     values[i] = args.positional[i];
     given[i] = true;
   }
-  for (const auto& [key, value] : args.keyword) {
+  for (const auto& keyword : args.keyword) {
+    const std::string& key = keyword.first;
     const auto it = std::find_if(list.begin(), list.end(), [&](const Param& p) { return p.name == key; });
     EXL_CHECK(it != list.end(), kInvalidArgument, "{}() got an unexpected keyword argument '{}'", function, key);
     const auto index = static_cast<size_t>(it - list.begin());
     EXL_CHECK(!given[index], kInvalidArgument, "{}() got multiple values for argument '{}'", function, key);
-    values[index] = value;
+    values[index] = keyword.second;
     given[index] = true;
   }
   for (size_t i = 0; i < list.size(); ++i) {

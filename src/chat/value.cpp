@@ -233,7 +233,11 @@ Value Value::list(List items, SequenceKind kind) {
   return list(std::make_shared<const List>(std::move(items)), kind);
 }
 Value Value::list(ListPtr items, SequenceKind kind) {
+  int depth = 0;
+  for (const Value& item : *items) depth = std::max(depth, item.depth());
+  EXL_CHECK(depth < kMaxValueDepth, kInvalidArgument, "list nested deeper than {} levels", kMaxValueDepth);
   Value v;
+  v.depth_ = static_cast<uint16_t>(depth + 1);
   v.type_ = ValueType::kList;
   v.sequence_kind_ = kind;
   v.data_ = std::move(items);
@@ -241,7 +245,11 @@ Value Value::list(ListPtr items, SequenceKind kind) {
 }
 Value Value::dict(Dict items) { return dict(std::make_shared<const Dict>(std::move(items))); }
 Value Value::dict(DictPtr items) {
+  int depth = 0;
+  for (const auto& [key, value] : items->entries()) depth = std::max({depth, key.depth(), value.depth()});
+  EXL_CHECK(depth < kMaxValueDepth, kInvalidArgument, "dict nested deeper than {} levels", kMaxValueDepth);
   Value v;
+  v.depth_ = static_cast<uint16_t>(depth + 1);
   v.type_ = ValueType::kDict;
   v.data_ = std::move(items);
   return v;
@@ -333,7 +341,7 @@ Value Object::call(Interpreter& /*interpreter*/, CallArgs& /*args*/) {
   fail(ErrorKind::kInvalidArgument, "'{}' object is not callable", type_name());
 }
 
-std::string Object::to_str() const { return fmt::format("<{} object>", type_name()); }
+std::string Object::to_str(int /*depth*/) const { return fmt::format("<{} object>", type_name()); }
 
 std::string float_repr(double value) {
   if (std::isnan(value)) return "nan";
@@ -378,12 +386,14 @@ std::string to_str(const Value& value) {
   switch (value.type()) {
     case ValueType::kUndefined: return "";
     case ValueType::kString: return value.as_string();
-    case ValueType::kObject: return value.as_object().to_str();
+    case ValueType::kObject: return value.as_object().to_str(0);
     default: return to_repr(value);
   }
 }
 
-std::string to_repr(const Value& value) {
+std::string to_repr(const Value& value, int depth) {
+  EXL_CHECK(depth < kMaxValueDepth, kInvalidArgument, "value nested deeper than {} levels cannot be printed",
+            kMaxValueDepth);
   switch (value.type()) {
     case ValueType::kUndefined: return "Undefined";
     case ValueType::kNone: return "None";
@@ -391,7 +401,7 @@ std::string to_repr(const Value& value) {
     case ValueType::kInt: return std::to_string(value.as_int());
     case ValueType::kFloat: return float_repr(value.as_double());
     case ValueType::kString: return string_repr(value.as_string());
-    case ValueType::kObject: return value.as_object().to_str();
+    case ValueType::kObject: return value.as_object().to_str(depth + 1);
     case ValueType::kList: {
       const bool tuple = value.is_tuple();
       std::string out = tuple ? "(" : "[";
@@ -399,7 +409,7 @@ std::string to_repr(const Value& value) {
       for (const Value& item : value.as_list()) {
         if (!first) out += ", ";
         first = false;
-        out += to_repr(item);
+        out += to_repr(item, depth + 1);
       }
       if (tuple && value.as_list().size() == 1) out += ",";
       out += tuple ? ")" : "]";
@@ -411,7 +421,7 @@ std::string to_repr(const Value& value) {
       for (const auto& [key, item] : value.as_dict().entries()) {
         if (!first) out += ", ";
         first = false;
-        out += to_repr(key) + ": " + to_repr(item);
+        out += to_repr(key, depth + 1) + ": " + to_repr(item, depth + 1);
       }
       return out + "}";
     }

@@ -26,6 +26,9 @@ using ListPtr = std::shared_ptr<const List>;
 using DictPtr = std::shared_ptr<const Dict>;
 using ObjectPtr = std::shared_ptr<Object>;
 
+// Lists and dicts nest at most this deep, so that printing, comparing and destroying values cannot exhaust the stack.
+inline constexpr int kMaxValueDepth = 600;
+
 enum class ValueType : uint8_t { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kObject };
 enum class SequenceKind : uint8_t { kList, kTuple };
 // An unsafe undefined is what the sandbox returns for a forbidden attribute: calling it is a security error.
@@ -71,6 +74,8 @@ class Value {
   const ObjectPtr& object_ptr() const { return std::get<ObjectPtr>(data_); }
   const std::string& undefined_hint() const { return std::get<std::string>(data_); }
   UndefinedKind undefined_kind() const { return undefined_kind_; }
+  // Nesting height of lists/dicts (0 for scalars and objects); bounded by kMaxValueDepth.
+  int depth() const { return depth_; }
 
   // Python truthiness (undefined is false).
   bool truthy() const;
@@ -81,6 +86,7 @@ class Value {
   ValueType type_ = ValueType::kUndefined;
   SequenceKind sequence_kind_ = SequenceKind::kList;
   UndefinedKind undefined_kind_ = UndefinedKind::kPlain;
+  uint16_t depth_ = 0;
   std::variant<std::monostate, bool, int64_t, double, std::string, ListPtr, DictPtr, ObjectPtr> data_;
 };
 
@@ -112,14 +118,16 @@ class Object {
   virtual Value get_attr(std::string_view name) const;
   virtual bool is_callable() const { return false; }
   virtual Value call(Interpreter& interpreter, CallArgs& args);
-  // str() of the object.
-  virtual std::string to_str() const;
+  // str() of the object; depth is the current printing depth (for nested values inside objects).
+  virtual std::string to_str(int depth) const;
+  // Drops references to other values (called once rendering ends, to break reference cycles).
+  virtual void release_references() {}
 };
 
 // Python str(value); undefined prints as "".
 std::string to_str(const Value& value);
 // Python repr(value) (used for items inside printed lists and dicts).
-std::string to_repr(const Value& value);
+std::string to_repr(const Value& value, int depth = 0);
 // Python repr of a float (shortest round-trip, "1.0", "1e-05", "inf").
 std::string float_repr(double value);
 

@@ -4,9 +4,10 @@
 // Shapes: q, out fp16 [num_seqs, num_heads, head_dim]; pages fp16 [num_pages, page_size, num_kv_heads, head_dim];
 // workspace fp32: (m, l) [num_seqs, num_heads, num_splits, 2] then acc [num_seqs, num_heads, num_splits, head_dim].
 // Threads: grid (num_splits, num_kv_heads, num_seqs), 128 threads; the G = num_heads / num_kv_heads query heads
-// of one KV head share every K/V load. Scores: D/8 lanes (rounded up to 8/16/32) per key, 16-byte K loads, shuffle
-// reduction; tiles of 64 keys with an online softmax; P.V: a thread per (head, 8-element chunk), keys divided among
-// the rest of the block, reduced through shared memory at the end.
+// of one KV head share every K/V load. Per tile of 64 keys (32 for head_dim 256) the whole block first stages K
+// and V in shared memory with all its 16-byte loads in flight at once (one memory round trip per tile); scores:
+// D/8 lanes (rounded up to 8/16/32) per key with a shuffle reduction; online softmax per head; P.V: a thread per
+// (head, 8-element chunk), keys divided among the rest of the block, reduced through shared memory at the end.
 // Constraints: head_dim in the dispatch list; G <= 16; G * head_dim / 8 <= 512.
 #include <algorithm>
 #include <cmath>
@@ -42,14 +43,28 @@ __device__ __forceinline__ const __half* kv_row(const AttentionArgs& a, const __
 }
 
 template <int D>
+struct DecodeSmem {
+  static constexpr int kTileKeys = D <= 128 ? kTile : kTile / 2;
+  static constexpr size_t kBytes =
+      sizeof(float) * (kMaxGroup * D + kMaxGroup * kTile) + 2 * sizeof(__half) * kTileKeys * D;
+};
+
+template <int D>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArgs a, int num_splits, float* ws) {
   constexpr int kChunks = D / 8;
   constexpr int kTpk = kChunks <= 8 ? 8 : (kChunks <= 16 ? 16 : 32);
   constexpr int kKeysPerPass = kThreads / kTpk;
-  __shared__ float q_s[kMaxGroup * D];
-  __shared__ float score_s[kMaxGroup][kTile];
+  constexpr int kTileKeys = DecodeSmem<D>::kTileKeys;
+  constexpr int kLoadsPerThread = kTileKeys * kChunks / kThreads;
+  static_assert(kTileKeys * kChunks % kThreads == 0 && kTileKeys % kKeysPerPass == 0, "tile shape");
+  extern __shared__ float4 smem_f4[];
+  float* q_s = reinterpret_cast<float*>(smem_f4);
+  float(*score_s)[kTile] = reinterpret_cast<float(*)[kTile]>(q_s + kMaxGroup * D);
+  __half* k_s = reinterpret_cast<__half*>(q_s + kMaxGroup * D + kMaxGroup * kTile);
+  __half* v_s = k_s + kTileKeys * D;
+  float* red_s = reinterpret_cast<float*>(k_s);  // after the last tile (kThreads * 8 floats fit in K and V)
+  static_assert(kThreads * 8 * sizeof(float) <= 2 * sizeof(__half) * kTileKeys * D, "reduction buffer");
   __shared__ float m_s[kMaxGroup], l_s[kMaxGroup], alpha_s[kMaxGroup];
-  __shared__ float red_s[kThreads * 8];
 
   const int split = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -92,13 +107,34 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
   __syncthreads();
 
   const int lane_in_key = tid % kTpk, key_slot = tid / kTpk;
-  for (int64_t tile0 = begin; tile0 < end; tile0 += kTile) {
-    const int nt = static_cast<int>(min(static_cast<int64_t>(kTile), end - tile0));
+  for (int64_t tile0 = begin; tile0 < end; tile0 += kTileKeys) {
+    const int nt = static_cast<int>(min(static_cast<int64_t>(kTileKeys), end - tile0));
+    {
+      uint4 kr[kLoadsPerThread], vr[kLoadsPerThread];
+#pragma unroll
+      for (int i = 0; i < kLoadsPerThread; ++i) {
+        const int idx = tid + i * kThreads, j = idx / kChunks, c = idx % kChunks;
+        if (j < nt) {
+          kr[i] = *reinterpret_cast<const uint4*>(kv_row(a, a.k_pages, s, tile0 + j, kvh) + c * 8);
+          vr[i] = *reinterpret_cast<const uint4*>(kv_row(a, a.v_pages, s, tile0 + j, kvh) + c * 8);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kLoadsPerThread; ++i) {
+        const int idx = tid + i * kThreads, j = idx / kChunks, c = idx % kChunks;
+        if (j < nt) {
+          *reinterpret_cast<uint4*>(k_s + j * D + c * 8) = kr[i];
+          *reinterpret_cast<uint4*>(v_s + j * D + c * 8) = vr[i];
+        }
+      }
+    }
+    __syncthreads();
     // Scores of this tile for every head of the group.
-    for (int j = key_slot; j < kTile; j += kKeysPerPass) {
+#pragma unroll
+    for (int j = key_slot; j < kTileKeys; j += kKeysPerPass) {
       float kf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       const bool valid = j < nt;
-      if (valid && lane_in_key < kChunks) load8(kv_row(a, a.k_pages, s, tile0 + j, kvh) + lane_in_key * 8, kf);
+      if (valid && lane_in_key < kChunks) load8(k_s + j * D + lane_in_key * 8, kf);
       for (int g = 0; g < G; ++g) {
         float dot = 0.0f;
         if (lane_in_key < kChunks) {
@@ -146,7 +182,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
         for (int j = kpart; j < nt; j += ks) {
           const float p = score_s[g][j];
           float vf[8];
-          load8(kv_row(a, a.v_pages, s, tile0 + j, kvh) + c * 8, vf);
+          load8(v_s + j * D + c * 8, vf);
 #pragma unroll
           for (int e = 0; e < 8; ++e) acc[it][e] += p * vf[e];
         }
@@ -236,7 +272,11 @@ void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, c
     constexpr int D = decltype(d)::value;
     const dim3 grid(static_cast<unsigned>(split.num_splits), static_cast<unsigned>(a.num_kv_heads),
                     static_cast<unsigned>(a.num_seqs));
-    attention_decode_kernel<D><<<grid, kThreads, 0, stream>>>(a, split.num_splits, split.workspace);
+    constexpr size_t kSmem = DecodeSmem<D>::kBytes;
+    check_cuda(cudaFuncSetAttribute(attention_decode_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(kSmem)),
+               "cudaFuncSetAttribute");
+    attention_decode_kernel<D><<<grid, kThreads, kSmem, stream>>>(a, split.num_splits, split.workspace);
     check_launch("attention_decode");
   });
   const dim3 grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(a.num_seqs));

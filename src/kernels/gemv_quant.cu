@@ -29,6 +29,7 @@ struct L2Prefetcher {
   const char* end;
   int64_t ahead;
   __device__ __forceinline__ void advance(const void* consumed, int lane) {
+    if (ahead <= 0) return;
     const char* target = static_cast<const char*>(consumed) + ahead;
     if (target > end) target = end;
     if (target > next) {

@@ -16,7 +16,7 @@ TEST(KvCacheOps, WriteKvMatchesCpu) {
   EXL_REQUIRE_GPU();
   std::mt19937 rng(7);
   for (auto [NKV, D, page_size] : {std::tuple<int64_t, int64_t, int64_t>{8, 128, 256}, {2, 80, 16}, {1, 96, 7}}) {
-    const int64_t num_pages = 64, max_pages = 20;
+    const int64_t num_pages = 80, max_pages = 50;
     const std::vector<int32_t> query_start = {0, 100, 101, 140};
     const std::vector<int32_t> context_len = {100, 300, 45};
     std::vector<int32_t> perm(num_pages);

@@ -26,7 +26,7 @@ struct LinearContext {
 // Load-time tuning knobs (benchmarks); defaults are what the benchmark chose.
 struct LinearOptions {
   int32_t gemv_splits = 0;          // split-K slices of the GEMV kernel; 0 = about two blocks per SM
-  int64_t gemv_prefetch_bytes = 0;  // per-warp L2 prefetch distance; 0 = share ~24 MB among resident warps
+  int64_t gemv_prefetch_bytes = 0;  // per-warp L2 bulk-prefetch distance; 0 = off, < 0 = ~24 MB / resident warps
 };
 
 class CudaLinear {
