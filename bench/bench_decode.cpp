@@ -99,14 +99,27 @@ model::ModelWeights make_model(Format f, int64_t layers) {
   });
   m.embedding = random_half_tensor({c.vocab_size, H}, 7, 0.0f);
   m.final_norm = random_half_tensor({H}, 8, 1.0f);
-  model::LayerWeights layer;
-  layer.attn_norm = random_half_tensor({H}, 9, 1.0f);
-  layer.mlp_norm = random_half_tensor({H}, 10, 1.0f);
-  quant::LinearWeight* slots[] = {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
-                                  &layer.gate_proj, &layer.up_proj, &layer.down_proj};
-  for (size_t i = 0; i < 7; ++i) *slots[i] = jobs[i].get();
+  std::vector<quant::LinearWeight> linears;
+  for (auto& j : jobs) linears.push_back(j.get());
   m.head = head.get();
-  m.layers.assign(static_cast<size_t>(layers), layer);
+  // Each layer gets its own tensors: exl::Tensor copies do not own fresh storage, so build rather than copy.
+  for (int64_t l = 0; l < layers; ++l) {
+    model::LayerWeights layer;
+    layer.attn_norm = random_half_tensor({H}, 9, 1.0f);
+    layer.mlp_norm = random_half_tensor({H}, 10, 1.0f);
+    quant::LinearWeight* slots[] = {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
+                                    &layer.gate_proj, &layer.up_proj, &layer.down_proj};
+    for (size_t i = 0; i < 7; ++i) {
+      const quant::LinearWeight& src = linears[i];
+      *slots[i] = quant::LinearWeight{src.key, src.format, src.in_features, src.out_features, Tensor(), src.exl2,
+                                      src.gptq, src.bias};
+      if (src.format == quant::WeightFormat::kFloat) {
+        slots[i]->float_weight = Tensor(src.float_weight.dtype(), src.float_weight.shape());
+        std::memcpy(slots[i]->float_weight.raw(), src.float_weight.raw(), src.float_weight.nbytes());
+      }
+    }
+    m.layers.push_back(std::move(layer));
+  }
   return m;
 }
 

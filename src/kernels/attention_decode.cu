@@ -221,22 +221,37 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
 }
 
 // out[s, h, d] = sum_i acc_i[d] * exp(m_i - M) / sum_i l_i * exp(m_i - M); one block per (head, sequence).
+// The split weights exp(m_i - M) / L are computed once by the first warp (num_splits <= 64).
 __global__ void attention_decode_combine_kernel(AttentionArgs a, int num_splits, const float* ws) {
-  const int h = blockIdx.x, s = blockIdx.y;
+  __shared__ float weight_s[64];
+  const int h = blockIdx.x, s = blockIdx.y, lane = threadIdx.x % 32;
   const int64_t base = (static_cast<int64_t>(s) * a.num_heads + h) * num_splits;
   const float* ml = ws + base * 2;
   const float* acc = ws + a.num_seqs * a.num_heads * num_splits * 2 + base * a.head_dim;
-  float mx = -INFINITY;
-  for (int i = 0; i < num_splits; ++i)
-    if (ml[2 * i + 1] > 0.0f) mx = fmaxf(mx, ml[2 * i]);
-  float denom = 0.0f;
-  for (int i = 0; i < num_splits; ++i)
-    if (ml[2 * i + 1] > 0.0f) denom += ml[2 * i + 1] * __expf(ml[2 * i] - mx);
+  if (threadIdx.x < 32) {
+    float m[2], l[2];
+    for (int k = 0; k < 2; ++k) {
+      const int i = lane + 32 * k;
+      m[k] = i < num_splits ? ml[2 * i] : -INFINITY;
+      l[k] = i < num_splits ? ml[2 * i + 1] : 0.0f;
+    }
+    float mx = fmaxf(l[0] > 0.0f ? m[0] : -INFINITY, l[1] > 0.0f ? m[1] : -INFINITY);
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float w[2], denom = 0.0f;
+    for (int k = 0; k < 2; ++k) {
+      w[k] = l[k] > 0.0f ? __expf(m[k] - mx) : 0.0f;
+      denom += l[k] * w[k];
+    }
+    for (int o = 16; o > 0; o >>= 1) denom += __shfl_xor_sync(0xffffffffu, denom, o);
+    for (int k = 0; k < 2; ++k)
+      if (lane + 32 * k < num_splits) weight_s[lane + 32 * k] = w[k] / denom;
+  }
+  __syncthreads();
   for (int d = threadIdx.x; d < a.head_dim; d += blockDim.x) {
     float o = 0.0f;
-    for (int i = 0; i < num_splits; ++i)
-      if (ml[2 * i + 1] > 0.0f) o += acc[static_cast<int64_t>(i) * a.head_dim + d] * __expf(ml[2 * i] - mx);
-    a.out[(static_cast<int64_t>(s) * a.num_heads + h) * a.head_dim + d] = __float2half_rn(o / denom);
+    for (int i = 0; i < num_splits; ++i)  // empty splits (weight 0) left their acc unwritten
+      if (weight_s[i] != 0.0f) o += acc[static_cast<int64_t>(i) * a.head_dim + d] * weight_s[i];
+    a.out[(static_cast<int64_t>(s) * a.num_heads + h) * a.head_dim + d] = __float2half_rn(o);
   }
 }
 
@@ -265,8 +280,9 @@ void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, c
                         "%d heads, heads * head_dim <= %d)",
                         static_cast<long long>(G), static_cast<long long>(a.head_dim), kMaxGroup,
                         kThreads * kMaxItemsPerThread * 8);
-  if (split.num_splits < 1 || split.workspace == nullptr)
-    raise_kernel_error(KernelErrorKind::kInvalidArgument, "attention_decode: needs num_splits >= 1 and a workspace");
+  if (split.num_splits < 1 || split.num_splits > 64 || split.workspace == nullptr)
+    raise_kernel_error(KernelErrorKind::kInvalidArgument,
+                       "attention_decode: needs 1 <= num_splits <= 64 and a workspace");
   if (a.num_seqs == 0) return;
   dispatch_head_dim(a.head_dim, "attention_decode", [&](auto d) {
     constexpr int D = decltype(d)::value;

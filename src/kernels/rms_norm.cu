@@ -1,8 +1,9 @@
 // x[r] += residual[r] (optional); out[r, i] = half(x[r, i] / sqrt(mean(x[r, :]^2) + eps) * weight[i])
 // Shapes: x fp32 [*, hidden_size] (row r of the output reads row row_index[r] of x, or r), residual fp16 like x,
 // weight fp32 [hidden_size], out fp16 [num_rows, hidden_size].
-// Threads: one block of 256 per output row; each thread keeps up to kMaxPerThread elements in registers between
-// the sum of squares and the scaling, so x is read once. Constraint: hidden_size <= 256 * kMaxPerThread.
+// Threads: one block of 1024 per output row (batch-1 decode has one row: the whole GPU waits on this block, so it
+// is wide); each thread keeps up to kMaxPerThread elements in registers between the sum of squares and the
+// scaling, so x is read once. Constraint: hidden_size <= 1024 * kMaxPerThread.
 #include "kernels/rms_norm.cuh"
 
 #include "kernels/kernel_check.h"
@@ -10,8 +11,8 @@
 namespace exl::kernels {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kMaxPerThread = 64;  // hidden_size up to 16384
+constexpr int kThreads = 1024;
+constexpr int kMaxPerThread = 16;  // hidden_size up to 16384
 
 __device__ float block_sum(float v, float* shared) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -3,7 +3,8 @@
 // Shapes: q fp16 [num_tokens, num_heads, head_dim], k and v fp16 [num_tokens, num_kv_heads, head_dim],
 // inv_freq fp32 [R], positions int32 [num_tokens]. Optionally k (rotated) and v go to the paged cache
 // [num_pages, page_size, num_kv_heads, head_dim] at the token's slot.
-// Threads: one block per token; a thread per (head, i) pair over q and k heads, then per element for v.
+// Threads: one block per token; cos/sin of the token's R angles computed once into shared memory, then a thread
+// per (head, i) pair over q and k heads, then per element for v.
 // Constraints: 2R <= head_dim. cos/sin come from accurate sincosf of the fp32 angle, as the CPU reference does.
 #include "kernels/rope.cuh"
 
@@ -11,6 +12,8 @@
 
 namespace exl::kernels {
 namespace {
+
+constexpr int kMaxRotaryHalf = 256;  // head_dim up to 512
 
 __global__ void rope_kernel(RopeArgs a) {
   const int64_t t = blockIdx.x;
@@ -27,15 +30,20 @@ __global__ void rope_kernel(RopeArgs a) {
       if (page >= 0 && page < a.cache.num_pages) slot = static_cast<int64_t>(page) * a.cache.page_size + p % a.cache.page_size;
     }
   }
+  __shared__ float cos_s[kMaxRotaryHalf], sin_s[kMaxRotaryHalf];
+  for (int64_t i = threadIdx.x; i < R; i += blockDim.x) {
+    float s, c;
+    sincosf(pos * a.inv_freq[i], &s, &c);
+    cos_s[i] = c * a.attention_factor;
+    sin_s[i] = s * a.attention_factor;
+  }
+  __syncthreads();
   const int64_t kv_row = a.num_kv_heads * D;
   const int64_t q_heads = a.q ? a.num_heads : 0;
   const int64_t pairs = (q_heads + a.num_kv_heads) * R;
   for (int64_t w = threadIdx.x; w < pairs; w += blockDim.x) {
     const int64_t h = w / R, i = w % R;
-    float s, c;
-    sincosf(pos * a.inv_freq[i], &s, &c);
-    c *= a.attention_factor;
-    s *= a.attention_factor;
+    const float c = cos_s[i], s = sin_s[i];
     __half* x;
     __half* dst = nullptr;
     if (h < q_heads) {
@@ -65,7 +73,7 @@ __global__ void rope_kernel(RopeArgs a) {
 }  // namespace
 
 void launch_rope(const RopeArgs& args, cudaStream_t stream) {
-  if (args.rotary_half < 1 || 2 * args.rotary_half > args.head_dim)
+  if (args.rotary_half < 1 || 2 * args.rotary_half > args.head_dim || args.rotary_half > kMaxRotaryHalf)
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "rope: %lld frequencies do not fit head_dim %lld",
                         static_cast<long long>(args.rotary_half), static_cast<long long>(args.head_dim));
   if (args.num_tokens == 0) return;

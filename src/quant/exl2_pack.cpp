@@ -13,10 +13,7 @@ namespace {
 
 bool valid_bits(int b) { return b == 2 || b == 3 || b == 4 || b == 5 || b == 6 || b == 8; }
 
-struct GroupPlan {
-  int bits;
-  int64_t rows;
-};
+}  // namespace
 
 // Section 3.2: for each (b, p) in order, groups_b = ceil(min(K p, remaining) / gs_b); only the last group of the
 // tensor may be short.
@@ -53,8 +50,6 @@ std::vector<GroupPlan> plan_groups(int64_t K, const Exl2PackOptions& options) {
   }
   return plan;
 }
-
-}  // namespace
 
 Exl2Weight pack_exl2_rtn(const std::vector<float>& weight_nk, int64_t out_features, int64_t in_features,
                          const Exl2PackOptions& options) {

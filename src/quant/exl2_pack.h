@@ -27,6 +27,13 @@ struct Exl2PackOptions {
 
 // Row allocation as ExLlamaV2's AdaptiveGPTQ.configure does it (section 3.2); K and every group size must be
 // multiples of 32. kInvalidArgument names the offending option.
+struct GroupPlan {
+  int bits;
+  int64_t rows;
+};
+// The row groups (in stored order) that `options` gives for K input rows (exl2-format.md section 3.2).
+std::vector<GroupPlan> plan_groups(int64_t K, const Exl2PackOptions& options);
+
 Exl2Weight pack_exl2_rtn(const std::vector<float>& weight_nk, int64_t out_features, int64_t in_features,
                          const Exl2PackOptions& options);
 

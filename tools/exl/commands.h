@@ -30,6 +30,8 @@ model::PerplexityResult run_perplexity_rows(const std::string& dir, const model:
 void print_perplexity(const model::PerplexityResult& r, bool as_json);
 void add_perplexity_command(CLI::App& app);  // cmd_perplexity.cpp
 void add_generate_command(CLI::App& app);    // cmd_generate.cpp
+void add_random_model_command(CLI::App& app);  // cmd_random_model.cpp
+void add_bench_command(CLI::App& app);         // cmd_bench.cpp
 // Tokenizes a text file (no special tokens) and cuts rows of `length` tokens after skipping `offset_tokens`.
 model::TokenRows tokenize_text_rows(const std::string& model_dir, const std::string& text_file, int64_t length,
                                     int64_t offset_tokens, int64_t max_rows);

@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   exl::cli::add_model_commands(app);
   exl::cli::add_perplexity_command(app);
   exl::cli::add_generate_command(app);
+  exl::cli::add_random_model_command(app);
+  exl::cli::add_bench_command(app);
   exl::cli::add_tokenizer_commands(app);
   exl::cli::add_chat_commands(app);
   try {

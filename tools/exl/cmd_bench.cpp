@@ -1,0 +1,48 @@
+// exl bench: prefill and batch-1 decode speed on the GPU, with the bandwidth ceiling measured in the same run.
+#include <iostream>
+#include <memory>
+
+#include "commands.h"
+#include "core/error.h"
+#include "model/model_weights.h"
+#ifdef EXL_HAVE_CUDA
+#include "backend/cuda/bench_runner.h"
+#endif
+
+namespace exl::cli {
+
+void add_bench_command(CLI::App& app) {
+  struct Options {
+    std::string dir;
+    int64_t prompt_tokens = 2048;
+    int64_t decode_tokens = 128;
+    std::vector<int64_t> contexts = {128, 2048, 8192};
+    int repetitions = 3;
+    bool as_json = false;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("bench", "Benchmark prefill and batch-1 decode on the GPU");
+  cmd->add_option("--model", o->dir, "Model directory")->required();
+  cmd->add_option("--prompt-tokens", o->prompt_tokens, "Prefill prompt length")->capture_default_str();
+  cmd->add_option("--decode-tokens", o->decode_tokens, "Tokens per decode measurement")->capture_default_str();
+  cmd->add_option("--contexts", o->contexts, "Decode context lengths")->capture_default_str();
+  cmd->add_option("--repetitions", o->repetitions, "Repetitions (median reported)")->capture_default_str();
+  cmd->add_flag("--json", o->as_json, "Print JSON");
+  cmd->callback([o] {
+#ifdef EXL_HAVE_CUDA
+    EXL_CHECK(cuda_available(), kUnsupported, "bench: no CUDA device found (the benchmark measures the GPU)");
+    const auto weights = model::ModelWeights::load(o->dir);
+    cuda::BenchOptions bo;
+    bo.prompt_tokens = o->prompt_tokens;
+    bo.decode_tokens = o->decode_tokens;
+    bo.contexts = o->contexts;
+    bo.repetitions = o->repetitions;
+    const cuda::BenchResult r = cuda::run_decode_bench(weights, bo);
+    std::cout << (o->as_json ? r.to_json() : r.to_table()) << std::endl;
+#else
+    fail(ErrorKind::kUnsupported, "bench: this exl was built without CUDA");
+#endif
+  });
+}
+
+}  // namespace exl::cli
