@@ -51,9 +51,7 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   for (int64_t d : shape_) {
     EXL_CHECK(d >= 0, kInvalidArgument, "tensor shape {} has a negative dimension", shape_str(shape_));
   }
-  size_t bytes = nbytes();
-  storage_blocks_.resize((bytes + 63) / 64);  // value-initialized: zero
-  storage_ = std::span<std::byte>(reinterpret_cast<std::byte*>(storage_blocks_.data()), bytes);
+  storage_blocks_.resize((nbytes() + 63) / 64);  // value-initialized: zero
 }
 
 void Tensor::reshape(Shape shape) {

@@ -57,15 +57,15 @@ class Tensor {
   int64_t numel() const { return shape_numel(shape_); }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
 
-  void* raw() { return storage_.data(); }
-  const void* raw() const { return storage_.data(); }
+  void* raw() { return storage_blocks_.data(); }
+  const void* raw() const { return storage_blocks_.data(); }
   template <typename T>
   T* data() {
-    return reinterpret_cast<T*>(storage_.data());
+    return reinterpret_cast<T*>(storage_blocks_.data());
   }
   template <typename T>
   const T* data() const {
-    return reinterpret_cast<const T*>(storage_.data());
+    return reinterpret_cast<const T*>(storage_blocks_.data());
   }
   TensorView view() const { return {dtype_, shape_, raw()}; }
 
@@ -78,8 +78,7 @@ class Tensor {
   };
   DType dtype_ = DType::kF32;
   Shape shape_;
-  std::vector<Block> storage_blocks_;
-  std::span<std::byte> storage_;
+  std::vector<Block> storage_blocks_;  // copies and moves stay valid: nothing points into it
 };
 
 }  // namespace exl

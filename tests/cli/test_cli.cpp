@@ -1,0 +1,135 @@
+// The CLI contracts the acceptance checks use, exercised through the real binary: output files and formats,
+// exit statuses, and error messages on stderr.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "io/safetensors.h"
+#include "testdata.h"
+
+namespace exl {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int status = -1;
+  std::string out;
+};
+
+// Runs `exl ARGS` through the shell; stderr is merged into out when merge_stderr is set.
+Result run(const std::string& args, const std::string& stdin_text = "", bool merge_stderr = false) {
+  const fs::path in = fs::temp_directory_path() / ("exl_cli_in_" + std::to_string(::getpid()));
+  std::ofstream(in) << stdin_text;
+  std::string cmd = std::string(EXL_CLI_PATH) + " " + args + " < " + in.string() + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+const fs::path kDemo = testing::source_dir() / "models/demo";
+
+TEST(Cli, HelpOnEveryCommand) {
+  for (const char* c : {"inspect", "logits", "perplexity", "generate", "tokenize", "detokenize", "chat-template",
+                        "make-random-model", "bench"}) {
+    const Result r = run(std::string(c) + " --help");
+    EXPECT_EQ(r.status, 0) << c;
+    EXPECT_NE(r.out.find("--"), std::string::npos) << c;
+  }
+}
+
+TEST(Cli, InspectJson) {
+  const Result r = run("inspect --json --model " + kDemo.string());
+  ASSERT_EQ(r.status, 0);
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["architecture"], "LlamaForCausalLM");
+  EXPECT_EQ(j["num_layers"], 6);
+  EXPECT_EQ(j["layers"].size(), 6u);
+  EXPECT_EQ(j["head"]["format"], "float");
+}
+
+TEST(Cli, LogitsWritesF32Tensor) {
+  const fs::path ids = fs::temp_directory_path() / ("exl_cli_ids_" + std::to_string(::getpid()) + ".json");
+  const fs::path out = fs::temp_directory_path() / ("exl_cli_out_" + std::to_string(::getpid()) + ".safetensors");
+  std::ofstream(ids) << "[[0, 1149, 260, 2086], [0, 5, 6, 7]]";
+  const Result r = run("logits --backend cpu --model " + kDemo.string() + " --tokens " + ids.string() + " --output " +
+                       out.string());
+  ASSERT_EQ(r.status, 0);
+  const auto store = io::TensorStore::open_file(out);
+  EXPECT_EQ(store.info("logits").dtype, DType::kF32);
+  EXPECT_EQ(store.info("logits").shape, (Shape{2, 4, 4096}));
+  fs::remove(out);
+  fs::remove(ids);
+}
+
+TEST(Cli, PerplexityJsonAndTextFile) {
+  const fs::path ids = fs::temp_directory_path() / ("exl_cli_ppl_" + std::to_string(::getpid()) + ".json");
+  std::ofstream(ids) << "[[0, 1149, 260, 2086, 270, 260, 1041, 270]]";
+  Result r = run("perplexity --backend cpu --json --model " + kDemo.string() + " --tokens " + ids.string());
+  ASSERT_EQ(r.status, 0);
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"], 7);
+  EXPECT_NEAR(std::exp(j["nll"].get<double>()), j["ppl"].get<double>(), 1e-6 * j["ppl"].get<double>());
+  fs::remove(ids);
+
+  const fs::path root = testing::testdata_dir() / "models/tiny-llama";
+  EXL_REQUIRE_TESTDATA(root);
+  // ppl_rows in refs.safetensors are tokens [8000, 8000 + 16*256) of eval_text.txt; refs.json: 129.2322.
+  r = run("perplexity --backend cpu --json --model " + (root / "exl2-4.0bpw").string() + " --text-file " +
+          (root / "eval_text.txt").string() + " --length 256 --offset-tokens 8000 --max-rows 16");
+  ASSERT_EQ(r.status, 0);
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"], 16 * 255);
+  EXPECT_NEAR(j["ppl"].get<double>(), 129.2322, 129.2322 * 0.005);
+}
+
+TEST(Cli, GenerateStreamsTheReferenceContinuation) {
+  const Result r = run("generate --backend cpu --model " + kDemo.string() +
+                       " --prompt 'In the beginning' --max-tokens 14 --ignore-eos");
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(r.out.rfind("In the beginning of the reign of Darius, the days of Jahaz,", 0), 0u) << r.out;
+}
+
+TEST(Cli, TokenizeAndDetokenizeRoundTrip) {
+  Result r = run("tokenize --model " + kDemo.string(), "\"In the beginning\"\n\"God\"\n");
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, "[1149,260,2086]\n" + run("tokenize --model " + kDemo.string(), "\"God\"\n").out);
+  r = run("detokenize --model " + kDemo.string(), "[1149,260,2086]\n");
+  ASSERT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, "\"In the beginning\"\n");
+}
+
+TEST(Cli, ErrorsGoToStderrWithNonZeroStatus) {
+  Result r = run("inspect --model /nonexistent/dir", "", true);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("/nonexistent/dir"), std::string::npos) << r.out;
+  const fs::path ids = fs::temp_directory_path() / ("exl_cli_bad_" + std::to_string(::getpid()) + ".json");
+  std::ofstream(ids) << "[[0, 99999]]";
+  r = run("logits --backend cpu --model " + kDemo.string() + " --tokens " + ids.string() + " --output /tmp/x.st", "",
+          true);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("99999"), std::string::npos) << r.out;
+  std::ofstream(ids) << "[[0, 1], [2]]";
+  r = run("perplexity --backend cpu --model " + kDemo.string() + " --tokens " + ids.string(), "", true);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("same length"), std::string::npos) << r.out;
+  r = run("generate --model " + kDemo.string() + " --prompt hi --backend tpu", "", true);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("tpu"), std::string::npos) << r.out;
+  fs::remove(ids);
+}
+
+}  // namespace
+}  // namespace exl
