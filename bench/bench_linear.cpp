@@ -228,12 +228,15 @@ int main(int argc, char** argv) {
     // Split-K / prefetch sweep for the 4-bit MLP shapes at one token (target shape: down_proj, out 4096, in 14336).
     std::printf("\nsplit-K and L2-prefetch sweep, exl2-4.0, 1 token\n%-10s %7s %9s %10s %8s\n", "layer", "splits",
                 "prefetch", "us", "TB/s");
-    for (const LayerShape& s : {shapes[4], shapes[3]}) {
+    for (const LayerShape& s : {shapes[4], shapes[3], shapes[0]}) {
       const quant::LinearWeight lw = make_weight(Fmt::kExl2_40, s, 77);
       const double bytes = weight_bytes(lw);
-      for (int32_t sp : {0, 16}) {
-        for (int64_t pfb : {int64_t{0}, int64_t{-1}, int64_t{4096}}) {
-          if (s.in != 14336 && pfb > 0) continue;
+      const std::vector<int32_t> split_list = s.in == 14336    ? std::vector<int32_t>{0, 4, 6, 8, 12, 16, 24, 33}
+                                              : s.out == 14336 ? std::vector<int32_t>{0, 1, 2, 3, 4, 6, 8}
+                                                               : std::vector<int32_t>{0, 2, 4, 8, 12, 16, 32};
+      for (int32_t sp : split_list) {
+        for (int64_t pfb : {int64_t{0}, int64_t{4096}}) {
+          if ((s.in != 14336 || sp != 0) && pfb > 0) continue;
           std::vector<cuda::CudaLinear> copies;
           for (int c = 0; c < 3; ++c) copies.push_back(cuda::CudaLinear::create(lw, cuda::LinearOptions{sp, pfb}));
           const int64_t scratch_n = copies[0].min_scratch_elements();

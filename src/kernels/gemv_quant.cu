@@ -22,8 +22,8 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Keeps the warp's weight stream `ahead` bytes in flight into L2 with bulk prefetches (lane 0 issues them), so
-// DRAM streams from the first instruction on, independent of the prologue and of the decode's issue rate.
+// Optional (off by default): at kernel start, one L2 bulk prefetch (lane 0) of the first `ahead` bytes of the warp's
+// slice. (Until 2026-11-22 it was kept `ahead` bytes in front of the decode: measured slower in every setting.)
 struct L2Prefetcher {
   const char* next;
   const char* end;
@@ -86,25 +86,44 @@ __device__ __forceinline__ void tile_mma(const uint32_t (&w)[kBits], int tile_ro
   }
 }
 
-// Tiles [0, count) of one class for this warp's strip; `tiles` points at the first one, `row0` is its slice row.
-template <int kBits, int kNTiles>
-__device__ __forceinline__ void class_tiles(const uint32_t* tiles, int count, int row0, int warp, int lane, int M,
-                                            const SliceSmem& s, L2Prefetcher& pf, float (&acc)[kNTiles][4]) {
-  constexpr int kUnroll = kBits <= 4 ? 4 : (kBits == 5 ? 3 : 2);
-  constexpr int kTileWords = 32 * kBits;
-  int i = 0;
-  for (; i + kUnroll <= count; i += kUnroll) {
-    pf.advance(tiles + i * kTileWords, lane);
-    uint32_t w[kUnroll][kBits];
+// One batch of kU tiles (tiles [i, i + kU) of the class, those < count) into registers.
+template <int kBits, int kU>
+__device__ __forceinline__ void load_batch(const uint32_t* tiles, int i, int count, int lane,
+                                           uint32_t (&w)[kU][kBits]) {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) tile::load_tile<kBits>(tiles + (i + u) * kTileWords, lane, w[u]);
+  for (int u = 0; u < kU; ++u) {
+    if (i + u < count) {
+      tile::load_tile<kBits>(tiles + (i + u) * (32 * kBits), lane, w[u]);
+    } else {
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) tile_mma<kBits, kNTiles>(w[u], row0 + (i + u) * kTileRows, warp, lane, M, s, acc);
+      for (int b = 0; b < kBits; ++b) w[u][b] = 0;
+    }
   }
-  for (; i < count; ++i) {
-    uint32_t w[kBits];
-    tile::load_tile<kBits>(tiles + i * kTileWords, lane, w);
-    tile_mma<kBits, kNTiles>(w, row0 + i * kTileRows, warp, lane, M, s, acc);
+}
+
+// Tiles [0, count) of one class for this warp's strip; `tiles` points at the first one, `row0` is its slice row.
+// Register double buffer: the next batch's loads are issued before the current batch is decoded, so each warp keeps
+// kU..2kU tiles in flight. `first`: the slice's first class; its first batch is issued before `prologue` (x gather +
+// scale table + __syncthreads, block-uniform) so the weight stream's first DRAM latency overlaps the prologue.
+// count == 0 (strip past W) still runs the prologue.
+template <int kBits, int kNTiles, typename Prologue>
+__device__ __forceinline__ void class_tiles(const uint32_t* tiles, int count, int row0, int warp, int lane, int M,
+                                            const SliceSmem& s, float (&acc)[kNTiles][4], bool first,
+                                            Prologue& prologue) {
+  constexpr int kU = kBits <= 4 ? 4 : (kBits == 5 ? 3 : 2);
+  uint32_t wa[kU][kBits], wb[kU][kBits];
+  load_batch<kBits, kU>(tiles, 0, count, lane, wa);
+  if (first) prologue();
+  for (int i = 0; i < count; i += 2 * kU) {
+    load_batch<kBits, kU>(tiles, i + kU, count, lane, wb);
+#pragma unroll
+    for (int u = 0; u < kU; ++u)
+      if (i + u < count) tile_mma<kBits, kNTiles>(wa[u], row0 + (i + u) * kTileRows, warp, lane, M, s, acc);
+    load_batch<kBits, kU>(tiles, i + 2 * kU, count, lane, wa);
+#pragma unroll
+    for (int u = 0; u < kU; ++u)
+      if (i + kU + u < count)
+        tile_mma<kBits, kNTiles>(wb[u], row0 + (i + kU + u) * kTileRows, warp, lane, M, s, acc);
   }
 }
 
@@ -140,7 +159,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const GemvP
   const int64_t strip = int64_t{col_block} * kGemvWarps + warp;
   const bool strip_valid = strip * quant::kStripCols < v.width;
   const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
-  // The slice's tiles are contiguous in the strip (classes follow each other): start streaming them now.
+  // The slice's tiles are contiguous in the strip (classes follow each other).
   L2Prefetcher pf{nullptr, nullptr, p.prefetch_bytes};
   if (strip_valid && te > ts) {
     int64_t begin_words = -1, end_words = 0;
@@ -156,80 +175,87 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const GemvP
     pf.advance(pf.next, lane);
   }
 
-  const int32_t g_first = slice_rows > 0 ? __ldg(v.chunk_group + 2 * ts) : 0;
-  const int32_t g_last = slice_rows > 0 ? __ldg(v.chunk_group + 2 * te - 1) : -1;
-  const int ng = g_last - g_first + 1;
-  const int nthreads = blockDim.x;
-  for (int i = tid; i < chunks; i += nthreads) chunk_local[i] = __ldg(v.chunk_group + 2 * ts + i) - g_first;
-  // Loads first, stores after, several per thread: the prologue costs about two memory latencies.
-  constexpr int kIlp = 4;
-  for (int i0 = tid; i0 < ng * 64; i0 += kIlp * nthreads) {
-    __half sc[kIlp][2], zm[kIlp][2];
+  auto prologue = [&]() {
+    const int32_t g_first = slice_rows > 0 ? __ldg(v.chunk_group + 2 * ts) : 0;
+    const int32_t g_last = slice_rows > 0 ? __ldg(v.chunk_group + 2 * te - 1) : -1;
+    const int ng = g_last - g_first + 1;
+    const int nthreads = blockDim.x;
+    for (int i = tid; i < chunks; i += nthreads) chunk_local[i] = __ldg(v.chunk_group + 2 * ts + i) - g_first;
+    // Loads first, stores after, several per thread: the prologue costs about two memory latencies.
+    constexpr int kIlp = 4;
+    for (int i0 = tid; i0 < ng * 64; i0 += kIlp * nthreads) {
+      __half sc[kIlp][2], zm[kIlp][2];
 #pragma unroll
-    for (int u = 0; u < kIlp; ++u) {
-      const int i = i0 + u * nthreads;
-      const int e = i & 63;
-      const int64_t col = int64_t{col_block} * kGemvBlockCols + (e >> 3) * quant::kStripCols + (e & 7);
-      const int grp = min(g_first + (i >> 6), g_last);
-      tile::column_scale(v, grp, col, sc[u][0], zm[u][0]);
-      tile::column_scale(v, grp, col + 8, sc[u][1], zm[u][1]);
-    }
+      for (int u = 0; u < kIlp; ++u) {
+        const int i = i0 + u * nthreads;
+        const int e = i & 63;
+        const int64_t col = int64_t{col_block} * kGemvBlockCols + (e >> 3) * quant::kStripCols + (e & 7);
+        const int grp = min(g_first + (i >> 6), g_last);
+        tile::column_scale(v, grp, col, sc[u][0], zm[u][0]);
+        tile::column_scale(v, grp, col + 8, sc[u][1], zm[u][1]);
+      }
 #pragma unroll
-    for (int u = 0; u < kIlp; ++u) {
-      const int i = i0 + u * nthreads;
-      if (i < ng * 64) {
-        table[i] = make_uint2(tile::half2_as_u32(__halves2half2(sc[u][0], sc[u][1])),
-                              tile::half2_as_u32(__halves2half2(zm[u][0], zm[u][1])));
+      for (int u = 0; u < kIlp; ++u) {
+        const int i = i0 + u * nthreads;
+        if (i < ng * 64) {
+          table[i] = make_uint2(tile::half2_as_u32(__halves2half2(sc[u][0], sc[u][1])),
+                                tile::half2_as_u32(__halves2half2(zm[u][0], zm[u][1])));
+        }
       }
     }
-  }
-  constexpr int kGatherIlp = 8;
-  const int total = M * slice_rows;
-  for (int i0 = tid; i0 < total; i0 += kGatherIlp * nthreads) {
-    int32_t src[kGatherIlp];
+    constexpr int kGatherIlp = 8;
+    const int total = M * slice_rows;
+    for (int i0 = tid; i0 < total; i0 += kGatherIlp * nthreads) {
+      int32_t src[kGatherIlp];
 #pragma unroll
-    for (int u = 0; u < kGatherIlp; ++u) {
-      const int i = i0 + u * nthreads;
-      const int tok = i / slice_rows;
-      src[u] = i < total ? __ldg(v.perm + int64_t{ts} * kTileRows + (i - tok * slice_rows)) : -1;
-    }
-    __half val[kGatherIlp];
-#pragma unroll
-    for (int u = 0; u < kGatherIlp; ++u) {
-      const int tok = (i0 + u * nthreads) / slice_rows;
-      val[u] = src[u] < 0 ? __ushort_as_half(0) : __ldg(p.x + int64_t{tok} * v.in_features + src[u]);
-    }
-#pragma unroll
-    for (int u = 0; u < kGatherIlp; ++u) {
-      const int i = i0 + u * nthreads;
-      if (i < total) {
+      for (int u = 0; u < kGatherIlp; ++u) {
+        const int i = i0 + u * nthreads;
         const int tok = i / slice_rows;
-        xs[tok * p.xs_stride + (i - tok * slice_rows)] = val[u];
+        src[u] = i < total ? __ldg(v.perm + int64_t{ts} * kTileRows + (i - tok * slice_rows)) : -1;
+      }
+      __half val[kGatherIlp];
+#pragma unroll
+      for (int u = 0; u < kGatherIlp; ++u) {
+        const int tok = (i0 + u * nthreads) / slice_rows;
+        val[u] = src[u] < 0 ? __ushort_as_half(0) : __ldg(p.x + int64_t{tok} * v.in_features + src[u]);
+      }
+#pragma unroll
+      for (int u = 0; u < kGatherIlp; ++u) {
+        const int i = i0 + u * nthreads;
+        if (i < total) {
+          const int tok = i / slice_rows;
+          xs[tok * p.xs_stride + (i - tok * slice_rows)] = val[u];
+        }
       }
     }
-  }
-  __syncthreads();
+    __syncthreads();
+  };
 
   float acc[kNTiles][4];
 #pragma unroll
   for (int nt = 0; nt < kNTiles; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
-  if (strip_valid) {
+  {
     const SliceSmem s{table, chunk_local, xs, p.xs_stride};
+    bool first = true;
     for (int c = 0; c < v.num_classes; ++c) {
       const quant::TileClass& cls = v.classes[c];
       const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
       if (lo >= hi) continue;
-      const uint32_t* first = strip_base + int64_t{32} * (cls.word_offset + int64_t{lo - cls.tile_begin} * cls.bits);
+      const uint32_t* first_tile =
+          strip_base + int64_t{32} * (cls.word_offset + int64_t{lo - cls.tile_begin} * cls.bits);
       const int row0 = (lo - ts) * kTileRows;
+      const int count = strip_valid ? hi - lo : 0;
       switch (cls.bits) {
-        case 2: class_tiles<2, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
-        case 3: class_tiles<3, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
-        case 4: class_tiles<4, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
-        case 5: class_tiles<5, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
-        case 6: class_tiles<6, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
-        default: class_tiles<8, kNTiles>(first, hi - lo, row0, warp, lane, M, s, pf, acc); break;
+        case 2: class_tiles<2, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
+        case 3: class_tiles<3, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
+        case 4: class_tiles<4, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
+        case 5: class_tiles<5, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
+        case 6: class_tiles<6, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
+        default: class_tiles<8, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
       }
+      first = false;
     }
+    if (first) prologue();  // empty slice
   }
 
   const int g = lane >> 2, t = lane & 3;
@@ -307,11 +333,28 @@ void dispatch_token_tiles(int64_t num_tokens, Fn&& fn) {
 
 }  // namespace
 
-int32_t gemv_default_splits(int64_t width, int32_t num_tiles, int sm_count) {
+int32_t gemv_default_splits(int64_t width, int32_t num_tiles, int sm_count, int blocks_per_sm) {
   const int64_t col_blocks = (width + kGemvBlockCols - 1) / kGemvBlockCols;
-  // About two resident blocks per SM in one wave; slices of at least 2 tiles.
-  const int64_t want = std::max<int64_t>(1, (2 * int64_t{sm_count} + col_blocks - 1) / col_blocks);
+  // One full wave: as many slices as fit next to each other in the resident block slots (a partial second wave
+  // of latency-bound blocks cost ~2 us: 288 blocks on 264 slots), slices of at least 2 tiles.
+  const int64_t slots = int64_t{sm_count} * std::max(blocks_per_sm, 1);
+  const int64_t want = std::max<int64_t>(1, slots / col_blocks);
   return static_cast<int32_t>(std::clamp<int64_t>(std::min<int64_t>(want, num_tiles / 2), 1, 64));
+}
+
+int gemv_blocks_per_sm(const GemvSplitPlan& plan, int64_t num_tokens) {
+  int blocks = 0;
+  const size_t smem = gemv_shared_bytes(plan, num_tokens);
+  dispatch_token_tiles(num_tokens, [&](auto nt) {
+    auto kernel = gemv_quant_kernel<decltype(nt)::value>;
+    if (smem > 48 * 1024) {
+      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+                 "gemv_quant: cudaFuncSetAttribute");
+    }
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, kGemvWarps * 32, smem),
+               "gemv_quant: cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  });
+  return blocks;
 }
 
 GemvSplitPlan plan_gemv_splits(const int32_t* chunk_group, int32_t num_tiles, int32_t splits) {

@@ -7,8 +7,9 @@
 //   (16-byte loads), turns each pair of codes into a half2 with one shift/mask/or (0x6400 magic), subtracts the
 //   zero and multiplies by the scale in fp16 (bit-exact dequantized weights), and feeds mma with x as the B
 //   operand (8 tokens per n-tile). splits > 1: fp32 partials [splits][M][W]; the last block of a column block
-//   (atomic counter, reset by that block) sums them in split order and writes y. Optional (off by default): a
-//   per-warp L2 bulk prefetch ahead of the decode (measured slower on H100).
+//   (atomic counter, reset by that block) sums them in split order and writes y. Weight loads use a register
+//   double buffer; the first batch is issued before the prologue. Optional (off by default): a one-shot per-warp
+//   L2 bulk prefetch at kernel start (measured slower on H100).
 // dequant_quant: Wdq columns [col_begin, col_begin + cols) into out[K][cols] (original row order), for cuBLAS.
 #pragma once
 
@@ -53,8 +54,10 @@ struct GemvSplitPlan {
 
 // Host: the per-slice maxima of a split count (chunk_group: the host copy, [num_tiles * 2]).
 GemvSplitPlan plan_gemv_splits(const int32_t* chunk_group, int32_t num_tiles, int32_t splits);
-// Host: a split count that gives about two resident blocks per SM for `width` columns.
-int32_t gemv_default_splits(int64_t width, int32_t num_tiles, int sm_count);
+// Host: the largest split count whose grid fits in one wave of `blocks_per_sm` resident blocks per SM.
+int32_t gemv_default_splits(int64_t width, int32_t num_tiles, int sm_count, int blocks_per_sm);
+// Host: resident gemv_quant blocks per SM for this plan's shared memory at num_tokens (occupancy API).
+int gemv_blocks_per_sm(const GemvSplitPlan& plan, int64_t num_tokens);
 size_t gemv_shared_bytes(const GemvSplitPlan& plan, int64_t num_tokens);
 int64_t gemv_partial_floats(const GemvSplitPlan& plan, int64_t width, int64_t num_tokens);
 

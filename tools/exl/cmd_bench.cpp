@@ -1,4 +1,5 @@
 // exl bench: prefill and batch-1 decode speed on the GPU, with the bandwidth ceiling measured in the same run.
+#include <fstream>
 #include <iostream>
 #include <memory>
 
@@ -19,6 +20,7 @@ void add_bench_command(CLI::App& app) {
     std::vector<int64_t> contexts = {128, 2048, 8192};
     int repetitions = 3;
     bool as_json = false;
+    std::string json_out;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("bench", "Benchmark prefill and batch-1 decode on the GPU");
@@ -28,6 +30,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--contexts", o->contexts, "Decode context lengths")->capture_default_str();
   cmd->add_option("--repetitions", o->repetitions, "Repetitions (median reported)")->capture_default_str();
   cmd->add_flag("--json", o->as_json, "Print JSON");
+  cmd->add_option("--json-out", o->json_out, "Also write the JSON result to this file");
   cmd->callback([o] {
 #ifdef EXL_HAVE_CUDA
     EXL_CHECK(cuda_available(), kUnsupported, "bench: no CUDA device found (the benchmark measures the GPU)");
@@ -39,6 +42,11 @@ void add_bench_command(CLI::App& app) {
     bo.repetitions = o->repetitions;
     const cuda::BenchResult r = cuda::run_decode_bench(weights, bo);
     std::cout << (o->as_json ? r.to_json() : r.to_table()) << std::endl;
+    if (!o->json_out.empty()) {
+      std::ofstream out(o->json_out);
+      out << r.to_json() << "\n";
+      EXL_CHECK(out.good(), kInvalidArgument, "--json-out {}: write failed", o->json_out);
+    }
 #else
     fail(ErrorKind::kUnsupported, "bench: this exl was built without CUDA");
 #endif

@@ -117,9 +117,23 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
   int device = 0, sms = 0;
   EXL_CUDA_CHECK(cudaGetDevice(&device));
   EXL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  const int32_t splits =
-      options.gemv_splits > 0 ? options.gemv_splits : kernels::gemv_default_splits(t.width, v.num_tiles, sms);
-  im.plan = kernels::plan_gemv_splits(t.chunk_group.data(), v.num_tiles, splits);
+  if (options.gemv_splits > 0) {
+    im.plan = kernels::plan_gemv_splits(t.chunk_group.data(), v.num_tiles, options.gemv_splits);
+  } else {
+    // Tuned for decode (1 token): one full wave of resident blocks. Occupancy depends on the plan's shared memory,
+    // so plan with the register/thread limit first and re-plan once if the real shared memory allows fewer blocks.
+    // At most 2 per SM: with 3 resident (the 1-token occupancy on H100) 12 splits measured slower than 8
+    // (bench/results/2026-11-22-linear-tuned.md).
+    int per_sm = std::min(kernels::gemv_blocks_per_sm(kernels::GemvSplitPlan{}, 1), 2);
+    im.plan = kernels::plan_gemv_splits(t.chunk_group.data(), v.num_tiles,
+                                        kernels::gemv_default_splits(t.width, v.num_tiles, sms, per_sm));
+    const int real = kernels::gemv_blocks_per_sm(im.plan, 1);
+    if (real > 0 && real < per_sm) {
+      per_sm = real;
+      im.plan = kernels::plan_gemv_splits(t.chunk_group.data(), v.num_tiles,
+                                          kernels::gemv_default_splits(t.width, v.num_tiles, sms, per_sm));
+    }
+  }
   int max_smem = 0;
   EXL_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   while (kernels::gemv_shared_bytes(im.plan, kGemvMaxTokens) > static_cast<size_t>(max_smem)) {

@@ -25,8 +25,8 @@ struct LinearContext {
 
 // Load-time tuning knobs (benchmarks); defaults are what the benchmark chose.
 struct LinearOptions {
-  int32_t gemv_splits = 0;          // split-K slices of the GEMV kernel; 0 = about two blocks per SM
-  int64_t gemv_prefetch_bytes = 0;  // per-warp L2 bulk-prefetch distance; 0 = off, < 0 = ~24 MB / resident warps
+  int32_t gemv_splits = 0;          // split-K slices of the GEMV kernel; 0 = one full wave of resident blocks
+  int64_t gemv_prefetch_bytes = 0;  // per-warp one-shot L2 bulk prefetch at kernel start; 0 = off, < 0 = ~24 MB / warps
 };
 
 class CudaLinear {
