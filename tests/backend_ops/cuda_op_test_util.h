@@ -14,6 +14,7 @@
 #include "backend/cuda/device_buffer.h"
 #include "core/error.h"
 #include "core/fp16.h"
+#include "reference_compare.h"
 
 #define EXL_REQUIRE_GPU()                                                                     \
   do {                                                                                        \
@@ -79,27 +80,6 @@ class GuardedArray {
   size_t n_;
   cuda::DeviceBuffer buf_;
 };
-
-struct Diff {
-  double rel_l2 = 0.0;
-  double max_abs = 0.0;
-  bool finite = true;
-};
-
-inline Diff compare(const std::vector<float>& got, const std::vector<float>& want) {
-  Diff d;
-  double num = 0.0, den = 0.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) d.finite = false;
-    const double e = static_cast<double>(got[i]) - want[i];
-    num += e * e;
-    den += static_cast<double>(want[i]) * want[i];
-    d.max_abs = std::max(d.max_abs, std::fabs(e));
-  }
-  d.rel_l2 = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-  if (!std::isfinite(d.rel_l2)) d.finite = false;
-  return d;
-}
 
 }  // namespace exl::testing
 

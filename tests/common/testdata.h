@@ -3,12 +3,18 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
 namespace exl::testing {
 
-inline std::filesystem::path testdata_dir() { return std::filesystem::path(EXL_TESTDATA_DIR); }
+// EXL_TESTDATA_DIR in the environment overrides the compiled-in location (used on the GPU machine, where the
+// test data is carried next to the binaries).
+inline std::filesystem::path testdata_dir() {
+  if (const char* env = std::getenv("EXL_TESTDATA_DIR")) return std::filesystem::path(env);
+  return std::filesystem::path(EXL_TESTDATA_DIR);
+}
 inline std::filesystem::path source_dir() { return std::filesystem::path(EXL_SOURCE_DIR); }
 
 }  // namespace exl::testing

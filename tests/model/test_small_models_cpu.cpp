@@ -19,6 +19,7 @@
 #include "model/evaluate.h"
 #include "model/model_weights.h"
 #include "quant/gptq.h"
+#include "reference_compare.h"
 #include "testdata.h"
 
 namespace exl {
@@ -27,25 +28,6 @@ namespace {
 namespace fs = std::filesystem;
 using exl::testing::source_dir;
 using exl::testing::testdata_dir;
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    num += (got[i] - want[i]) * static_cast<double>(got[i] - want[i]);
-    den += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(num / den);
-}
-
-model::TokenRows rows_of(const io::TensorStore& s, const std::string& name) {
-  const auto& info = s.info(name);
-  const auto flat = s.read<int32_t>(name, DType::kI32);
-  model::TokenRows rows;
-  for (int64_t r = 0; r < info.shape[0]; ++r)
-    rows.emplace_back(flat.begin() + r * info.shape[1], flat.begin() + (r + 1) * info.shape[1]);
-  return rows;
-}
 
 // Per-layer GPTQ settings, so one model covers several variants.
 quant::GptqPackOptions layer_options(int layer, int64_t in_features, quant::GptqZeroFormat zf, std::mt19937& rng) {
@@ -124,14 +106,14 @@ TEST_P(GptqModel, LoadsAndMatchesTheDequantizedFp16Model) {
   EXPECT_EQ(loaded.layers[0].q_proj.gptq.zero_format, GetParam());
 
   const auto refs = io::TensorStore::open_file(root / "refs.safetensors");
-  const auto rows = rows_of(refs, "input_ids");
+  const auto rows = testing::read_token_rows(refs, "input_ids");
   cpu::CpuRunner gptq_runner(loaded, {.cache_tokens = 1024});
   cpu::CpuRunner fp16_runner(expected, {.cache_tokens = 1024});
   const auto got = model::compute_logits(gptq_runner, rows);
   const auto want = model::compute_logits(fp16_runner, rows);
-  EXPECT_LT(rel_l2(got, want), 1e-6);
+  EXPECT_LT(testing::compare(got, want).rel_l2, 1e-6);
   // And the quantized model is still the same model (4-bit RTN on a tiny net: close, not equal).
-  const double vs_hf = rel_l2(got, refs.read_f32("hf_fp32_logits"));
+  const double vs_hf = testing::compare(got, refs.read_f32("hf_fp32_logits")).rel_l2;
   std::printf("[ gptq ] rel L2 vs HF fp32 logits %.4f\n", vs_hf);
   EXPECT_LT(vs_hf, 0.5);
   fs::remove_all(dir);
@@ -152,8 +134,8 @@ TEST(TinyStories, TiedHeadMatchesHuggingFace) {
   EXPECT_EQ(weights.config.head_dim, 16);
   EXPECT_TRUE(weights.config.tie_word_embeddings);
   cpu::CpuRunner runner(weights, {.cache_tokens = 512});
-  const auto rows = rows_of(fixture, "input_ids");
-  const double d = rel_l2(model::compute_logits(runner, rows), fixture.read_f32("logits"));
+  const auto rows = testing::read_token_rows(fixture, "input_ids");
+  const double d = testing::compare(model::compute_logits(runner, rows), fixture.read_f32("logits")).rel_l2;
   EXPECT_LT(d, 1e-4);
   const auto ppl = model::perplexity(runner, rows);
   // The fixture's README records HF's perplexity on these rows: 21.81 (NLL 3.082323).
@@ -167,7 +149,8 @@ TEST(DemoModel, LogitsAndGreedyMatchHuggingFace) {
   const auto fixture = io::TensorStore::open_file(source_dir() / "tests/fixtures/demo_hf_logits.safetensors");
   const auto weights = model::ModelWeights::load(dir);
   cpu::CpuRunner runner(weights, {.cache_tokens = 1024});
-  const double d = rel_l2(model::compute_logits(runner, rows_of(fixture, "input_ids")), fixture.read_f32("logits"));
+  const auto rows = testing::read_token_rows(fixture, "input_ids");
+  const double d = testing::compare(model::compute_logits(runner, rows), fixture.read_f32("logits")).rel_l2;
   EXPECT_LT(d, 1e-4);
   const nlohmann::json ref = read_json_file(dir / "reference.json");
   for (const auto& c : ref["cases"]) {

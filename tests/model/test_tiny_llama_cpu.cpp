@@ -11,41 +11,15 @@
 #include "io/safetensors.h"
 #include "model/evaluate.h"
 #include "model/model_weights.h"
+#include "reference_compare.h"
 #include "testdata.h"
 
 namespace exl {
 namespace {
 
+using exl::testing::compare;
+using exl::testing::Diff;
 using exl::testing::testdata_dir;
-
-struct Diff {
-  double rel_l2 = 0;
-  double max_abs = 0;
-  bool finite = true;
-};
-
-Diff compare(const std::vector<float>& got, const std::vector<float>& want) {
-  Diff d;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) d.finite = false;
-    const double e = static_cast<double>(got[i]) - want[i];
-    num += e * e;
-    den += static_cast<double>(want[i]) * want[i];
-    d.max_abs = std::max(d.max_abs, std::fabs(e));
-  }
-  d.rel_l2 = std::sqrt(num / den);
-  return d;
-}
-
-model::TokenRows read_rows(const io::TensorStore& refs, const std::string& name) {
-  const auto& info = refs.info(name);
-  std::vector<int32_t> flat = refs.read<int32_t>(name, DType::kI32);
-  model::TokenRows rows;
-  for (int64_t r = 0; r < info.shape[0]; ++r)
-    rows.emplace_back(flat.begin() + r * info.shape[1], flat.begin() + (r + 1) * info.shape[1]);
-  return rows;
-}
 
 struct Variant {
   const char* folder;
@@ -64,7 +38,7 @@ TEST_P(TinyLlamaCpu, LogitsAndPerplexityMatchReferences) {
   const auto weights = model::ModelWeights::load(root / v.folder);
   cpu::CpuRunner runner(weights, {.cache_tokens = 4096});
 
-  const auto rows = read_rows(refs, "input_ids");
+  const auto rows = testing::read_token_rows(refs, "input_ids");
   const std::vector<float> got = model::compute_logits(runner, rows);
   const std::vector<float> want = refs.read_f32(v.logits);
   ASSERT_EQ(got.size(), want.size());
@@ -75,7 +49,7 @@ TEST_P(TinyLlamaCpu, LogitsAndPerplexityMatchReferences) {
 
   const nlohmann::json ref = read_json_file(root / "refs.json");
   const double want_ppl = ref["variants"][v.ppl_key]["ppl"].get<double>();
-  const auto ppl = model::perplexity(runner, read_rows(refs, "ppl_rows"));
+  const auto ppl = model::perplexity(runner, testing::read_token_rows(refs, "ppl_rows"));
   EXPECT_EQ(ppl.tokens, 16 * 255);
   EXPECT_LT(std::fabs(ppl.ppl - want_ppl) / want_ppl, 0.005) << "ppl " << ppl.ppl << " vs " << want_ppl;
   std::printf("[ %s ] perplexity %.4f (reference %.4f)\n", v.folder, ppl.ppl, want_ppl);

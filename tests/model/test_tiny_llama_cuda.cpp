@@ -16,50 +16,21 @@
 #include "io/safetensors.h"
 #include "model/evaluate.h"
 #include "model/model_weights.h"
+#include "reference_compare.h"
 #include "testdata.h"
 #include "tokenizer/tokenizer.h"
 
 namespace exl {
 namespace {
 
-std::filesystem::path tiny_root() {
-  if (const char* env = std::getenv("EXL_TESTDATA_DIR")) return std::filesystem::path(env) / "models/tiny-llama";
-  return testing::testdata_dir() / "models/tiny-llama";
-}
+using exl::testing::compare;
+using exl::testing::Diff;
 
 #define EXL_REQUIRE_GPU_AND(path)                                                       \
   do {                                                                                  \
     if (::exl::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";            \
     EXL_REQUIRE_TESTDATA(path);                                                         \
   } while (0)
-
-struct Diff {
-  double rel_l2 = 0, max_abs = 0;
-  bool finite = true;
-};
-
-Diff compare(const std::vector<float>& got, const std::vector<float>& want) {
-  Diff d;
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) d.finite = false;
-    const double e = static_cast<double>(got[i]) - want[i];
-    num += e * e;
-    den += static_cast<double>(want[i]) * want[i];
-    d.max_abs = std::max(d.max_abs, std::fabs(e));
-  }
-  d.rel_l2 = std::sqrt(num / den);
-  return d;
-}
-
-model::TokenRows read_rows(const io::TensorStore& refs, const std::string& name) {
-  const auto& info = refs.info(name);
-  std::vector<int32_t> flat = refs.read<int32_t>(name, DType::kI32);
-  model::TokenRows rows;
-  for (int64_t r = 0; r < info.shape[0]; ++r)
-    rows.emplace_back(flat.begin() + r * info.shape[1], flat.begin() + (r + 1) * info.shape[1]);
-  return rows;
-}
 
 struct Variant {
   const char* folder;
@@ -71,13 +42,13 @@ class TinyLlamaCuda : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(TinyLlamaCuda, LogitsAndPerplexityMatchReferences) {
   const Variant v = GetParam();
-  const auto root = tiny_root();
+  const auto root = (testing::testdata_dir() / "models/tiny-llama");
   EXL_REQUIRE_GPU_AND(root / v.folder);
   auto refs = io::TensorStore::open_file(root / "refs.safetensors");
   const auto weights = model::ModelWeights::load(root / v.folder);
   // Small chunks so that long rows are split across forward chunks too.
   auto runner = cuda::make_cuda_runner(weights, {.cache_tokens = 4096, .page_size = 64, .max_batch_tokens = 1000});
-  const auto rows = read_rows(refs, "input_ids");
+  const auto rows = testing::read_token_rows(refs, "input_ids");
   const std::vector<float> got = model::compute_logits(*runner, rows);
   const std::vector<float> want = refs.read_f32(v.logits);
   ASSERT_EQ(got.size(), want.size());
@@ -88,7 +59,7 @@ TEST_P(TinyLlamaCuda, LogitsAndPerplexityMatchReferences) {
 
   const nlohmann::json ref = read_json_file(root / "refs.json");
   const double want_ppl = ref["variants"][v.key]["ppl"].get<double>();
-  const auto ppl = model::perplexity(*runner, read_rows(refs, "ppl_rows"));
+  const auto ppl = model::perplexity(*runner, testing::read_token_rows(refs, "ppl_rows"));
   EXPECT_EQ(ppl.tokens, 16 * 255);
   EXPECT_LT(std::fabs(ppl.ppl - want_ppl) / want_ppl, 0.005) << "ppl " << ppl.ppl << " vs " << want_ppl;
   std::printf("[ cuda %s ] perplexity %.4f (reference %.4f)\n", v.folder, ppl.ppl, want_ppl);
@@ -137,7 +108,7 @@ class TinyLlamaCudaGreedy : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferences) {
   const Variant v = GetParam();
-  const auto root = tiny_root();
+  const auto root = (testing::testdata_dir() / "models/tiny-llama");
   EXL_REQUIRE_GPU_AND(root / v.folder);
   const auto weights = model::ModelWeights::load(root / v.folder);
   auto runner = cuda::make_cuda_runner(weights, {.cache_tokens = 1024, .page_size = 16});
@@ -167,7 +138,7 @@ TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferences) {
 }
 
 TEST(TinyLlamaCudaRunner, DecodeStopsSamplesAndRejectsBadInput) {
-  const auto root = tiny_root();
+  const auto root = (testing::testdata_dir() / "models/tiny-llama");
   EXL_REQUIRE_GPU_AND(root / "fp16");
   const auto weights = model::ModelWeights::load(root / "fp16");
   auto runner = cuda::make_cuda_runner(weights, {.cache_tokens = 1024, .page_size = 16});
@@ -204,7 +175,7 @@ TEST(TinyLlamaCudaRunner, DecodeStopsSamplesAndRejectsBadInput) {
 }
 
 TEST(TinyLlamaCudaRunner, RefusesACacheThatDoesNotFit) {
-  const auto root = tiny_root();
+  const auto root = (testing::testdata_dir() / "models/tiny-llama");
   EXL_REQUIRE_GPU_AND(root / "fp16");
   const auto weights = model::ModelWeights::load(root / "fp16");
   try {
