@@ -3,6 +3,7 @@
 # Usage (device): bash scripts/device/profile_decode.sh DIR   (DIR holds a stripped `exl`)
 set -uo pipefail
 B=${1:-.carry/prof}
+export LD_LIBRARY_PATH=$PWD/$B:${LD_LIBRARY_PATH:-}
 NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1 || echo /usr/local/cuda/bin/ncu)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $OUT/machine.txt
 $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m 2>&1 | tail -1

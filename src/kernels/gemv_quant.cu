@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "kernels/kernel_check.h"
+#include "kernels/pdl.cuh"
 #include "kernels/quant_linear.cuh"
 #include "kernels/quant_tile_decode.cuh"
 
@@ -127,30 +128,45 @@ __device__ __forceinline__ void class_tiles(const uint32_t* tiles, int count, in
   }
 }
 
-struct GemvParams {
+// One matrix of a (possibly grouped) launch: blocks [block_begin, block_begin + col_blocks * splits) of the grid.
+struct GemvPartParams {
   QuantTilesView w;
   GemvSplitPlan plan;
-  const __half* x;
   __half* y;
-  int M;
-  int xs_stride;
   float* partials;
   uint32_t* counters;
-  int64_t prefetch_bytes;  // per warp, ahead of its current tile
+  int32_t block_begin;
+  int32_t col_blocks;
+  int32_t xs_stride;
 };
 
+struct GemvParams {
+  GemvPartParams parts[kGemvMaxParts];
+  int32_t num_parts;
+  const __half* x;
+  const __half* x_up;  // non-null: the input is half(silu(x) * x_up), the SwiGLU product (activation.cu)
+  int M;
+};
+
+// Same formula and rounding as silu_mul in activation.cu.
+__device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
 template <int kNTiles>
-__global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const GemvParams p) {
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const __grid_constant__ GemvParams gp) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
+  int part = 0;
+  while (part + 1 < gp.num_parts && static_cast<int32_t>(blockIdx.x) >= gp.parts[part + 1].block_begin) ++part;
+  const GemvPartParams& p = gp.parts[part];
   const QuantTilesView& v = p.w;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int col_block = blockIdx.x, split = blockIdx.y;
+  const int local_block = static_cast<int>(blockIdx.x) - p.block_begin;
+  const int col_block = local_block % p.col_blocks, split = local_block / p.col_blocks;
   const int T = v.num_tiles, splits = p.plan.splits;
   const int ts = static_cast<int>(int64_t{split} * T / splits);
   const int te = static_cast<int>(int64_t{split + 1} * T / splits);
   const int slice_rows = (te - ts) * kTileRows;
   const int chunks = 2 * (te - ts);
-  const int M = p.M;
+  const int M = gp.M;
 
   uint2* table = reinterpret_cast<uint2*>(smem_raw);
   int32_t* chunk_local = reinterpret_cast<int32_t*>(table + p.plan.max_groups * 64);
@@ -160,7 +176,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const GemvP
   const bool strip_valid = strip * quant::kStripCols < v.width;
   const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
   // The slice's tiles are contiguous in the strip (classes follow each other).
-  L2Prefetcher pf{nullptr, nullptr, p.prefetch_bytes};
+  L2Prefetcher pf{nullptr, nullptr, p.plan.prefetch_bytes};
   if (strip_valid && te > ts) {
     int64_t begin_words = -1, end_words = 0;
     for (int c = 0; c < v.num_classes; ++c) {
@@ -182,7 +198,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const GemvP
     const int nthreads = blockDim.x;
     for (int i = tid; i < chunks; i += nthreads) chunk_local[i] = __ldg(v.chunk_group + 2 * ts + i) - g_first;
     // Loads first, stores after, several per thread: the prologue costs about two memory latencies.
-    constexpr int kIlp = 4;
+    constexpr int kIlp = 8;
     for (int i0 = tid; i0 < ng * 64; i0 += kIlp * nthreads) {
       __half sc[kIlp][2], zm[kIlp][2];
 #pragma unroll
@@ -203,21 +219,43 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const GemvP
         }
       }
     }
+    // Everything above reads only the weights; x is the previous kernel's output. The first round of
+    // permutation indices is loaded before the wait too.
     constexpr int kGatherIlp = 8;
     const int total = M * slice_rows;
-    for (int i0 = tid; i0 < total; i0 += kGatherIlp * nthreads) {
-      int32_t src[kGatherIlp];
+    int32_t src[kGatherIlp];
+    auto load_src = [&](int i0) {
 #pragma unroll
       for (int u = 0; u < kGatherIlp; ++u) {
         const int i = i0 + u * nthreads;
         const int tok = i / slice_rows;
         src[u] = i < total ? __ldg(v.perm + int64_t{ts} * kTileRows + (i - tok * slice_rows)) : -1;
       }
+    };
+    load_src(tid);
+    pdl_wait();
+    pdl_launch_dependents();
+    for (int i0 = tid; i0 < total; i0 += kGatherIlp * nthreads) {
+      if (i0 != tid) load_src(i0);
       __half val[kGatherIlp];
+      if (gp.x_up == nullptr) {
 #pragma unroll
-      for (int u = 0; u < kGatherIlp; ++u) {
-        const int tok = (i0 + u * nthreads) / slice_rows;
-        val[u] = src[u] < 0 ? __ushort_as_half(0) : __ldg(p.x + int64_t{tok} * v.in_features + src[u]);
+        for (int u = 0; u < kGatherIlp; ++u) {
+          const int tok = (i0 + u * nthreads) / slice_rows;
+          val[u] = src[u] < 0 ? __ushort_as_half(0) : gp.x[int64_t{tok} * v.in_features + src[u]];
+        }
+      } else {
+        __half up[kGatherIlp];
+#pragma unroll
+        for (int u = 0; u < kGatherIlp; ++u) {
+          const int tok = (i0 + u * nthreads) / slice_rows;
+          const int64_t at = int64_t{tok} * v.in_features + src[u];
+          val[u] = src[u] < 0 ? __ushort_as_half(0) : gp.x[at];
+          up[u] = src[u] < 0 ? __ushort_as_half(0) : gp.x_up[at];
+        }
+#pragma unroll
+        for (int u = 0; u < kGatherIlp; ++u)
+          val[u] = __float2half_rn(silu_times(__half2float(val[u]), __half2float(up[u])));
       }
 #pragma unroll
       for (int u = 0; u < kGatherIlp; ++u) {
@@ -378,23 +416,53 @@ int64_t gemv_partial_floats(const GemvSplitPlan& plan, int64_t width, int64_t nu
   return plan.splits > 1 ? int64_t{plan.splits} * num_tokens * width : 0;
 }
 
-void gemv_quant(const QuantTilesView& w, const GemvSplitPlan& plan, const __half* x, __half* y, int64_t num_tokens,
-                float* partials, uint32_t* counters, cudaStream_t stream) {
+void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up,
+                      int64_t num_tokens, cudaStream_t stream) {
   if (num_tokens <= 0) return;
-  GemvParams p{w, plan, x, y, static_cast<int>(num_tokens), xs_stride_for(plan), partials, counters,
-               plan.prefetch_bytes};
-  const size_t smem = gemv_shared_bytes(plan, num_tokens);
-  const dim3 grid(static_cast<unsigned>((w.width + kGemvBlockCols - 1) / kGemvBlockCols),
-                  static_cast<unsigned>(plan.splits));
+  if (num_parts < 1 || num_parts > kGemvMaxParts)
+    raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_quant: %d matrices in one launch (1 .. %d)",
+                        num_parts, kGemvMaxParts);
+  GemvParams p{};
+  p.num_parts = num_parts;
+  p.x = x;
+  p.x_up = x_up;
+  p.M = static_cast<int>(num_tokens);
+  size_t smem = 0;
+  int64_t blocks = 0;
+  for (int i = 0; i < num_parts; ++i) {
+    const GemvPart& src = parts[i];
+    if (src.w->in_features != parts[0].w->in_features)
+      raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
+                          "gemv_quant: grouped matrices need one input size (%lld vs %lld)",
+                          static_cast<long long>(src.w->in_features), static_cast<long long>(parts[0].w->in_features));
+    GemvPartParams& d = p.parts[i];
+    d.w = *src.w;
+    d.plan = *src.plan;
+    d.y = src.y;
+    d.partials = src.partials;
+    d.counters = src.counters;
+    d.block_begin = static_cast<int32_t>(blocks);
+    d.col_blocks = static_cast<int32_t>((src.w->width + kGemvBlockCols - 1) / kGemvBlockCols);
+    d.xs_stride = xs_stride_for(*src.plan);
+    blocks += int64_t{d.col_blocks} * src.plan->splits;
+    smem = std::max(smem, gemv_shared_bytes(*src.plan, num_tokens));
+  }
+  if (blocks <= 0 || blocks > (int64_t{1} << 31) - 1)
+    raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_quant: %lld blocks", static_cast<long long>(blocks));
   dispatch_token_tiles(num_tokens, [&](auto nt) {
     auto kernel = gemv_quant_kernel<decltype(nt)::value>;
     if (smem > 48 * 1024) {
       check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                  "gemv_quant: cudaFuncSetAttribute");
     }
-    kernel<<<grid, kGemvWarps * 32, smem, stream>>>(p);
-    check_launch("gemv_quant");
+    launch_pdl("gemv_quant", kernel, dim3(static_cast<unsigned>(blocks)), dim3(kGemvWarps * 32), smem, stream, p);
   });
+}
+
+void gemv_quant(const QuantTilesView& w, const GemvSplitPlan& plan, const __half* x, const __half* x_up, __half* y,
+                int64_t num_tokens, float* partials, uint32_t* counters, cudaStream_t stream) {
+  const GemvPart part{&w, &plan, y, partials, counters};
+  gemv_quant_multi(&part, 1, x, x_up, num_tokens, stream);
 }
 
 void add_bias(__half* y, const __half* bias, int64_t num_tokens, int64_t out_features, cudaStream_t stream) {

@@ -24,6 +24,7 @@ namespace exl::kernels {
 
 inline constexpr int kGemvMaxTokens = 32;
 inline constexpr int kGemvWarps = 8;
+inline constexpr int kGemvMaxParts = 3;  // matrices sharing one input in one gemv_quant launch (q/k/v, gate/up)
 inline constexpr int kGemvBlockCols = kGemvWarps * quant::kStripCols;
 
 struct QuantTilesView {
@@ -62,8 +63,23 @@ size_t gemv_shared_bytes(const GemvSplitPlan& plan, int64_t num_tokens);
 int64_t gemv_partial_floats(const GemvSplitPlan& plan, int64_t width, int64_t num_tokens);
 
 // partials: >= gemv_partial_floats floats (unused when splits == 1); counters: W/128 zeroed words, left zeroed.
-void gemv_quant(const QuantTilesView& w, const GemvSplitPlan& plan, const __half* x, __half* y, int64_t num_tokens,
-                float* partials, uint32_t* counters, cudaStream_t stream);
+// x_up non-null: the input is half(silu(x) * x_up) element-wise (SwiGLU), computed in the gather.
+void gemv_quant(const QuantTilesView& w, const GemvSplitPlan& plan, const __half* x, const __half* x_up, __half* y,
+                int64_t num_tokens, float* partials, uint32_t* counters, cudaStream_t stream);
+
+// One matrix of a grouped launch: its own output, partials (>= gemv_partial_floats floats, disjoint from the other
+// parts') and counters.
+struct GemvPart {
+  const QuantTilesView* w;
+  const GemvSplitPlan* plan;
+  __half* y;
+  float* partials;
+  uint32_t* counters;
+};
+// y_i = x . W_i for 1 .. kGemvMaxParts matrices with the same in_features, in one launch (blocks of all parts in one
+// grid). Launched with PDL: the weights' first loads and the scale table are issued before waiting on x's producer.
+void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up,
+                      int64_t num_tokens, cudaStream_t stream);
 
 void dequant_quant(const QuantTilesView& w, int64_t col_begin, int64_t cols, __half* out, cudaStream_t stream);
 

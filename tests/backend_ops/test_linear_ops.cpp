@@ -211,6 +211,130 @@ TEST(LinearOps, Exl2GemmChunkedScratch) {
   c.check(48, 6, 512 * 300);                         // 256-column chunks, last one partial
 }
 
+// Runs a CudaLinearGroup (one fused launch for few tokens) against the CPU oracle of each part.
+void check_group(const std::vector<const LinearWeight*>& ws, bool expect_fused) {
+  std::vector<CudaLinear> lins;
+  for (const LinearWeight* w : ws) lins.push_back(CudaLinear::create(*w));
+  std::vector<const CudaLinear*> ptrs;
+  for (const CudaLinear& l : lins) ptrs.push_back(&l);
+  const CudaLinearGroup group = CudaLinearGroup::create(ptrs);
+  ASSERT_EQ(group.size(), ws.size());
+  EXPECT_EQ(group.fused(1), expect_fused);
+  CublasHandle cublas;
+  Stream stream;
+  int64_t scratch_n = group.scratch_elements_needed();
+  for (const CudaLinear& l : lins) scratch_n = std::max(scratch_n, l.scratch_elements_needed());
+  DeviceBuffer scratch(static_cast<size_t>(std::max<int64_t>(scratch_n, 1)) * 2);
+  const LinearContext ctx{stream.get(), cublas.get(), scratch.as<__half>(), scratch_n};
+  const int64_t K = ws[0]->in_features;
+  for (int64_t M : {int64_t{1}, int64_t{3}, int64_t{8}, int64_t{16}, int64_t{32}, int64_t{40}}) {
+    SCOPED_TRACE(::testing::Message() << "tokens=" << M << " fused=" << group.fused(M));
+    std::mt19937_64 rng(static_cast<uint64_t>(M) * 131);
+    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+    std::vector<uint16_t> xh(static_cast<size_t>(M * K));
+    std::vector<float> xf(xh.size());
+    for (size_t i = 0; i < xh.size(); ++i) {
+      xh[i] = float_to_half(d(rng));
+      xf[i] = half_to_float(xh[i]);
+    }
+    DeviceBuffer x(xh.size() * 2);
+    x.upload(xh.data(), xh.size() * 2);
+    std::vector<DeviceBuffer> ys;
+    std::vector<__half*> yp;
+    for (const LinearWeight* w : ws) {
+      ys.emplace_back(static_cast<size_t>(M * w->out_features) * 2);
+      yp.push_back(ys.back().as<__half>());
+    }
+    std::vector<std::vector<uint16_t>> first(ws.size());
+    for (int rep = 0; rep < 2; ++rep) {  // the second run checks that the parts' split-K counters were reset
+      for (size_t i = 0; i < ws.size(); ++i) EXL_CUDA_CHECK(cudaMemset(yp[i], 0xff, ys[i].bytes()));
+      group.forward(x.as<__half>(), yp.data(), M, ctx);
+      stream.synchronize();
+      EXL_CUDA_CHECK(cudaGetLastError());
+      for (size_t i = 0; i < ws.size(); ++i) {
+        const LinearWeight& w = *ws[i];
+        SCOPED_TRACE(::testing::Message() << "part " << i << " " << w.describe());
+        std::vector<uint16_t> got(static_cast<size_t>(M * w.out_features));
+        ys[i].download(got.data(), got.size() * 2);
+        if (rep == 0) {
+          const std::vector<float> w_nk = w.to_f32_nk();
+          std::vector<float> ref(got.size());
+          cpu::linear(pool(), xf.data(), w_nk.data(), w.bias.empty() ? nullptr : w.bias.data(), ref.data(), M, K,
+                      w.out_features);
+          Checker::compare(got, ref);
+          first[i] = got;
+        } else {
+          EXPECT_EQ(got, first[i]) << "second run differs from the first";
+        }
+      }
+    }
+  }
+}
+
+TEST(LinearOps, GroupedQkvExl2) {
+  EXL_REQUIRE_GPU();
+  // q/k/v-like: one K, three widths (one padded), different bit mixes and permutations, bias on one part.
+  const LinearWeight q = exl2_weight(512, 1024, {{4, 0.5, 32}, {3, 0.5, 64}}, false, 51);
+  const LinearWeight k = exl2_weight(128, 1024, {{6, 0.3, 32}, {4, 0.7, 128}}, true, 52);
+  const LinearWeight v = exl2_weight(200, 1024, {{8, 0.2, 32}, {5, 0.3, 32}, {2, 0.5, 64}}, false, 53);
+  check_group({&q, &k, &v}, true);
+}
+
+TEST(LinearOps, GroupedGateUpGptqAndFallback) {
+  EXL_REQUIRE_GPU();
+  quant::GptqPackOptions opt;
+  opt.group_size = 128;
+  opt.symmetry = quant::GptqSymmetry::kAsymmetric;
+  opt.g_idx.resize(2048);
+  for (int64_t r = 0; r < 2048; ++r) opt.g_idx[static_cast<size_t>(r)] = static_cast<int32_t>(r % 16);
+  std::shuffle(opt.g_idx.begin(), opt.g_idx.end(), std::mt19937(9));
+  const LinearWeight gate = gptq_weight(768, 2048, opt, false, 61);
+  const LinearWeight up = exl2_weight(768, 2048, {{4, 1.0, 128}}, false, 62);
+  check_group({&gate, &up}, true);
+  // A float part: each layer runs on its own.
+  const LinearWeight f = float_weight(256, 2048, DType::kF16, true, 63);
+  check_group({&gate, &f}, false);
+}
+
+TEST(LinearOps, SwigluFusedIntoGemv) {
+  EXL_REQUIRE_GPU();
+  const LinearWeight lw = exl2_weight(384, 1024, {{5, 0.3, 32}, {4, 0.7, 64}}, true, 71);
+  const CudaLinear lin = CudaLinear::create(lw);
+  const std::vector<float> w_nk = lw.to_f32_nk();
+  CublasHandle cublas;
+  Stream stream;
+  const int64_t scratch_n = lin.scratch_elements_needed();
+  DeviceBuffer scratch(static_cast<size_t>(scratch_n) * 2);
+  const LinearContext ctx{stream.get(), cublas.get(), scratch.as<__half>(), scratch_n};
+  const int64_t K = 1024, N = 384;
+  EXPECT_FALSE(lin.fuses_swiglu(33));
+  for (int64_t M : {int64_t{1}, int64_t{5}, int64_t{32}}) {
+    SCOPED_TRACE(::testing::Message() << "tokens=" << M);
+    ASSERT_TRUE(lin.fuses_swiglu(M));
+    std::mt19937_64 rng(static_cast<uint64_t>(M) + 900);
+    std::uniform_real_distribution<float> d(-4.0f, 4.0f);
+    std::vector<uint16_t> gh(static_cast<size_t>(M * K)), uh(gh.size());
+    std::vector<float> act(gh.size());
+    for (size_t i = 0; i < gh.size(); ++i) {
+      gh[i] = float_to_half(d(rng));
+      uh[i] = float_to_half(d(rng));
+      const float g = half_to_float(gh[i]), u = half_to_float(uh[i]);
+      act[i] = round_to_half(g / (1.0f + std::exp(-g)) * u);
+    }
+    std::vector<float> ref(static_cast<size_t>(M * N));
+    cpu::linear(pool(), act.data(), w_nk.data(), lw.bias.data(), ref.data(), M, K, N);
+    DeviceBuffer g(gh.size() * 2), u(uh.size() * 2), y(ref.size() * 2);
+    g.upload(gh.data(), gh.size() * 2);
+    u.upload(uh.data(), uh.size() * 2);
+    lin.forward_swiglu(g.as<__half>(), u.as<__half>(), y.as<__half>(), M, ctx);
+    stream.synchronize();
+    std::vector<uint16_t> got(ref.size());
+    y.download(got.data(), got.size() * 2);
+    Checker::compare(got, ref);
+  }
+  EXPECT_THROW(lin.forward_swiglu(nullptr, nullptr, nullptr, 40, ctx), Error);
+}
+
 TEST(LinearOps, GptqVariants) {
   EXL_REQUIRE_GPU();
   const int64_t N = 256, K = 1024;

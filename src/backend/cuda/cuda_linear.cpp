@@ -6,6 +6,7 @@
 #include <cublas_v2.h>
 
 #include <algorithm>
+#include <climits>
 #include <vector>
 
 #include "backend/cuda/cuda_check.h"
@@ -26,6 +27,7 @@ struct CudaLinear::Impl {
   DeviceBuffer tiles, perm, chunk_group, exl2_scale, group_info, gptq_scale, gptq_zero, counters;
   kernels::QuantTilesView view;
   kernels::GemvSplitPlan plan;
+  std::vector<int32_t> chunk_group_host;  // for re-planning the split in a CudaLinearGroup
 };
 
 namespace {
@@ -93,6 +95,7 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
   im.gptq_zero = upload_vector(t.gptq_zero, im.bytes);
   im.bias = upload_vector(t.bias, im.bytes);
   const int64_t col_blocks = (t.width + kernels::kGemvBlockCols - 1) / kernels::kGemvBlockCols;
+  im.chunk_group_host = t.chunk_group;
   im.counters = DeviceBuffer(static_cast<size_t>(col_blocks) * 4);
   EXL_CUDA_CHECK(cudaMemset(im.counters.get(), 0, im.counters.bytes()));
 
@@ -190,7 +193,7 @@ void CudaLinear::forward(const __half* x, __half* y, int64_t num_tokens, const L
     EXL_CHECK(need == 0 || (ctx.scratch != nullptr && ctx.scratch_elements >= need), kInvalidArgument,
               "CudaLinear::forward: {} tokens need {} scratch halves for split-K partials, context has {}",
               num_tokens, need, ctx.scratch_elements);
-    kernels::gemv_quant(im.view, im.plan, x, y, num_tokens, reinterpret_cast<float*>(ctx.scratch),
+    kernels::gemv_quant(im.view, im.plan, x, nullptr, y, num_tokens, reinterpret_cast<float*>(ctx.scratch),
                         im.counters.as<uint32_t>(), ctx.stream);
     return;
   }
@@ -206,6 +209,121 @@ void CudaLinear::forward(const __half* x, __half* y, int64_t num_tokens, const L
     gemm_f16(cublas, CUBLAS_OP_N, std::min(cols, N - c0), num_tokens, K, ctx.scratch, cols, x, K, y + c0, N);
   }
   if (im.view.bias) kernels::add_bias(y, im.view.bias, num_tokens, N, ctx.stream);
+}
+
+bool CudaLinear::fuses_swiglu(int64_t num_tokens) const {
+  return impl_->format != quant::WeightFormat::kFloat && num_tokens >= 1 && num_tokens <= kGemvMaxTokens;
+}
+
+void CudaLinear::forward_swiglu(const __half* gate, const __half* up, __half* y, int64_t num_tokens,
+                                const LinearContext& ctx) const {
+  EXL_CHECK(fuses_swiglu(num_tokens), kInvalidArgument,
+            "CudaLinear::forward_swiglu: needs EXL2/GPTQ weights and 1 .. {} tokens (got {} tokens)", kGemvMaxTokens,
+            num_tokens);
+  const Impl& im = *impl_;
+  const int64_t need = 2 * kernels::gemv_partial_floats(im.plan, im.view.width, num_tokens);
+  EXL_CHECK(need == 0 || (ctx.scratch != nullptr && ctx.scratch_elements >= need), kInvalidArgument,
+            "CudaLinear::forward_swiglu: {} tokens need {} scratch halves for split-K partials, context has {}",
+            num_tokens, need, ctx.scratch_elements);
+  kernels::gemv_quant(im.view, im.plan, gate, up, y, num_tokens, reinterpret_cast<float*>(ctx.scratch),
+                      im.counters.as<uint32_t>(), ctx.stream);
+}
+
+struct CudaLinearGroup::Impl {
+  std::vector<const CudaLinear*> parts;
+  std::vector<kernels::GemvSplitPlan> plans;  // empty: never fused
+  int max_smem = 0;
+};
+
+CudaLinearGroup::CudaLinearGroup() = default;
+CudaLinearGroup::~CudaLinearGroup() = default;
+CudaLinearGroup::CudaLinearGroup(CudaLinearGroup&&) noexcept = default;
+CudaLinearGroup& CudaLinearGroup::operator=(CudaLinearGroup&&) noexcept = default;
+
+CudaLinearGroup CudaLinearGroup::create(std::vector<const CudaLinear*> parts) {
+  EXL_CHECK(!parts.empty() && parts.size() <= static_cast<size_t>(kMaxParts), kInvalidArgument,
+            "CudaLinearGroup: {} layers (1 .. {})", parts.size(), kMaxParts);
+  CudaLinearGroup out;
+  out.impl_ = std::make_unique<Impl>();
+  Impl& g = *out.impl_;
+  g.parts = std::move(parts);
+  bool quantized = true;
+  int64_t col_blocks = 0;
+  int32_t min_tiles = INT32_MAX;
+  for (const CudaLinear* p : g.parts) {
+    EXL_CHECK(p != nullptr && p->impl_ != nullptr, kInvalidArgument, "CudaLinearGroup: empty layer");
+    EXL_CHECK(p->in_features() == g.parts[0]->in_features(), kInvalidArgument,
+              "CudaLinearGroup: layers read {} and {} features; a group shares one input", p->in_features(),
+              g.parts[0]->in_features());
+    if (p->impl_->format == quant::WeightFormat::kFloat) {
+      quantized = false;
+      continue;
+    }
+    col_blocks += (p->impl_->view.width + kernels::kGemvBlockCols - 1) / kernels::kGemvBlockCols;
+    min_tiles = std::min(min_tiles, p->impl_->view.num_tiles);
+  }
+  if (!quantized) return out;
+  int device = 0, sms = 0;
+  EXL_CUDA_CHECK(cudaGetDevice(&device));
+  EXL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  EXL_CUDA_CHECK(cudaDeviceGetAttribute(&g.max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  // Same rule as a single layer (cuda_linear.cpp create): one wave of at most 2 resident blocks per SM, now over
+  // the column blocks of all parts; every part gets the same split count (they share K).
+  auto plan_all = [&](int per_sm) {
+    const int64_t want = std::max<int64_t>(1, int64_t{sms} * per_sm / std::max<int64_t>(col_blocks, 1));
+    const int32_t splits = static_cast<int32_t>(std::clamp<int64_t>(std::min<int64_t>(want, min_tiles / 2), 1, 64));
+    g.plans.clear();
+    for (const CudaLinear* p : g.parts)
+      g.plans.push_back(kernels::plan_gemv_splits(p->impl_->chunk_group_host.data(), p->impl_->view.num_tiles,
+                                                  splits));
+  };
+  int per_sm = std::min(kernels::gemv_blocks_per_sm(kernels::GemvSplitPlan{}, 1), 2);
+  plan_all(per_sm);
+  int real = per_sm;
+  for (const kernels::GemvSplitPlan& pl : g.plans) real = std::min(real, kernels::gemv_blocks_per_sm(pl, 1));
+  if (real > 0 && real < per_sm) plan_all(real);
+  if (!out.fused(1)) g.plans.clear();
+  return out;
+}
+
+size_t CudaLinearGroup::size() const { return impl_ ? impl_->parts.size() : 0; }
+
+bool CudaLinearGroup::fused(int64_t num_tokens) const {
+  if (!impl_ || impl_->plans.empty() || num_tokens < 1 || num_tokens > CudaLinear::kGemvMaxTokens) return false;
+  for (const kernels::GemvSplitPlan& pl : impl_->plans)
+    if (kernels::gemv_shared_bytes(pl, num_tokens) > static_cast<size_t>(impl_->max_smem)) return false;
+  return true;
+}
+
+int64_t CudaLinearGroup::scratch_elements_needed() const {
+  if (!impl_ || impl_->plans.empty()) return 0;
+  int64_t floats = 0;
+  for (size_t i = 0; i < impl_->parts.size(); ++i)
+    floats += kernels::gemv_partial_floats(impl_->plans[i], impl_->parts[i]->impl_->view.width,
+                                           CudaLinear::kGemvMaxTokens);
+  return 2 * floats;
+}
+
+void CudaLinearGroup::forward(const __half* x, __half* const* ys, int64_t num_tokens, const LinearContext& ctx) const {
+  EXL_CHECK(impl_ != nullptr, kInvalidArgument, "CudaLinearGroup::forward: empty group");
+  const Impl& g = *impl_;
+  if (num_tokens <= 0) return;
+  if (!fused(num_tokens)) {
+    for (size_t i = 0; i < g.parts.size(); ++i) g.parts[i]->forward(x, ys[i], num_tokens, ctx);
+    return;
+  }
+  kernels::GemvPart parts[kMaxParts];
+  int64_t offset = 0;
+  for (size_t i = 0; i < g.parts.size(); ++i) {
+    const CudaLinear::Impl& im = *g.parts[i]->impl_;
+    parts[i] = {&im.view, &g.plans[i], ys[i], reinterpret_cast<float*>(ctx.scratch) + offset,
+                im.counters.as<uint32_t>()};
+    offset += kernels::gemv_partial_floats(g.plans[i], im.view.width, num_tokens);
+  }
+  EXL_CHECK(offset == 0 || (ctx.scratch != nullptr && ctx.scratch_elements >= 2 * offset), kInvalidArgument,
+            "CudaLinearGroup::forward: {} tokens need {} scratch halves for split-K partials, context has {}",
+            num_tokens, 2 * offset, ctx.scratch_elements);
+  kernels::gemv_quant_multi(parts, static_cast<int>(g.parts.size()), x, nullptr, num_tokens, ctx.stream);
 }
 
 }  // namespace exl::cuda

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "quant/linear_weight.h"
 
@@ -52,6 +53,39 @@ class CudaLinear {
   // y [num_tokens, out_features] = x [num_tokens, in_features] . W (+ bias); fp16 in and out, fp32 accumulate.
   // Captured into CUDA graphs: no allocation, no synchronization, no host work that depends on data.
   void forward(const __half* x, __half* y, int64_t num_tokens, const LinearContext& ctx) const;
+  // y = (silu(gate) * up) . W with the SwiGLU product (rounded to fp16, as kernels::silu_mul) formed while the
+  // GEMV gathers its input: no separate activation kernel. Only where fuses_swiglu(num_tokens).
+  bool fuses_swiglu(int64_t num_tokens) const;
+  void forward_swiglu(const __half* gate, const __half* up, __half* y, int64_t num_tokens,
+                      const LinearContext& ctx) const;
+
+ private:
+  friend class CudaLinearGroup;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Linear layers that read the same input (q/k/v; gate/up), run as one GEMV launch for up to kGemvMaxTokens tokens
+// when all are EXL2/GPTQ: one split plan for the group (one wave of resident blocks over all the matrices' column
+// blocks), so the small matrices share the launch, the prologue latency and the wave with the big one. Otherwise
+// (FP16 weights, more tokens, a slice too large for shared memory) each layer's own forward() runs in turn.
+// The group keeps pointers: the CudaLinears must outlive it and stay where they are.
+class CudaLinearGroup {
+ public:
+  CudaLinearGroup();
+  ~CudaLinearGroup();
+  CudaLinearGroup(CudaLinearGroup&&) noexcept;
+  CudaLinearGroup& operator=(CudaLinearGroup&&) noexcept;
+  static CudaLinearGroup create(std::vector<const CudaLinear*> parts);
+  static constexpr int kMaxParts = 3;
+
+  size_t size() const;
+  // Whether num_tokens runs as one fused launch.
+  bool fused(int64_t num_tokens) const;
+  // Halves of scratch the fused launch needs at kGemvMaxTokens (split-K partials of all parts side by side).
+  int64_t scratch_elements_needed() const;
+  // ys[i] [num_tokens, parts[i].out_features] = x . W_i (+ bias_i).
+  void forward(const __half* x, __half* const* ys, int64_t num_tokens, const LinearContext& ctx) const;
 
  private:
   struct Impl;

@@ -79,6 +79,7 @@ DeviceBuffer upload_embedding(const Tensor& t) {
 struct Layer {
   DeviceBuffer attn_norm, mlp_norm;  // fp32
   CudaLinear q, k, v, o, gate, up, down;
+  CudaLinearGroup qkv, gate_up;  // point into this Layer: built once layers_ stops growing
   DeviceBuffer k_pages, v_pages;     // fp16 [num_pages, page_size, num_kv_heads, head_dim]
 };
 
@@ -239,6 +240,11 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
     EXL_CUDA_CHECK(cudaMemsetAsync(l.v_pages.get(), 0, kv_bytes, stream_.get()));
     layers_.push_back(std::move(l));
   }
+  for (Layer& l : layers_) {
+    l.qkv = CudaLinearGroup::create({&l.q, &l.k, &l.v});
+    l.gate_up = CudaLinearGroup::create({&l.gate, &l.up});
+    scratch_elements_ = std::max({scratch_elements_, l.qkv.scratch_elements_needed(), l.gate_up.scratch_elements_needed()});
+  }
   scratch_ = DeviceBuffer(static_cast<size_t>(std::max<int64_t>(scratch_elements_, 1)) * 2);
 
   x_ = DeviceBuffer(static_cast<size_t>(T * H) * 4);
@@ -311,9 +317,8 @@ void CudaRunner::run_model(const StepView& v) {
     kernels::launch_add_rms_norm({x_.as<float>(), li == 0 ? nullptr : o_.as<__half>(), l.attn_norm.as<float>(),
                                   xn_.as<__half>(), nullptr, T, H, eps},
                                  st);
-    l.q.forward(xn_.as<__half>(), q_.as<__half>(), T, ctx);
-    l.k.forward(xn_.as<__half>(), k_.as<__half>(), T, ctx);
-    l.v.forward(xn_.as<__half>(), v_.as<__half>(), T, ctx);
+    __half* const qkv_out[] = {q_.as<__half>(), k_.as<__half>(), v_.as<__half>()};
+    l.qkv.forward(xn_.as<__half>(), qkv_out, T, ctx);
     kernels::RopeArgs rope;
     rope.q = q_.as<__half>();
     rope.k = k_.as<__half>();
@@ -352,10 +357,14 @@ void CudaRunner::run_model(const StepView& v) {
     l.o.forward(attn_.as<__half>(), o_.as<__half>(), T, ctx);
     kernels::launch_add_rms_norm(
         {x_.as<float>(), o_.as<__half>(), l.mlp_norm.as<float>(), xn_.as<__half>(), nullptr, T, H, eps}, st);
-    l.gate.forward(xn_.as<__half>(), gate_.as<__half>(), T, ctx);
-    l.up.forward(xn_.as<__half>(), up_.as<__half>(), T, ctx);
-    kernels::launch_silu_mul({gate_.as<__half>(), up_.as<__half>(), gate_.as<__half>(), T * I}, st);
-    l.down.forward(gate_.as<__half>(), o_.as<__half>(), T, ctx);
+    __half* const gate_up_out[] = {gate_.as<__half>(), up_.as<__half>()};
+    l.gate_up.forward(xn_.as<__half>(), gate_up_out, T, ctx);
+    if (l.down.fuses_swiglu(T)) {
+      l.down.forward_swiglu(gate_.as<__half>(), up_.as<__half>(), o_.as<__half>(), T, ctx);
+    } else {
+      kernels::launch_silu_mul({gate_.as<__half>(), up_.as<__half>(), gate_.as<__half>(), T * I}, st);
+      l.down.forward(gate_.as<__half>(), o_.as<__half>(), T, ctx);
+    }
   }
   kernels::launch_add_rms_norm({x_.as<float>(), layers_.empty() ? nullptr : o_.as<__half>(), final_norm_.as<float>(),
                                 xn_.as<__half>(), v.final_rows, v.num_final_rows, H, eps},

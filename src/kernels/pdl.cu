@@ -1,0 +1,28 @@
+// pdl_enabled(): compute capability >= 9.0 of the current device, unless EXL_PDL=0 (for A/B measurements).
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/pdl.cuh"
+
+namespace exl::kernels {
+
+bool pdl_enabled() {
+  static const bool env_off = [] {
+    const char* e = std::getenv("EXL_PDL");
+    return e != nullptr && std::strcmp(e, "0") == 0;
+  }();
+  if (env_off) return false;
+  constexpr int kMaxDevices = 64;
+  static int cached[kMaxDevices] = {};  // 0 unknown, 1 yes, 2 no
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0) return false;
+  if (device >= kMaxDevices) return false;
+  if (cached[device] == 0) {
+    int major = 0;
+    check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "pdl: compute capability");
+    cached[device] = major >= 9 ? 1 : 2;
+  }
+  return cached[device] == 1;
+}
+
+}  // namespace exl::kernels
