@@ -4,6 +4,7 @@
 # DIR holds stripped test_backend_ops, test_model, exl and libutf8proc.so.2, and testdata/ (tiny-llama models).
 set -uo pipefail
 B=${1:-.carry/perf}
+[ -f $B/bins.tar.xz ] && tar xJf $B/bins.tar.xz -C $B   # binaries travel compressed (carry limit)
 export LD_LIBRARY_PATH=$PWD/$B:${LD_LIBRARY_PATH:-}
 export EXL_TESTDATA_DIR=$PWD/$B/testdata
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)

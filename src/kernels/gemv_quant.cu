@@ -34,11 +34,15 @@ struct L2Prefetcher {
     const char* target = static_cast<const char*>(consumed) + ahead;
     if (target > end) target = end;
     if (target > next) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900  // the bulk prefetch is sm_90+; older GPUs skip it
       if (lane == 0) {
         asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(next),
                      "r"(static_cast<uint32_t>(target - next))
                      : "memory");
       }
+#else
+      (void)lane;
+#endif
       next = target;
     }
   }

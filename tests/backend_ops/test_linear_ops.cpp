@@ -2,6 +2,8 @@
 // CPU dequantized weights, for the GEMV (num_tokens <= 32) and dequantize + cuBLAS paths; guard regions around the
 // output, NaN/Inf never pass, repeated runs and CUDA-graph replays must agree. Real files: the exl2 test vectors
 // and the tiny-llama EXL2 models (EXL_TESTDATA_DIR in the environment overrides the compiled-in path).
+#ifdef EXL_HAVE_CUDA
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -448,3 +450,5 @@ TEST(LinearOps, TinyLlamaExl2Layers) {
 
 }  // namespace
 }  // namespace exl::cuda
+
+#endif  // EXL_HAVE_CUDA
