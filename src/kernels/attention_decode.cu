@@ -2,19 +2,32 @@
 // query (the newest token, pos = context_len[s] - 1) per sequence; flash-decoding: each block covers one range of
 // the keys and writes an unnormalized partial (max, sum, acc), a second kernel merges the ranges.
 // Shapes: q, out fp16 [num_seqs, num_heads, head_dim]; pages fp16 [num_pages, page_size, num_kv_heads, head_dim];
-// workspace fp32: (m, l) [num_seqs, num_heads, num_splits, 2] then acc [num_seqs, num_heads, num_splits, head_dim].
-// Threads: grid (num_splits, num_kv_heads, num_seqs), 128 threads; the G = num_heads / num_kv_heads query heads
-// of one KV head share every K/V load. Per tile of 64 keys (32 for head_dim 256) the whole block first stages K
-// and V in shared memory with all its 16-byte loads in flight at once (one memory round trip per tile); scores:
-// D/8 lanes (rounded up to 8/16/32) per key with a shuffle reduction; online softmax per head; P.V: a thread per
-// (head, 8-element chunk), keys divided among the rest of the block, reduced through shared memory at the end.
-// Constraints: head_dim in the dispatch list; G <= 16; G * head_dim / 8 <= 512.
+// workspace fp32: acc [num_seqs, num_heads, num_splits, head_dim] then (m, l) [num_seqs, num_heads, num_splits, 2].
+// Threads: grid (num_splits, num_kv_heads, num_seqs), 128 threads, templated on head_dim D and on GP, the number
+// G = num_heads / num_kv_heads of query heads sharing each K/V load rounded up to 1/2/4/8/16 (padded heads compute
+// on zero queries and are never stored). Per tile of 64 keys (32 for head_dim 256): the cache row offsets of the
+// tile's keys come from a shared table filled two tiles ahead (one thread per key, 32-bit page arithmetic); the
+// tile's K and V are loaded into registers (16-byte loads, all in flight at once) while the previous tile is being
+// computed, then staged in shared memory. Scores: kTpk = D/8 lanes (rounded up to 8/16/32) per key, 8 dimensions
+// per lane, with the lane's query slices in registers (GP <= 8); the lane computes its partial dot for every head
+// first, then one transposing shuffle reduction over the heads (each xor step halves the heads a lane keeps, so GP
+// heads cost about GP + log2(kTpk) shuffles instead of GP * log2(kTpk)), leaving each lane one (or GP / kTpk)
+// finished score(s). Online softmax: one warp per head. P.V: a thread per (head, 8-element chunk), keys divided
+// among the rest of the block (unrolled by 4), merged through shared memory at the end.
+// Combine: one block of 256 per (head, sequence), a thread per (group of splits, 4-float column); every thread
+// issues all its splits' loads at once (together with the first warp's loads of the (m, l) pairs), so the merge
+// is about one memory round trip; groups are summed through shared memory in a fixed order (deterministic).
+// Both kernels use programmatic dependent launch (pdl.cuh): they wait for the previous kernel first.
+// Constraints: head_dim in the dispatch list; G <= 16; num_splits <= 64; q, out, pages and workspace 16-byte
+// aligned.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
-#include "kernels/kernel_check.h"
 #include "kernels/attention.cuh"
 #include "kernels/dispatch.h"
+#include "kernels/kernel_check.h"
+#include "kernels/pdl.cuh"
 
 namespace exl::kernels {
 namespace {
@@ -22,7 +35,8 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kTile = 64;
 constexpr int kMaxGroup = 16;
-constexpr int kMaxItemsPerThread = 4;
+constexpr int kMaxSplits = 64;
+constexpr int kCombineThreads = 256;
 
 __device__ __forceinline__ void load8(const __half* p, float* f) {
   const uint4 raw = *reinterpret_cast<const uint4*>(p);
@@ -35,132 +49,266 @@ __device__ __forceinline__ void load8(const __half* p, float* f) {
   }
 }
 
-__device__ __forceinline__ const __half* kv_row(const AttentionArgs& a, const __half* pages, int s, int64_t key,
-                                                int kvh) {
-  const int32_t page = a.block_table[s * a.max_pages_per_seq + key / a.page_size];
-  const int64_t slot = static_cast<int64_t>(page) * a.page_size + key % a.page_size;
-  return pages + (slot * a.num_kv_heads + kvh) * a.head_dim;
+// Sums v[0..N) (one value per head) over the 2O lanes of an aligned group (xor offsets O, O/2, ..., 1),
+// transposed: at each offset, while more than one value is left, a lane keeps the lower half of its values (bit O
+// of the lane clear) or the upper half and adds the half its partner sends; then plain xor sums. Afterwards the
+// lane holds the group totals of heads group_head_base<N, O>(lane) + [0, N / min(N, 2O)) in v[0..).
+template <int N, int O>
+__device__ __forceinline__ void group_reduce(float* v, int lane) {
+  if constexpr (O >= 1) {
+    if constexpr (N > 1) {
+      const bool up = (lane & O) != 0;
+#pragma unroll
+      for (int m = 0; m < N / 2; ++m) {
+        const float send = up ? v[m] : v[m + N / 2];
+        const float keep = up ? v[m + N / 2] : v[m];
+        v[m] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+      }
+      group_reduce<N / 2, O / 2>(v, lane);
+    } else {
+      v[0] += __shfl_xor_sync(0xffffffffu, v[0], O);
+      group_reduce<1, O / 2>(v, lane);
+    }
+  }
+}
+
+template <int N, int O>
+__device__ __forceinline__ int group_head_base(int lane) {
+  if constexpr (O >= 1 && N > 1)
+    return ((lane & O) != 0 ? N / 2 : 0) + group_head_base<N / 2, O / 2>(lane);
+  else
+    return 0;
 }
 
 template <int D>
-struct DecodeSmem {
+struct DecodeShape {
+  static constexpr int kChunks = D / 8;
+  static constexpr int kTpk = kChunks <= 8 ? 8 : (kChunks <= 16 ? 16 : 32);
   static constexpr int kTileKeys = D <= 128 ? kTile : kTile / 2;
-  static constexpr size_t kBytes =
-      sizeof(float) * (kMaxGroup * D + kMaxGroup * kTile) + 2 * sizeof(__half) * kTileKeys * D;
+  static constexpr int kLoads = kTileKeys * kChunks / kThreads;
+  static_assert(kTileKeys * kChunks % kThreads == 0, "tile loads");
+  static_assert(2 * kTileKeys <= kThreads, "slot tables of two tiles are filled by one pass of the block");
 };
 
-template <int D>
+template <int D, int GP>
+struct DecodeSmem {
+  static constexpr int kScoreStride = kTile + 1;  // odd: heads' rows on different banks in P.V
+  static constexpr int kScoreFloats = (GP * kScoreStride + 3) / 4 * 4;
+  static constexpr size_t kBytes =
+      sizeof(float) * (GP * D + kScoreFloats) + 2 * sizeof(__half) * DecodeShape<D>::kTileKeys * D;
+};
+
+template <int D, int GP>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArgs a, int num_splits, float* ws) {
-  constexpr int kChunks = D / 8;
-  constexpr int kTpk = kChunks <= 8 ? 8 : (kChunks <= 16 ? 16 : 32);
+  using Shape = DecodeShape<D>;
+  using Smem = DecodeSmem<D, GP>;
+  constexpr int kChunks = Shape::kChunks, kTpk = Shape::kTpk, kTileKeys = Shape::kTileKeys;
+  constexpr int kLoads = Shape::kLoads;
   constexpr int kKeysPerPass = kThreads / kTpk;
-  constexpr int kTileKeys = DecodeSmem<D>::kTileKeys;
-  constexpr int kLoadsPerThread = kTileKeys * kChunks / kThreads;
-  static_assert(kTileKeys * kChunks % kThreads == 0 && kTileKeys % kKeysPerPass == 0, "tile shape");
+  constexpr int kPasses = kTileKeys / kKeysPerPass;
+  static_assert(kTileKeys % kKeysPerPass == 0, "tile passes");
+  constexpr int kHalved = GP < kTpk ? GP : kTpk;  // head count split off by the transposing reduction
+  constexpr int kFinal = GP / kHalved;              // finished scores per lane
+  constexpr int kPlainMask = kTpk / kHalved - 1;    // lanes that differ only here hold the same scores
+  constexpr bool kQRegs = GP <= 8;
+  constexpr int kPassUnroll = GP <= 4 ? kPasses : (GP <= 8 ? 4 : 2);
+  constexpr int kItems = GP * kChunks;  // P.V work items (head, chunk); also the q chunks
+  constexpr int kKs = kItems >= kThreads ? 1 : kThreads / kItems;
+  constexpr int kIt = kKs > 1 ? 1 : (kItems + kThreads - 1) / kThreads;
+  constexpr int kQLoads = (kItems + kThreads - 1) / kThreads;
+  constexpr int kStride = Smem::kScoreStride;
+
   extern __shared__ float4 smem_f4[];
-  float* q_s = reinterpret_cast<float*>(smem_f4);
-  float(*score_s)[kTile] = reinterpret_cast<float(*)[kTile]>(q_s + kMaxGroup * D);
-  __half* k_s = reinterpret_cast<__half*>(q_s + kMaxGroup * D + kMaxGroup * kTile);
+  float* q_s = reinterpret_cast<float*>(smem_f4);  // [GP][D], scaled
+  float* score_s = q_s + GP * D;                   // [GP][kStride]
+  __half* k_s = reinterpret_cast<__half*>(q_s + GP * D + Smem::kScoreFloats);
   __half* v_s = k_s + kTileKeys * D;
-  float* red_s = reinterpret_cast<float*>(k_s);  // after the last tile (kThreads * 8 floats fit in K and V)
+  float4* red_s = reinterpret_cast<float4*>(k_s);  // after the last tile (kThreads * 8 floats fit in K and V)
   static_assert(kThreads * 8 * sizeof(float) <= 2 * sizeof(__half) * kTileKeys * D, "reduction buffer");
-  __shared__ float m_s[kMaxGroup], l_s[kMaxGroup], alpha_s[kMaxGroup];
+  __shared__ float m_s[GP], l_s[GP], alpha_s[GP];
+  __shared__ int64_t slot_s[2][kTileKeys];  // element offsets of the tile's (key, kvh) rows in the pages
+
+  pdl_wait();
+  pdl_launch_dependents();
 
   const int split = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int G = static_cast<int>(a.num_heads / a.num_kv_heads);
-  const int64_t len = a.context_len[s];
-  const int64_t pos = len - 1;
-  const int64_t first = a.sliding_window > 0 ? max(int64_t{0}, pos - a.sliding_window + 1) : 0;
-  const int64_t chunk = (len - first + num_splits - 1) / num_splits;
-  const int64_t begin = first + split * chunk;
-  const int64_t end = min(len, begin + chunk);
+  const int G = static_cast<int>(a.num_heads) / static_cast<int>(a.num_kv_heads);
+  const int64_t head0 = static_cast<int64_t>(s) * a.num_heads + static_cast<int64_t>(kvh) * G;
 
-  const int64_t ml_base = ((static_cast<int64_t>(s) * a.num_heads + kvh * G) * num_splits + split);
-  float* ws_ml = ws;
-  float* ws_acc = ws + a.num_seqs * a.num_heads * num_splits * 2;
-  if (begin >= end) {
-    for (int g = tid; g < G; g += kThreads) {
-      ws_ml[(ml_base + static_cast<int64_t>(g) * num_splits) * 2] = -INFINITY;
-      ws_ml[(ml_base + static_cast<int64_t>(g) * num_splits) * 2 + 1] = 0.0f;
+  // The group's q chunks do not depend on the context length: their loads go first.
+  uint4 q_raw[kQLoads];
+#pragma unroll
+  for (int i = 0; i < kQLoads; ++i) {
+    const int idx = tid + i * kThreads;
+    if (idx < G * kChunks) q_raw[i] = *reinterpret_cast<const uint4*>(a.q + head0 * D + idx * 8);
+  }
+
+  const int len = a.context_len[s];
+  const int first = a.sliding_window > 0 && a.sliding_window < len ? len - static_cast<int>(a.sliding_window) : 0;
+  const int chunk = (len - first + num_splits - 1) / num_splits;
+  const int begin = first + split * chunk;
+  const int end = min(len, begin + chunk);
+
+  const int64_t ml_base = head0 * num_splits + split;
+  float* ws_acc = ws;
+  float* ws_ml = ws + a.num_seqs * a.num_heads * num_splits * D;
+  if (begin >= end) {  // block-uniform
+    if (tid < G) {
+      ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2] = -INFINITY;
+      ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2 + 1] = 0.0f;
     }
     return;
   }
 
-  for (int e = tid; e < G * D; e += kThreads) {
-    const int g = e / D, d = e % D;
-    q_s[e] = __half2float(a.q[(static_cast<int64_t>(s) * a.num_heads + kvh * G + g) * D + d]) * a.scale;
+  const int ps = static_cast<int>(a.page_size);
+  const int32_t* table = a.block_table + static_cast<int64_t>(s) * a.max_pages_per_seq;
+  const int64_t kv_stride = a.num_kv_heads * D;
+  auto row_offset = [&](int key) {
+    const int page_index = key / ps;
+    const int32_t page = table[page_index];
+    return (static_cast<int64_t>(page) * ps + (key - page_index * ps)) * kv_stride + static_cast<int64_t>(kvh) * D;
+  };
+
+  // q (scaled; padded heads zero), the softmax state and the row tables of the first two tiles.
+#pragma unroll
+  for (int i = 0; i < kQLoads; ++i) {
+    const int idx = tid + i * kThreads;
+    if (idx < kItems) {
+      float f[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      if (idx < G * kChunks) {
+        const __half2* h = reinterpret_cast<const __half2*>(&q_raw[i]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 v = __half22float2(h[e]);
+          f[2 * e] = v.x * a.scale;
+          f[2 * e + 1] = v.y * a.scale;
+        }
+      }
+      reinterpret_cast<float4*>(q_s)[2 * idx] = make_float4(f[0], f[1], f[2], f[3]);
+      reinterpret_cast<float4*>(q_s)[2 * idx + 1] = make_float4(f[4], f[5], f[6], f[7]);
+    }
   }
-  if (tid < G) {
+  if (tid < GP) {
     m_s[tid] = -INFINITY;
     l_s[tid] = 0.0f;
+    alpha_s[tid] = 0.0f;
   }
-  const int items = G * kChunks;
-  const int ks = items >= kThreads ? 1 : kThreads / items;
-  const int kpart = tid / (items >= kThreads ? kThreads : items);
-  const int item0 = tid % (items >= kThreads ? kThreads : items);
-  float acc[kMaxItemsPerThread][8];
-#pragma unroll
-  for (int it = 0; it < kMaxItemsPerThread; ++it)
-#pragma unroll
-    for (int e = 0; e < 8; ++e) acc[it][e] = 0.0f;
+  if (tid < 2 * kTileKeys) {
+    const int key = begin + tid;
+    if (key < end) slot_s[tid / kTileKeys][tid % kTileKeys] = row_offset(key);
+  }
   __syncthreads();
 
   const int lane_in_key = tid % kTpk, key_slot = tid / kTpk;
-  for (int64_t tile0 = begin; tile0 < end; tile0 += kTileKeys) {
-    const int nt = static_cast<int>(min(static_cast<int64_t>(kTileKeys), end - tile0));
-    {
-      uint4 kr[kLoadsPerThread], vr[kLoadsPerThread];
+  const int head_base = group_head_base<GP, kTpk / 2>(lane_in_key);
+  const bool score_writer = (lane_in_key & kPlainMask) == 0;
+  float q_r[kQRegs ? GP : 1][8];
+  if constexpr (kQRegs) {
 #pragma unroll
-      for (int i = 0; i < kLoadsPerThread; ++i) {
-        const int idx = tid + i * kThreads, j = idx / kChunks, c = idx % kChunks;
-        if (j < nt) {
-          kr[i] = *reinterpret_cast<const uint4*>(kv_row(a, a.k_pages, s, tile0 + j, kvh) + c * 8);
-          vr[i] = *reinterpret_cast<const uint4*>(kv_row(a, a.v_pages, s, tile0 + j, kvh) + c * 8);
-        }
+    for (int g = 0; g < GP; ++g) {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) q_r[g][e] = 0.0f;
+      if (lane_in_key < kChunks) {
+        const float4 lo = *reinterpret_cast<const float4*>(q_s + g * D + lane_in_key * 8);
+        const float4 hi = *reinterpret_cast<const float4*>(q_s + g * D + lane_in_key * 8 + 4);
+        q_r[g][0] = lo.x, q_r[g][1] = lo.y, q_r[g][2] = lo.z, q_r[g][3] = lo.w;
+        q_r[g][4] = hi.x, q_r[g][5] = hi.y, q_r[g][6] = hi.z, q_r[g][7] = hi.w;
       }
+    }
+  }
+
+  // P.V mapping: item = (head, chunk); kKs threads share an item when there are fewer items than threads.
+  const int item0 = kKs > 1 ? tid % kItems : tid;
+  const int kpart = kKs > 1 ? tid / kItems : 0;
+  float acc[kIt][8];
 #pragma unroll
-      for (int i = 0; i < kLoadsPerThread; ++i) {
-        const int idx = tid + i * kThreads, j = idx / kChunks, c = idx % kChunks;
-        if (j < nt) {
-          *reinterpret_cast<uint4*>(k_s + j * D + c * 8) = kr[i];
-          *reinterpret_cast<uint4*>(v_s + j * D + c * 8) = vr[i];
-        }
+  for (int it = 0; it < kIt; ++it)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[it][e] = 0.0f;
+
+  uint4 k_r[kLoads], v_r[kLoads];
+  auto issue_loads = [&](int tile0, int buf) {
+    const int nt = min(kTileKeys, end - tile0);
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int idx = tid + i * kThreads, j = idx / kChunks, c = idx % kChunks;
+      if (j < nt) {
+        const int64_t off = slot_s[buf][j] + c * 8;
+        k_r[i] = *reinterpret_cast<const uint4*>(a.k_pages + off);
+        v_r[i] = *reinterpret_cast<const uint4*>(a.v_pages + off);
+      }
+    }
+  };
+  issue_loads(begin, 0);
+
+  int buf = 0;
+  for (int tile0 = begin; tile0 < end; tile0 += kTileKeys, buf ^= 1) {
+    const int nt = min(kTileKeys, end - tile0);
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int idx = tid + i * kThreads, j = idx / kChunks, c = idx % kChunks;
+      if (j < nt) {
+        *reinterpret_cast<uint4*>(k_s + j * D + c * 8) = k_r[i];
+        *reinterpret_cast<uint4*>(v_s + j * D + c * 8) = v_r[i];
       }
     }
     __syncthreads();
+    // Next tile's loads (rows in slot_s[buf ^ 1]) fly during this tile's math; the rows two tiles ahead go to
+    // slot_s[buf], whose last reader (this tile's loads) was before the barrier above.
+    const int next = tile0 + kTileKeys;
+    if (next < end) issue_loads(next, buf ^ 1);
+    if (tid < kTileKeys) {
+      const int key = next + kTileKeys + tid;
+      if (key < end) slot_s[buf][tid] = row_offset(key);
+    }
+
     // Scores of this tile for every head of the group.
-#pragma unroll
-    for (int j = key_slot; j < kTileKeys; j += kKeysPerPass) {
+#pragma unroll kPassUnroll
+    for (int p = 0; p < kPasses; ++p) {
+      if (p * kKeysPerPass >= nt) break;  // block-uniform
+      const int j = key_slot + p * kKeysPerPass;
       float kf[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      const bool valid = j < nt;
-      if (valid && lane_in_key < kChunks) load8(k_s + j * D + lane_in_key * 8, kf);
-      for (int g = 0; g < G; ++g) {
-        float dot = 0.0f;
-        if (lane_in_key < kChunks) {
-          const float* qv = q_s + g * D + lane_in_key * 8;
+      if (lane_in_key < kChunks) load8(k_s + j * D + lane_in_key * 8, kf);
+      float dot[GP];
 #pragma unroll
-          for (int e = 0; e < 8; ++e) dot += qv[e] * kf[e];
+      for (int g = 0; g < GP; ++g) {
+        float d = 0.0f;
+        if constexpr (kQRegs) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) d += q_r[g][e] * kf[e];
+        } else if (lane_in_key < kChunks) {
+          const float4 lo = *reinterpret_cast<const float4*>(q_s + g * D + lane_in_key * 8);
+          const float4 hi = *reinterpret_cast<const float4*>(q_s + g * D + lane_in_key * 8 + 4);
+          d = lo.x * kf[0] + lo.y * kf[1] + lo.z * kf[2] + lo.w * kf[3] + hi.x * kf[4] + hi.y * kf[5] +
+              hi.z * kf[6] + hi.w * kf[7];
         }
+        dot[g] = d;
+      }
+      group_reduce<GP, kTpk / 2>(dot, lane_in_key);
+      if (j < nt && score_writer) {
 #pragma unroll
-        for (int o = kTpk / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-        if (valid && lane_in_key == 0) score_s[g][j] = dot;
+        for (int m = 0; m < kFinal; ++m)
+          if (head_base + m < G) score_s[(head_base + m) * kStride + j] = dot[m];
       }
     }
     __syncthreads();
     // Online softmax update: one warp per head.
     for (int g = warp; g < G; g += kThreads / 32) {
-      const float v0 = lane < nt ? score_s[g][lane] : -INFINITY;
-      const float v1 = lane + 32 < nt ? score_s[g][lane + 32] : -INFINITY;
+      float* row = score_s + g * kStride;
+      const float v0 = lane < nt ? row[lane] : -INFINITY;
+      const float v1 = lane + 32 < nt ? row[lane + 32] : -INFINITY;
       float mx = fmaxf(v0, v1);
+#pragma unroll
       for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
       const float m_old = m_s[g];
       const float m_new = fmaxf(m_old, mx);
       const float p0 = lane < nt ? __expf(v0 - m_new) : 0.0f;
       const float p1 = lane + 32 < nt ? __expf(v1 - m_new) : 0.0f;
-      score_s[g][lane] = p0;
-      score_s[g][lane + 32] = p1;
+      row[lane] = p0;
+      row[lane + 32] = p1;
       float sum = p0 + p1;
+#pragma unroll
       for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
       if (lane == 0) {
         const float alpha = m_old == -INFINITY ? 0.0f : __expf(m_old - m_new);
@@ -172,46 +320,56 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
     __syncthreads();
     // acc = acc * alpha + P . V
 #pragma unroll
-    for (int it = 0; it < kMaxItemsPerThread; ++it) {
+    for (int it = 0; it < kIt; ++it) {
       const int item = item0 + it * kThreads;
-      if (item < items && (ks > 1 || it * kThreads + tid < items) && kpart < ks) {
+      if (kpart < kKs && item < kItems) {
         const int g = item / kChunks, c = item % kChunks;
-        const float alpha = alpha_s[g];
+        if (g < G) {
+          const float alpha = alpha_s[g];
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[it][e] *= alpha;
-        for (int j = kpart; j < nt; j += ks) {
-          const float p = score_s[g][j];
-          float vf[8];
-          load8(v_s + j * D + c * 8, vf);
+          for (int e = 0; e < 8; ++e) acc[it][e] *= alpha;
+          const float* prow = score_s + g * kStride;
+          const __half* vcol = v_s + c * 8;
+#pragma unroll 4
+          for (int j = kpart; j < nt; j += kKs) {
+            const float p = prow[j];
+            float vf[8];
+            load8(vcol + j * D, vf);
 #pragma unroll
-          for (int e = 0; e < 8; ++e) acc[it][e] += p * vf[e];
+            for (int e = 0; e < 8; ++e) acc[it][e] += p * vf[e];
+          }
         }
       }
-      if (ks > 1) break;  // one item per thread when several threads share it
     }
     __syncthreads();
   }
 
-  // Merge the key parts (ks > 1) and write the partial result.
-  if (ks > 1) {
-    if (kpart < ks)
-#pragma unroll
-      for (int e = 0; e < 8; ++e) red_s[(kpart * items + item0) * 8 + e] = acc[0][e];
+  // Merge the key parts (kKs > 1) and write the partial result of the real heads.
+  if constexpr (kKs > 1) {
+    if (kpart < kKs) {
+      red_s[(kpart * kItems + item0) * 2] = make_float4(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
+      red_s[(kpart * kItems + item0) * 2 + 1] = make_float4(acc[0][4], acc[0][5], acc[0][6], acc[0][7]);
+    }
     __syncthreads();
     if (kpart == 0) {
-      for (int p = 1; p < ks; ++p)
 #pragma unroll
-        for (int e = 0; e < 8; ++e) acc[0][e] += red_s[(p * items + item0) * 8 + e];
+      for (int p = 1; p < kKs; ++p) {
+        const float4 lo = red_s[(p * kItems + item0) * 2], hi = red_s[(p * kItems + item0) * 2 + 1];
+        acc[0][0] += lo.x, acc[0][1] += lo.y, acc[0][2] += lo.z, acc[0][3] += lo.w;
+        acc[0][4] += hi.x, acc[0][5] += hi.y, acc[0][6] += hi.z, acc[0][7] += hi.w;
+      }
     }
   }
 #pragma unroll
-  for (int it = 0; it < kMaxItemsPerThread; ++it) {
+  for (int it = 0; it < kIt; ++it) {
     const int item = item0 + it * kThreads;
-    if (kpart == 0 && item < items && (ks > 1 ? it == 0 : true)) {
+    if (kpart == 0 && item < kItems) {
       const int g = item / kChunks, c = item % kChunks;
-      float* dst = ws_acc + (ml_base + static_cast<int64_t>(g) * num_splits) * D + c * 8;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) dst[e] = acc[it][e];
+      if (g < G) {
+        float4* dst = reinterpret_cast<float4*>(ws_acc + (ml_base + static_cast<int64_t>(g) * num_splits) * D + c * 8);
+        dst[0] = make_float4(acc[it][0], acc[it][1], acc[it][2], acc[it][3]);
+        dst[1] = make_float4(acc[it][4], acc[it][5], acc[it][6], acc[it][7]);
+      }
     }
   }
   if (tid < G) {
@@ -221,39 +379,104 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
 }
 
 // out[s, h, d] = sum_i acc_i[d] * exp(m_i - M) / sum_i l_i * exp(m_i - M); one block per (head, sequence).
-// The split weights exp(m_i - M) / L are computed once by the first warp (num_splits <= 64).
-__global__ void attention_decode_combine_kernel(AttentionArgs a, int num_splits, const float* ws) {
-  __shared__ float weight_s[64];
-  const int h = blockIdx.x, s = blockIdx.y, lane = threadIdx.x % 32;
+// Thread (grp, col): splits grp, grp + kGroups, ... of the 4 columns [4 col, 4 col + 4); all its loads are issued
+// before the split weights (first warp) are known.
+template <int D>
+__global__ void __launch_bounds__(kCombineThreads) attention_decode_combine_kernel(AttentionArgs a, int num_splits,
+                                                                                     const float* ws) {
+  constexpr int kCols = D / 4;
+  constexpr int kGroups = kCombineThreads / kCols;
+  constexpr int kPer = (kMaxSplits + kGroups - 1) / kGroups;
+  static_assert(kGroups >= 1 && kGroups * kCols <= kCombineThreads, "combine layout");
+  __shared__ float weight_s[kMaxSplits];
+  __shared__ float4 red_s[kGroups][kCols];
+
+  pdl_wait();
+  pdl_launch_dependents();
+
+  const int h = blockIdx.x, s = blockIdx.y, tid = threadIdx.x, lane = tid % 32;
+  const int col = tid % kCols, grp = tid / kCols;
   const int64_t base = (static_cast<int64_t>(s) * a.num_heads + h) * num_splits;
-  const float* ml = ws + base * 2;
-  const float* acc = ws + a.num_seqs * a.num_heads * num_splits * 2 + base * a.head_dim;
-  if (threadIdx.x < 32) {
+  const float4* acc = reinterpret_cast<const float4*>(ws + base * D) + col;  // split i: acc[i * kCols]
+  const float* ml = ws + a.num_seqs * a.num_heads * num_splits * D + base * 2;
+  float4 v[kPer];
+#pragma unroll
+  for (int u = 0; u < kPer; ++u) {
+    const int i = grp + u * kGroups;
+    if (grp < kGroups && i < num_splits) v[u] = acc[static_cast<int64_t>(i) * kCols];
+  }
+  if (tid < 32) {
     float m[2], l[2];
+#pragma unroll
     for (int k = 0; k < 2; ++k) {
       const int i = lane + 32 * k;
       m[k] = i < num_splits ? ml[2 * i] : -INFINITY;
       l[k] = i < num_splits ? ml[2 * i + 1] : 0.0f;
     }
     float mx = fmaxf(l[0] > 0.0f ? m[0] : -INFINITY, l[1] > 0.0f ? m[1] : -INFINITY);
+#pragma unroll
     for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     float w[2], denom = 0.0f;
+#pragma unroll
     for (int k = 0; k < 2; ++k) {
       w[k] = l[k] > 0.0f ? __expf(m[k] - mx) : 0.0f;
       denom += l[k] * w[k];
     }
+#pragma unroll
     for (int o = 16; o > 0; o >>= 1) denom += __shfl_xor_sync(0xffffffffu, denom, o);
+#pragma unroll
     for (int k = 0; k < 2; ++k)
       if (lane + 32 * k < num_splits) weight_s[lane + 32 * k] = w[k] / denom;
   }
   __syncthreads();
-  for (int d = threadIdx.x; d < a.head_dim; d += blockDim.x) {
-    float o = 0.0f;
-    for (int i = 0; i < num_splits; ++i)  // empty splits (weight 0) left their acc unwritten
-      if (weight_s[i] != 0.0f) o += acc[static_cast<int64_t>(i) * a.head_dim + d] * weight_s[i];
-    a.out[(static_cast<int64_t>(s) * a.num_heads + h) * a.head_dim + d] = __float2half_rn(o);
+  if (grp < kGroups) {
+    float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (int u = 0; u < kPer; ++u) {
+      const int i = grp + u * kGroups;
+      if (i < num_splits) {
+        const float w = weight_s[i];
+        if (w != 0.0f) {  // empty splits (weight 0) left their acc unwritten
+          o.x += v[u].x * w;
+          o.y += v[u].y * w;
+          o.z += v[u].z * w;
+          o.w += v[u].w * w;
+        }
+      }
+    }
+    red_s[grp][col] = o;
+  }
+  __syncthreads();
+  if (tid < kCols) {
+    float4 o = red_s[0][tid];
+#pragma unroll
+    for (int g = 1; g < kGroups; ++g) {
+      const float4 r = red_s[g][tid];
+      o.x += r.x;
+      o.y += r.y;
+      o.z += r.z;
+      o.w += r.w;
+    }
+    uint2 packed;
+    reinterpret_cast<__half2*>(&packed)[0] = __floats2half2_rn(o.x, o.y);
+    reinterpret_cast<__half2*>(&packed)[1] = __floats2half2_rn(o.z, o.w);
+    *reinterpret_cast<uint2*>(a.out + (static_cast<int64_t>(s) * a.num_heads + h) * D + tid * 4) = packed;
   }
 }
+
+template <int D, int GP>
+void launch_decode_main(const AttentionArgs& a, const DecodeSplit& split, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(split.num_splits), static_cast<unsigned>(a.num_kv_heads),
+                  static_cast<unsigned>(a.num_seqs));
+  constexpr size_t kSmem = DecodeSmem<D, GP>::kBytes;
+  check_cuda(cudaFuncSetAttribute(attention_decode_kernel<D, GP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(kSmem)),
+             "cudaFuncSetAttribute");
+  launch_pdl("attention_decode", attention_decode_kernel<D, GP>, grid, dim3(kThreads), kSmem, stream, a,
+             split.num_splits, split.workspace);
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 }  // namespace
 
@@ -265,7 +488,7 @@ int choose_decode_splits(int64_t num_seqs, int64_t num_kv_heads, int64_t max_con
   const int64_t blocks = std::max<int64_t>(1, num_seqs * num_kv_heads);
   const int64_t want = ceil_div(2 * static_cast<int64_t>(num_sms), blocks);
   const int64_t by_length = std::max<int64_t>(1, ceil_div(max_context, 32));
-  return static_cast<int>(std::clamp<int64_t>(std::min(want, by_length), 1, 64));
+  return static_cast<int>(std::clamp<int64_t>(std::min(want, by_length), 1, kMaxSplits));
 }
 
 void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, cudaStream_t stream) {
@@ -274,31 +497,34 @@ void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, c
                         "attention_decode: num_heads %lld is not a multiple of num_kv_heads %lld",
                         static_cast<long long>(a.num_heads), static_cast<long long>(a.num_kv_heads));
   const int64_t G = a.num_heads / a.num_kv_heads;
-  if (G > kMaxGroup || G * a.head_dim / 8 > kThreads * kMaxItemsPerThread)
+  if (G > kMaxGroup)
     raise_kernel_errorf(KernelErrorKind::kUnsupported,
-                        "attention_decode: %lld query heads per KV head with head_dim %lld is not supported (at most "
-                        "%d heads, heads * head_dim <= %d)",
-                        static_cast<long long>(G), static_cast<long long>(a.head_dim), kMaxGroup,
-                        kThreads * kMaxItemsPerThread * 8);
-  if (split.num_splits < 1 || split.num_splits > 64 || split.workspace == nullptr)
+                        "attention_decode: %lld query heads per KV head is not supported (at most %d)",
+                        static_cast<long long>(G), kMaxGroup);
+  if (split.num_splits < 1 || split.num_splits > kMaxSplits || split.workspace == nullptr)
     raise_kernel_error(KernelErrorKind::kInvalidArgument,
                        "attention_decode: needs 1 <= num_splits <= 64 and a workspace");
   if (a.num_seqs == 0) return;
+  if (!aligned16(a.q) || !aligned16(a.out) || !aligned16(a.k_pages) || !aligned16(a.v_pages) ||
+      !aligned16(split.workspace))
+    raise_kernel_error(KernelErrorKind::kInvalidArgument,
+                       "attention_decode: q, out, the pages and the workspace must be 16-byte aligned");
   dispatch_head_dim(a.head_dim, "attention_decode", [&](auto d) {
     constexpr int D = decltype(d)::value;
-    const dim3 grid(static_cast<unsigned>(split.num_splits), static_cast<unsigned>(a.num_kv_heads),
-                    static_cast<unsigned>(a.num_seqs));
-    constexpr size_t kSmem = DecodeSmem<D>::kBytes;
-    check_cuda(cudaFuncSetAttribute(attention_decode_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    static_cast<int>(kSmem)),
-               "cudaFuncSetAttribute");
-    attention_decode_kernel<D><<<grid, kThreads, kSmem, stream>>>(a, split.num_splits, split.workspace);
-    check_launch("attention_decode");
+    if (G <= 1)
+      launch_decode_main<D, 1>(a, split, stream);
+    else if (G <= 2)
+      launch_decode_main<D, 2>(a, split, stream);
+    else if (G <= 4)
+      launch_decode_main<D, 4>(a, split, stream);
+    else if (G <= 8)
+      launch_decode_main<D, 8>(a, split, stream);
+    else
+      launch_decode_main<D, 16>(a, split, stream);
+    const dim3 grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(a.num_seqs));
+    launch_pdl("attention_decode_combine", attention_decode_combine_kernel<D>, grid, dim3(kCombineThreads), 0,
+               stream, a, split.num_splits, static_cast<const float*>(split.workspace));
   });
-  const dim3 grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(a.num_seqs));
-  attention_decode_combine_kernel<<<grid, static_cast<unsigned>(std::min<int64_t>(a.head_dim, 256)), 0, stream>>>(
-      a, split.num_splits, split.workspace);
-  check_launch("attention_decode_combine");
 }
 
 }  // namespace exl::kernels

@@ -7,12 +7,14 @@
 // 32-bit loads), S = Q K^T and O += P V with mma.sync m16n8k16 (fp16 in, fp32 accumulate), online softmax on the
 // S fragments in registers (row max/sum across the 4 lanes of a quad), P re-packed as fp16 A fragments.
 // Constraints: head_dim in the dispatch list (multiples of 16); rows padded by 8 halves against bank conflicts.
+// Launched with programmatic dependent launch (pdl.cuh): every thread waits for the previous kernel first.
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/kernel_check.h"
 #include "kernels/attention.cuh"
 #include "kernels/dispatch.h"
+#include "kernels/pdl.cuh"
 
 namespace exl::kernels {
 namespace {
@@ -51,6 +53,8 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(AttentionAr
   __half* q_s = reinterpret_cast<__half*>(smem_raw);
   __half* k_s = q_s + kBr * kStride;
   __half* vt_s = k_s + kBc * kStride;
+  pdl_wait();
+  pdl_launch_dependents();
 
   const int q_tile = gridDim.x - 1 - blockIdx.x;
   const int h = blockIdx.y, s = blockIdx.z;
@@ -203,8 +207,7 @@ void launch_attention_prefill(const AttentionArgs& a, int64_t max_query_len, cud
                                         static_cast<int>(kSmem)), "cudaFuncSetAttribute");
     const dim3 grid(static_cast<unsigned>(ceil_div(max_query_len, kBr)), static_cast<unsigned>(a.num_heads),
                     static_cast<unsigned>(a.num_seqs));
-    attention_prefill_kernel<D><<<grid, kThreads, kSmem, stream>>>(a);
-    check_launch("attention_prefill");
+    launch_pdl("attention_prefill", attention_prefill_kernel<D>, grid, dim3(kThreads), kSmem, stream, a);
   });
 }
 

@@ -2,14 +2,19 @@
 // Shapes: table [vocab_size, hidden_size] fp16, ids [num_tokens] int32, out [num_tokens, hidden_size] fp32.
 // Threads: one block per token, each thread copies 8 halves (16 bytes) at a time when hidden_size % 8 == 0,
 // else one element at a time. Ids outside [0, vocab_size) write NaN rows (callers check ids on the host first).
+// Launched with programmatic dependent launch (pdl.cuh): the ids may come from the previous step's sampler, so
+// every thread waits for the previous kernel first.
 #include "kernels/embedding.cuh"
 
 #include "kernels/kernel_check.h"
+#include "kernels/pdl.cuh"
 
 namespace exl::kernels {
 namespace {
 
 __global__ void embedding_kernel(EmbeddingArgs a) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t t = blockIdx.x;
   const int32_t id = a.ids[t];
   float* out = a.out + t * a.hidden_size;
@@ -37,8 +42,7 @@ __global__ void embedding_kernel(EmbeddingArgs a) {
 
 void launch_embedding(const EmbeddingArgs& args, cudaStream_t stream) {
   if (args.num_tokens == 0) return;
-  embedding_kernel<<<static_cast<unsigned>(args.num_tokens), 256, 0, stream>>>(args);
-  check_launch("embedding");
+  launch_pdl("embedding", embedding_kernel, dim3(static_cast<unsigned>(args.num_tokens)), dim3(256), 0, stream, args);
 }
 
 }  // namespace exl::kernels

@@ -155,12 +155,8 @@ struct GemvParams {
 // Same formula and rounding as silu_mul in activation.cu.
 __device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
-template <int kNTiles>
-__global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const __grid_constant__ GemvParams gp) {
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  int part = 0;
-  while (part + 1 < gp.num_parts && static_cast<int32_t>(blockIdx.x) >= gp.parts[part + 1].block_begin) ++part;
-  const GemvPartParams& p = gp.parts[part];
+template <int kNTiles, bool kSwiglu>
+__device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartParams& p, unsigned char* smem_raw) {
   const QuantTilesView& v = p.w;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int local_block = static_cast<int>(blockIdx.x) - p.block_begin;
@@ -202,7 +198,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const __gri
     const int nthreads = blockDim.x;
     for (int i = tid; i < chunks; i += nthreads) chunk_local[i] = __ldg(v.chunk_group + 2 * ts + i) - g_first;
     // Loads first, stores after, several per thread: the prologue costs about two memory latencies.
-    constexpr int kIlp = 8;
+    constexpr int kIlp = 4;
     for (int i0 = tid; i0 < ng * 64; i0 += kIlp * nthreads) {
       __half sc[kIlp][2], zm[kIlp][2];
 #pragma unroll
@@ -225,7 +221,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const __gri
     }
     // Everything above reads only the weights; x is the previous kernel's output. The first round of
     // permutation indices is loaded before the wait too.
-    constexpr int kGatherIlp = 8;
+    constexpr int kGatherIlp = 4;
     const int total = M * slice_rows;
     int32_t src[kGatherIlp];
     auto load_src = [&](int i0) {
@@ -242,7 +238,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const __gri
     for (int i0 = tid; i0 < total; i0 += kGatherIlp * nthreads) {
       if (i0 != tid) load_src(i0);
       __half val[kGatherIlp];
-      if (gp.x_up == nullptr) {
+      if constexpr (!kSwiglu) {
 #pragma unroll
         for (int u = 0; u < kGatherIlp; ++u) {
           const int tok = (i0 + u * nthreads) / slice_rows;
@@ -349,6 +345,22 @@ __global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const __gri
   if (tid == 0) p.counters[col_block] = 0;
 }
 
+static_assert(kGemvMaxParts == 3, "gemv_quant_kernel dispatches on up to three parts");
+
+// The part is picked with compile-time indices so its fields stay in the kernel's constant bank (a run-time index
+// into the parameter struct made every field access a dependent generic load: measured slower).
+template <int kNTiles, bool kSwiglu>
+__global__ void __launch_bounds__(kGemvWarps * 32) gemv_quant_kernel(const GemvParams gp) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int32_t b = static_cast<int32_t>(blockIdx.x);
+  if (gp.num_parts > 2 && b >= gp.parts[2].block_begin)
+    gemv_body<kNTiles, kSwiglu>(gp, gp.parts[2], smem_raw);
+  else if (gp.num_parts > 1 && b >= gp.parts[1].block_begin)
+    gemv_body<kNTiles, kSwiglu>(gp, gp.parts[1], smem_raw);
+  else
+    gemv_body<kNTiles, kSwiglu>(gp, gp.parts[0], smem_raw);
+}
+
 int xs_stride_for(const GemvSplitPlan& plan) {
   // Row stride in halves: >= the slice rows, and == 8 (mod 64) so the 8 tokens' B loads hit distinct banks.
   return plan.max_tiles * kTileRows + 8;
@@ -388,7 +400,7 @@ int gemv_blocks_per_sm(const GemvSplitPlan& plan, int64_t num_tokens) {
   int blocks = 0;
   const size_t smem = gemv_shared_bytes(plan, num_tokens);
   dispatch_token_tiles(num_tokens, [&](auto nt) {
-    auto kernel = gemv_quant_kernel<decltype(nt)::value>;
+    auto kernel = gemv_quant_kernel<decltype(nt)::value, false>;
     if (smem > 48 * 1024) {
       check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                  "gemv_quant: cudaFuncSetAttribute");
@@ -454,7 +466,8 @@ void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, con
   if (blocks <= 0 || blocks > (int64_t{1} << 31) - 1)
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_quant: %lld blocks", static_cast<long long>(blocks));
   dispatch_token_tiles(num_tokens, [&](auto nt) {
-    auto kernel = gemv_quant_kernel<decltype(nt)::value>;
+    auto kernel = x_up != nullptr ? gemv_quant_kernel<decltype(nt)::value, true>
+                                  : gemv_quant_kernel<decltype(nt)::value, false>;
     if (smem > 48 * 1024) {
       check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                  "gemv_quant: cudaFuncSetAttribute");

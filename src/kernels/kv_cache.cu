@@ -2,14 +2,18 @@
 // Shapes: k, v fp16 [num_tokens, num_kv_heads, head_dim]; pages fp16 [num_pages, page_size, num_kv_heads, head_dim].
 // Threads: one block per token copying its num_kv_heads * head_dim row for K and V, 16 bytes per thread when the
 // row is a multiple of 8 halves. Slots outside the block table or the pool are skipped (checked on the host).
+// Launched with programmatic dependent launch (pdl.cuh): every thread waits for the previous kernel first.
 #include "kernels/kv_cache.cuh"
 
 #include "kernels/kernel_check.h"
+#include "kernels/pdl.cuh"
 
 namespace exl::kernels {
 namespace {
 
 __global__ void write_kv_kernel(WriteKvArgs a) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t t = blockIdx.x;
   const int64_t pos = a.slots.positions[t];
   const int64_t seq = a.slots.token_seq ? a.slots.token_seq[t] : 0;
@@ -40,8 +44,7 @@ __global__ void write_kv_kernel(WriteKvArgs a) {
 
 void launch_write_kv(const WriteKvArgs& args, cudaStream_t stream) {
   if (args.num_tokens == 0) return;
-  write_kv_kernel<<<static_cast<unsigned>(args.num_tokens), 128, 0, stream>>>(args);
-  check_launch("write_kv");
+  launch_pdl("write_kv", write_kv_kernel, dim3(static_cast<unsigned>(args.num_tokens)), dim3(128), 0, stream, args);
 }
 
 }  // namespace exl::kernels

@@ -7,12 +7,15 @@
 // kept elements in index order (same distribution as the host's sorted walk).
 // Random numbers: splitmix64 of (seed, counter + counter_offset, row); the counter advances once per single-row
 // launch, so graph replays draw fresh numbers.
+// Launched with programmatic dependent launch (pdl.cuh): every thread waits for the previous kernel first (the
+// parameters and counter in device memory are read and written by the previous step's sampler too).
 #include "kernels/sampling.cuh"
 
 #include <cfloat>
 #include <climits>
 
 #include "kernels/kernel_check.h"
+#include "kernels/pdl.cuh"
 
 namespace exl::kernels {
 namespace {
@@ -81,6 +84,8 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleArgs a) {
   __shared__ Shared sh;
   __shared__ float scan_buf_f[kWarps];
   __shared__ int scan_buf_i[kWarps];
+  pdl_wait();
+  pdl_launch_dependents();
   const int64_t row = blockIdx.x;
   const __half* l = a.logits + row * a.row_stride;
   const int V = static_cast<int>(a.vocab_size);
@@ -303,8 +308,7 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleArgs a) {
 
 void launch_sample(const SampleArgs& args, cudaStream_t stream) {
   if (args.num_rows == 0) return;
-  sample_kernel<<<static_cast<unsigned>(args.num_rows), kThreads, 0, stream>>>(args);
-  check_launch("sample");
+  launch_pdl("sample", sample_kernel, dim3(static_cast<unsigned>(args.num_rows)), dim3(kThreads), 0, stream, args);
 }
 
 }  // namespace exl::kernels

@@ -309,8 +309,8 @@ TEST(LinearOps, SwigluFusedIntoGemv) {
   DeviceBuffer scratch(static_cast<size_t>(scratch_n) * 2);
   const LinearContext ctx{stream.get(), cublas.get(), scratch.as<__half>(), scratch_n};
   const int64_t K = 1024, N = 384;
-  EXPECT_FALSE(lin.fuses_swiglu(33));
-  for (int64_t M : {int64_t{1}, int64_t{5}, int64_t{32}}) {
+  EXPECT_FALSE(lin.fuses_swiglu(CudaLinear::kSwigluMaxTokens + 1));
+  for (int64_t M : {int64_t{1}, int64_t{5}, CudaLinear::kSwigluMaxTokens}) {
     SCOPED_TRACE(::testing::Message() << "tokens=" << M);
     ASSERT_TRUE(lin.fuses_swiglu(M));
     std::mt19937_64 rng(static_cast<uint64_t>(M) + 900);

@@ -212,13 +212,14 @@ void CudaLinear::forward(const __half* x, __half* y, int64_t num_tokens, const L
 }
 
 bool CudaLinear::fuses_swiglu(int64_t num_tokens) const {
-  return impl_->format != quant::WeightFormat::kFloat && num_tokens >= 1 && num_tokens <= kGemvMaxTokens;
+  // Up to 8 tokens (one n-tile): with more, the extra gather registers made the kernel spill (ptxas -v).
+  return impl_->format != quant::WeightFormat::kFloat && num_tokens >= 1 && num_tokens <= kSwigluMaxTokens;
 }
 
 void CudaLinear::forward_swiglu(const __half* gate, const __half* up, __half* y, int64_t num_tokens,
                                 const LinearContext& ctx) const {
   EXL_CHECK(fuses_swiglu(num_tokens), kInvalidArgument,
-            "CudaLinear::forward_swiglu: needs EXL2/GPTQ weights and 1 .. {} tokens (got {} tokens)", kGemvMaxTokens,
+            "CudaLinear::forward_swiglu: needs EXL2/GPTQ weights and 1 .. {} tokens (got {} tokens)", kSwigluMaxTokens,
             num_tokens);
   const Impl& im = *impl_;
   const int64_t need = 2 * kernels::gemv_partial_floats(im.plan, im.view.width, num_tokens);

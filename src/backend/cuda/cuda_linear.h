@@ -49,6 +49,7 @@ class CudaLinear {
   int64_t min_scratch_elements() const;
   // Up to this many tokens forward runs the fused dequantize-GEMV kernel; above, dequantize + cuBLAS.
   static constexpr int64_t kGemvMaxTokens = 32;
+  static constexpr int64_t kSwigluMaxTokens = 8;  // forward_swiglu
 
   // y [num_tokens, out_features] = x [num_tokens, in_features] . W (+ bias); fp16 in and out, fp32 accumulate.
   // Captured into CUDA graphs: no allocation, no synchronization, no host work that depends on data.
