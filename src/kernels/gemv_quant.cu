@@ -48,6 +48,11 @@ struct L2Prefetcher {
   }
 };
 
+// Independent accumulator sets: with one token the mma chain through a single accumulator (8 per tile) is a
+// latency chain; two sets alternate k-steps and are summed at the end (more tokens: registers are short).
+// (The SwiGLU variant keeps one set: its gather already uses the spare registers.)
+__host__ __device__ constexpr int acc_sets(int n_tiles, bool swiglu) { return n_tiles == 1 && !swiglu ? 2 : 1; }
+
 struct SliceSmem {
   const uint2* table;     // [groups][8 strips][8]: {scale(g), scale(g+8)}, {zero(g), zero(g+8)} as half2
   const int32_t* chunk_local;  // group of each 32-row chunk, relative to the slice's first group
@@ -56,9 +61,9 @@ struct SliceSmem {
 };
 
 // One tile (64 rows) of one strip: 4 k-steps of mma per n-tile.
-template <int kBits, int kNTiles>
+template <int kBits, int kNTiles, int kSets>
 __device__ __forceinline__ void tile_mma(const uint32_t (&w)[kBits], int tile_row, int warp, int lane, int M,
-                                         const SliceSmem& s, float (&acc)[kNTiles][4]) {
+                                         const SliceSmem& s, float (&acc)[kSets][kNTiles][4]) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -85,7 +90,7 @@ __device__ __forceinline__ void tile_mma(const uint32_t (&w)[kBits], int tile_ro
           b0 = *reinterpret_cast<const uint32_t*>(xp);
           b1 = *reinterpret_cast<const uint32_t*>(xp + 8);
         }
-        mma_16816(acc[nt], a, b0, b1);
+        mma_16816(acc[ks % kSets][nt], a, b0, b1);
       }
     }
   }
@@ -111,9 +116,9 @@ __device__ __forceinline__ void load_batch(const uint32_t* tiles, int i, int cou
 // kU..2kU tiles in flight. `first`: the slice's first class; its first batch is issued before `prologue` (x gather +
 // scale table + __syncthreads, block-uniform) so the weight stream's first DRAM latency overlaps the prologue.
 // count == 0 (strip past W) still runs the prologue.
-template <int kBits, int kNTiles, typename Prologue>
+template <int kBits, int kNTiles, int kSets, typename Prologue>
 __device__ __forceinline__ void class_tiles(const uint32_t* tiles, int count, int row0, int warp, int lane, int M,
-                                            const SliceSmem& s, float (&acc)[kNTiles][4], bool first,
+                                            const SliceSmem& s, float (&acc)[kSets][kNTiles][4], bool first,
                                             Prologue& prologue) {
   constexpr int kU = kBits <= 4 ? 4 : (kBits == 5 ? 3 : 2);
   uint32_t wa[kU][kBits], wb[kU][kBits];
@@ -123,12 +128,12 @@ __device__ __forceinline__ void class_tiles(const uint32_t* tiles, int count, in
     load_batch<kBits, kU>(tiles, i + kU, count, lane, wb);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
-      if (i + u < count) tile_mma<kBits, kNTiles>(wa[u], row0 + (i + u) * kTileRows, warp, lane, M, s, acc);
+      if (i + u < count) tile_mma<kBits, kNTiles, kSets>(wa[u], row0 + (i + u) * kTileRows, warp, lane, M, s, acc);
     load_batch<kBits, kU>(tiles, i + 2 * kU, count, lane, wa);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + kU + u < count)
-        tile_mma<kBits, kNTiles>(wb[u], row0 + (i + kU + u) * kTileRows, warp, lane, M, s, acc);
+        tile_mma<kBits, kNTiles, kSets>(wb[u], row0 + (i + kU + u) * kTileRows, warp, lane, M, s, acc);
   }
 }
 
@@ -269,9 +274,12 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
     __syncthreads();
   };
 
-  float acc[kNTiles][4];
+  constexpr int kSets = acc_sets(kNTiles, kSwiglu);
+  float accs[kSets][kNTiles][4];
 #pragma unroll
-  for (int nt = 0; nt < kNTiles; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+  for (int a = 0; a < kSets; ++a)
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) accs[a][nt][0] = accs[a][nt][1] = accs[a][nt][2] = accs[a][nt][3] = 0.0f;
   {
     const SliceSmem s{table, chunk_local, xs, p.xs_stride};
     bool first = true;
@@ -284,18 +292,27 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
       const int row0 = (lo - ts) * kTileRows;
       const int count = strip_valid ? hi - lo : 0;
       switch (cls.bits) {
-        case 2: class_tiles<2, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
-        case 3: class_tiles<3, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
-        case 4: class_tiles<4, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
-        case 5: class_tiles<5, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
-        case 6: class_tiles<6, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
-        default: class_tiles<8, kNTiles>(first_tile, count, row0, warp, lane, M, s, acc, first, prologue); break;
+        case 2: class_tiles<2, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 3: class_tiles<3, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 4: class_tiles<4, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 5: class_tiles<5, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 6: class_tiles<6, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        default: class_tiles<8, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
       }
       first = false;
     }
     if (first) prologue();  // empty slice
   }
 
+  float acc[kNTiles][4];
+#pragma unroll
+  for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      acc[nt][i] = accs[0][nt][i];
+#pragma unroll
+      for (int a = 1; a < kSets; ++a) acc[nt][i] += accs[a][nt][i];
+    }
   const int g = lane >> 2, t = lane & 3;
   const int64_t N = v.out_features, W = v.width;
   if (splits == 1) {
@@ -466,8 +483,17 @@ void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, con
   if (blocks <= 0 || blocks > (int64_t{1} << 31) - 1)
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_quant: %lld blocks", static_cast<long long>(blocks));
   dispatch_token_tiles(num_tokens, [&](auto nt) {
-    auto kernel = x_up != nullptr ? gemv_quant_kernel<decltype(nt)::value, true>
-                                  : gemv_quant_kernel<decltype(nt)::value, false>;
+    constexpr int kNt = decltype(nt)::value;
+    auto kernel = gemv_quant_kernel<kNt, false>;
+    if (x_up != nullptr) {
+      // SwiGLU input: one n-tile (8 tokens) only; more tokens would spill (ptxas -v), so it is not instantiated.
+      if constexpr (kNt == 1) {
+        kernel = gemv_quant_kernel<1, true>;
+      } else {
+        raise_kernel_errorf(KernelErrorKind::kUnsupported, "gemv_quant: the SwiGLU input supports at most 8 tokens, got %lld",
+                            static_cast<long long>(num_tokens));
+      }
+    }
     if (smem > 48 * 1024) {
       check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                  "gemv_quant: cudaFuncSetAttribute");
