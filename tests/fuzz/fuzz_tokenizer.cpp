@@ -78,9 +78,12 @@ void fuzz_text(const Tokenizer& tok, const std::string& text, bool lossless) {
   std::vector<int32_t> ids = tok.encode(text, AddSpecialTokens::kYes);
   for (int32_t id : ids) check(id >= 0 && id < tok.vocab_size());
   std::string decoded = tok.decode(ids, SkipSpecialTokens::kYes);
-  if (lossless && valid_utf8(text)) check(decoded == text);
+  const std::string decoded_all = tok.decode(ids, SkipSpecialTokens::kNo);
+  // Lossless round trip only with special tokens kept: text containing e.g. "<|endoftext|>" encodes to that
+  // special token, which skip-special decoding drops (found by this fuzzer in CI, 2026-11-23).
+  if (lossless && valid_utf8(text)) check(decoded_all == text);
   check(streamed(tok, ids, SkipSpecialTokens::kYes) == decoded);
-  check(streamed(tok, ids, SkipSpecialTokens::kNo) == tok.decode(ids, SkipSpecialTokens::kNo));
+  check(streamed(tok, ids, SkipSpecialTokens::kNo) == decoded_all);
 }
 
 void fuzz_ids(const Tokenizer& tok, const uint8_t* data, size_t size) {
