@@ -97,6 +97,22 @@ LinearWeight float_weight(int64_t N, int64_t K, DType dtype, bool with_bias, uin
   return lw;
 }
 
+// M x K activations uniform in [-1, 1], rounded to fp16: the device copy (fp16 bits) and the oracle's floats.
+struct RandomInput {
+  std::vector<uint16_t> half_bits;
+  std::vector<float> floats;
+};
+RandomInput random_input(int64_t M, int64_t K, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  RandomInput in{std::vector<uint16_t>(static_cast<size_t>(M * K)), std::vector<float>(static_cast<size_t>(M * K))};
+  for (size_t i = 0; i < in.half_bits.size(); ++i) {
+    in.half_bits[i] = float_to_half(d(rng));
+    in.floats[i] = half_to_float(in.half_bits[i]);
+  }
+  return in;
+}
+
 struct Checker {
   const LinearWeight& lw;
   CudaLinear lin;
@@ -111,14 +127,9 @@ struct Checker {
     SCOPED_TRACE(::testing::Message() << lw.key << " " << lw.describe() << " N=" << lw.out_features
                                       << " K=" << lw.in_features << " tokens=" << M);
     const int64_t N = lw.out_features, K = lw.in_features;
-    std::mt19937_64 rng(seed);
-    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-    std::vector<uint16_t> xh(static_cast<size_t>(M * K));
-    std::vector<float> xf(xh.size());
-    for (size_t i = 0; i < xh.size(); ++i) {
-      xh[i] = float_to_half(d(rng));
-      xf[i] = half_to_float(xh[i]);
-    }
+    const RandomInput in = random_input(M, K, seed);
+    const std::vector<uint16_t>& xh = in.half_bits;
+    const std::vector<float>& xf = in.floats;
     std::vector<float> ref(static_cast<size_t>(M * N));
     cpu::linear(pool(), xf.data(), w_nk.data(), lw.bias.empty() ? nullptr : lw.bias.data(), ref.data(), M, K, N);
 
@@ -231,14 +242,9 @@ void check_group(const std::vector<const LinearWeight*>& ws, bool expect_fused) 
   const int64_t K = ws[0]->in_features;
   for (int64_t M : {int64_t{1}, int64_t{3}, int64_t{8}, int64_t{16}, int64_t{32}, int64_t{40}}) {
     SCOPED_TRACE(::testing::Message() << "tokens=" << M << " fused=" << group.fused(M));
-    std::mt19937_64 rng(static_cast<uint64_t>(M) * 131);
-    std::uniform_real_distribution<float> d(-1.0f, 1.0f);
-    std::vector<uint16_t> xh(static_cast<size_t>(M * K));
-    std::vector<float> xf(xh.size());
-    for (size_t i = 0; i < xh.size(); ++i) {
-      xh[i] = float_to_half(d(rng));
-      xf[i] = half_to_float(xh[i]);
-    }
+    const RandomInput in = random_input(M, K, static_cast<uint64_t>(M) * 131);
+    const std::vector<uint16_t>& xh = in.half_bits;
+    const std::vector<float>& xf = in.floats;
     DeviceBuffer x(xh.size() * 2);
     x.upload(xh.data(), xh.size() * 2);
     std::vector<DeviceBuffer> ys;

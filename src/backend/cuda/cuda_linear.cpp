@@ -189,12 +189,7 @@ void CudaLinear::forward(const __half* x, __half* y, int64_t num_tokens, const L
     return;
   }
   if (num_tokens <= kGemvMaxTokens) {
-    const int64_t need = 2 * kernels::gemv_partial_floats(im.plan, im.view.width, num_tokens);
-    EXL_CHECK(need == 0 || (ctx.scratch != nullptr && ctx.scratch_elements >= need), kInvalidArgument,
-              "CudaLinear::forward: {} tokens need {} scratch halves for split-K partials, context has {}",
-              num_tokens, need, ctx.scratch_elements);
-    kernels::gemv_quant(im.view, im.plan, x, nullptr, y, num_tokens, reinterpret_cast<float*>(ctx.scratch),
-                        im.counters.as<uint32_t>(), ctx.stream);
+    run_gemv(x, nullptr, y, num_tokens, ctx, "CudaLinear::forward");
     return;
   }
   const int64_t W = im.view.width;
@@ -211,6 +206,18 @@ void CudaLinear::forward(const __half* x, __half* y, int64_t num_tokens, const L
   if (im.view.bias) kernels::add_bias(y, im.view.bias, num_tokens, N, ctx.stream);
 }
 
+// The single-matrix GEMV (x_up non-null: SwiGLU input), after checking the split-K partials fit in the scratch.
+void CudaLinear::run_gemv(const __half* x, const __half* x_up, __half* y, int64_t num_tokens,
+                          const LinearContext& ctx, const char* op) const {
+  const Impl& im = *impl_;
+  const int64_t need = 2 * kernels::gemv_partial_floats(im.plan, im.view.width, num_tokens);
+  EXL_CHECK(need == 0 || (ctx.scratch != nullptr && ctx.scratch_elements >= need), kInvalidArgument,
+            "{}: {} tokens need {} scratch halves for split-K partials, context has {}", op, num_tokens, need,
+            ctx.scratch_elements);
+  kernels::gemv_quant(im.view, im.plan, x, x_up, y, num_tokens, reinterpret_cast<float*>(ctx.scratch),
+                      im.counters.as<uint32_t>(), ctx.stream);
+}
+
 bool CudaLinear::fuses_swiglu(int64_t num_tokens) const {
   // Up to 8 tokens (one n-tile): with more, the extra gather registers made the kernel spill (ptxas -v).
   return impl_->format != quant::WeightFormat::kFloat && num_tokens >= 1 && num_tokens <= kSwigluMaxTokens;
@@ -221,13 +228,7 @@ void CudaLinear::forward_swiglu(const __half* gate, const __half* up, __half* y,
   EXL_CHECK(fuses_swiglu(num_tokens), kInvalidArgument,
             "CudaLinear::forward_swiglu: needs EXL2/GPTQ weights and 1 .. {} tokens (got {} tokens)", kSwigluMaxTokens,
             num_tokens);
-  const Impl& im = *impl_;
-  const int64_t need = 2 * kernels::gemv_partial_floats(im.plan, im.view.width, num_tokens);
-  EXL_CHECK(need == 0 || (ctx.scratch != nullptr && ctx.scratch_elements >= need), kInvalidArgument,
-            "CudaLinear::forward_swiglu: {} tokens need {} scratch halves for split-K partials, context has {}",
-            num_tokens, need, ctx.scratch_elements);
-  kernels::gemv_quant(im.view, im.plan, gate, up, y, num_tokens, reinterpret_cast<float*>(ctx.scratch),
-                      im.counters.as<uint32_t>(), ctx.stream);
+  run_gemv(gate, up, y, num_tokens, ctx, "CudaLinear::forward_swiglu");
 }
 
 struct CudaLinearGroup::Impl {

@@ -63,6 +63,9 @@ class CudaLinear {
  private:
   friend class CudaLinearGroup;
   struct Impl;
+  // The GEMV kernel on this matrix (x_up non-null: SwiGLU input) after checking the scratch holds the partials.
+  void run_gemv(const __half* x, const __half* x_up, __half* y, int64_t num_tokens, const LinearContext& ctx,
+                const char* op) const;
   std::unique_ptr<Impl> impl_;
 };
 
