@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Quick GPU iteration on the quantized GEMV: op tests, CUDA model tests, per-layer GEMV timings, 2k decode bench
+# (EXL2 4.0 bpw + 6-bit head, GPTQ 4-bit), and the SASS of the 1-token GEMV kernels. At most 8 files under $OUT.
+# Usage (device): bash scripts/device/gemv_iter.sh DIR [full]
+# DIR holds bins.tar.xz (stripped test_backend_ops, test_model, exl, bench_linear, libutf8proc.so.2) and testdata/.
+set -uo pipefail
+B=${1:-.carry/perf}
+MODE=${2:-quick}
+[ -f $B/bins.tar.xz ] && tar xJf $B/bins.tar.xz -C $B
+export LD_LIBRARY_PATH=$PWD/$B:${LD_LIBRARY_PATH:-}
+export EXL_TESTDATA_DIR=$PWD/$B/testdata
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee $OUT/machine.txt
+echo "== backend_ops"
+$B/test_backend_ops 2>&1 | grep -vE "^\[ RUN|^$" > $OUT/backend_ops.log
+grep -E "PASSED|FAILED|Failure|tests ran|rel" $OUT/backend_ops.log | head -30
+echo "== model (CUDA)"
+$B/test_model --gtest_filter='*Cuda*' 2>&1 | grep -vE "^\[ RUN|^$" > $OUT/test_model_cuda.log
+grep -E "OK|PASSED|FAILED|Failure" $OUT/test_model_cuda.log | head -20
+echo "== bench_linear"
+$B/bench_linear --quick --json $OUT/bench_linear.json 2>&1 | tail -40
+echo "== decode bench"
+CTX="--contexts 2048 --prompt-tokens 2048"
+[ "$MODE" = full ] && CTX=""
+for spec in "exl2 --bpw 4.0 --head-bits 6" "gptq"; do
+  rm -rf /tmp/m; set -- $spec
+  $B/exl make-random-model --preset llama3-8b --format $spec --output /tmp/m > /dev/null 2>&1 || echo "make-random-model $1 failed"
+  echo "-- $1"; $B/exl bench --model /tmp/m $CTX --json-out $OUT/bench_$1.json 2>&1 | tail -6
+done
+CUOBJ=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)
+$CUOBJ -sass $B/bench_linear 2>/dev/null | awk '/Function : .*gemv_quant_kernelILi1ELb/{p=1} /Function : /&&!/gemv_quant_kernelILi1ELb/{p=0} p' \
+  | xz -9 > $OUT/gemv_sass.txt.xz
+ls -la $OUT
