@@ -25,6 +25,18 @@ for spec in "exl2 --bpw 4.0 --head-bits 6" "gptq"; do
   rm -rf /tmp/m; set -- $spec
   $B/exl make-random-model --preset llama3-8b --format $spec --output /tmp/m > /dev/null 2>&1 || echo "make-random-model $1 failed"
   echo "-- $1"; $B/exl bench --model /tmp/m $CTX --json-out $OUT/bench_$1.json 2>&1 | tail -6
+  if [ "$1" = exl2 ]; then
+    for bps in 3 1; do
+      echo "-- exl2, EXL_GEMV_BLOCKS_PER_SM=$bps"
+      EXL_GEMV_BLOCKS_PER_SM=$bps $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 512 2>&1 | tail -2
+    done
+    NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+    timeout 200 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
+      -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
+      $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 > /tmp/ncu.csv 2>/tmp/ncu.err
+    tail -1 /tmp/ncu.err
+    python3 scripts/device/ncu_summary.py /tmp/ncu.csv 292 > $OUT/ncu_summary.txt; cat $OUT/ncu_summary.txt
+  fi
 done
 CUOBJ=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)
 $CUOBJ -sass $B/bench_linear 2>/dev/null | awk '/Function : .*gemv_quant_kernelILi1ELb/{p=1} /Function : /&&!/gemv_quant_kernelILi1ELb/{p=0} p' \

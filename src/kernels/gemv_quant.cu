@@ -48,9 +48,18 @@ struct L2Prefetcher {
   }
 };
 
+__device__ __forceinline__ void cp_async16(uint32_t smem_addr, const void* gptr) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr), "l"(gptr) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
 // Shared memory of one block (byte offsets), the same on host and device. tp = tokens padded to whole n-tiles.
 struct GemvSmemLayout {
-  size_t table, chunk_flush, sx, csum, zero, xs, total;
+  size_t table, chunk_flush, sx, csum, perm, zero, xs, total;
 };
 __host__ __device__ inline GemvSmemLayout gemv_smem_layout(int max_groups, int max_tiles, int tp, int M,
                                                            int xs_stride) {
@@ -60,7 +69,8 @@ __host__ __device__ inline GemvSmemLayout gemv_smem_layout(int max_groups, int m
   l.chunk_flush = l.table + size_t{8} * 64 * max_groups;
   l.sx = up16(l.chunk_flush + size_t{4} * 2 * max_tiles);
   l.csum = up16(l.sx + size_t{4} * max_groups * tp);
-  l.zero = up16(l.csum + size_t{4} * 2 * max_tiles * tp);
+  l.perm = up16(l.csum + size_t{4} * 2 * max_tiles * tp);
+  l.zero = l.perm + size_t{4} * kTileRows * max_tiles;
   l.xs = l.zero + 128;
   l.total = l.xs + size_t{2} * M * xs_stride;
   return l;
@@ -238,11 +248,12 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
   float* sx = reinterpret_cast<float*>(smem_raw + lay.sx);
   float* csum = reinterpret_cast<float*>(smem_raw + lay.csum);
   __half* xzero = reinterpret_cast<__half*>(smem_raw + lay.zero);
+  int32_t* perm_s = reinterpret_cast<int32_t*>(smem_raw + lay.perm);
   __half* xs = reinterpret_cast<__half*>(smem_raw + lay.xs);
 
   const int64_t strip = int64_t{col_block} * kGemvWarps + warp;
   const bool strip_valid = strip * quant::kStripCols < v.width;
-  const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
+  const uint32_t* strip_base = v.tiles + strip * v.strip_words;
   // The slice's tiles are contiguous in the strip (classes follow each other).
   L2Prefetcher pf{nullptr, nullptr, p.plan.prefetch_bytes};
   if (strip_valid && te > ts) {
@@ -293,9 +304,14 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
         }
       }
     }
-    // Everything above reads only the weights; x is the previous kernel's output. The first round of
-    // permutation indices is loaded before the wait too.
-    constexpr int kGatherIlp = kSwiglu ? 2 : 4;
+    // Everything above reads only the weights; x is the previous kernel's output. The slice's permutation indices
+    // are copied into shared memory before the wait too (cp.async, no registers held), so after the wait the
+    // gather is one round of independent x loads.
+    for (int i = tid; i < slice_rows / 4; i += nthreads)
+      cp_async16(static_cast<uint32_t>(__cvta_generic_to_shared(perm_s + 4 * i)),
+                 v.perm + int64_t{ts} * kTileRows + 4 * i);
+    cp_async_commit();
+    constexpr int kGatherIlp = kSwiglu ? 4 : 8;
     const int total = M * slice_rows;
     int32_t src[kGatherIlp];
     auto load_src = [&](int i0) {
@@ -303,14 +319,15 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
       for (int u = 0; u < kGatherIlp; ++u) {
         const int i = i0 + u * nthreads;
         const int tok = i / slice_rows;
-        src[u] = i < total ? __ldg(v.perm + int64_t{ts} * kTileRows + (i - tok * slice_rows)) : -1;
+        src[u] = i < total ? perm_s[i - tok * slice_rows] : -1;
       }
     };
-    load_src(tid);
     pdl_wait();
     pdl_launch_dependents();
+    cp_async_wait<0>();
+    __syncthreads();
     for (int i0 = tid; i0 < total; i0 += kGatherIlp * nthreads) {
-      if (i0 != tid) load_src(i0);
+      load_src(i0);
       __half val[kGatherIlp];
       if constexpr (!kSwiglu) {
 #pragma unroll

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <vector>
 
 #include "backend/cuda/cuda_check.h"
@@ -31,6 +32,17 @@ struct CudaLinear::Impl {
 };
 
 namespace {
+
+// Resident GEMV blocks per SM the split plan aims for (the occupancy API's count, capped). Default 2;
+// EXL_GEMV_BLOCKS_PER_SM=1..4 overrides the cap for tuning runs.
+int gemv_max_blocks_per_sm() {
+  static const int cap = [] {
+    const char* e = std::getenv("EXL_GEMV_BLOCKS_PER_SM");
+    const int v = e != nullptr ? std::atoi(e) : 0;
+    return v >= 1 && v <= 4 ? v : 2;
+  }();
+  return cap;
+}
 
 template <typename T>
 DeviceBuffer upload_vector(const std::vector<T>& v, size_t& total) {
@@ -86,7 +98,15 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
       w.format == quant::WeightFormat::kExl2 ? quant::tile_exl2(w.exl2) : quant::tile_gptq(w.gptq);
   EXL_CHECK(K <= (int64_t{1} << 30) && t.width * t.padded_rows < (int64_t{1} << 40), kUnsupported,
             "{}: {}x{} is too large for the CUDA linear kernels", w.key, K, N);
-  im.tiles = upload_vector(t.tiles, im.bytes);
+  {
+    // Strips padded to kernels::strip_stride_words apart on the device.
+    const int64_t strips = (t.width + quant::kStripCols - 1) / quant::kStripCols, words = 32 * t.lane_words;
+    const int64_t stride = kernels::strip_stride_words(t.lane_words);
+    std::vector<uint32_t> padded(static_cast<size_t>(strips * stride), 0u);
+    for (int64_t st = 0; st < strips; ++st)
+      std::copy_n(t.tiles.begin() + st * words, words, padded.begin() + st * stride);
+    im.tiles = upload_vector(padded, im.bytes);
+  }
   im.perm = upload_vector(t.perm, im.bytes);
   im.chunk_group = upload_vector(t.chunk_group, im.bytes);
   im.exl2_scale = upload_vector(t.exl2_scale, im.bytes);
@@ -102,6 +122,7 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
   kernels::QuantTilesView& v = im.view;
   v.tiles = im.tiles.as<uint32_t>();
   v.lane_words = t.lane_words;
+  v.strip_words = kernels::strip_stride_words(t.lane_words);
   v.num_classes = static_cast<int32_t>(t.classes.size());
   std::copy(t.classes.begin(), t.classes.end(), v.classes);
   v.num_tiles = static_cast<int32_t>(t.num_tiles());
@@ -127,7 +148,7 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
     // so plan with the register/thread limit first and re-plan once if the real shared memory allows fewer blocks.
     // At most 2 per SM: with 3 resident (the 1-token occupancy on H100) 12 splits measured slower than 8
     // (bench/results/2026-11-22-linear-tuned.md).
-    int per_sm = std::min(kernels::gemv_blocks_per_sm(kernels::GemvSplitPlan{}, 1), 2);
+    int per_sm = std::min(kernels::gemv_blocks_per_sm(kernels::GemvSplitPlan{}, 1), gemv_max_blocks_per_sm());
     im.plan = kernels::plan_gemv_splits(t.chunk_group.data(), v.num_tiles,
                                         kernels::gemv_default_splits(t.width, v.num_tiles, sms, per_sm));
     const int real = kernels::gemv_blocks_per_sm(im.plan, 1);
@@ -279,7 +300,7 @@ CudaLinearGroup CudaLinearGroup::create(std::vector<const CudaLinear*> parts) {
       g.plans.push_back(kernels::plan_gemv_splits(p->impl_->chunk_group_host.data(), p->impl_->view.num_tiles,
                                                   splits));
   };
-  int per_sm = std::min(kernels::gemv_blocks_per_sm(kernels::GemvSplitPlan{}, 1), 2);
+  int per_sm = std::min(kernels::gemv_blocks_per_sm(kernels::GemvSplitPlan{}, 1), gemv_max_blocks_per_sm());
   plan_all(per_sm);
   int real = per_sm;
   for (const kernels::GemvSplitPlan& pl : g.plans) real = std::min(real, kernels::gemv_blocks_per_sm(pl, 1));
