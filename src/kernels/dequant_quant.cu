@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(256) dequant_quant_kernel(const QuantTilesView
   const int64_t strip = strip_begin + warp_id % num_strips;
   const int tile = static_cast<int>(warp_id / num_strips);
   if (tile >= v.num_tiles) return;
-  const uint32_t* strip_base = v.tiles + strip * v.strip_words;
+  const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
   for (int c = 0; c < v.num_classes; ++c) {
     const quant::TileClass& cls = v.classes[c];
     if (tile < cls.tile_begin || tile >= cls.tile_end) continue;

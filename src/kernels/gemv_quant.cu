@@ -48,96 +48,51 @@ struct L2Prefetcher {
   }
 };
 
-__device__ __forceinline__ void cp_async16(uint32_t smem_addr, const void* gptr) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr), "l"(gptr) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
+// Independent accumulator sets: with one token the mma chain through a single accumulator (8 per tile) is a
+// latency chain; two sets alternate k-steps and are summed at the end (more tokens: registers are short).
+// (The SwiGLU variant keeps one set: its gather already uses the spare registers.)
+__host__ __device__ constexpr int acc_sets(int n_tiles, bool swiglu) { return n_tiles == 1 && !swiglu ? 2 : 1; }
 
-// Shared memory of one block (byte offsets), the same on host and device. tp = tokens padded to whole n-tiles.
-struct GemvSmemLayout {
-  size_t table, chunk_flush, sx, csum, perm, zero, xs, total;
-};
-__host__ __device__ inline GemvSmemLayout gemv_smem_layout(int max_groups, int max_tiles, int tp, int M,
-                                                           int xs_stride) {
-  auto up16 = [](size_t b) { return (b + 15) & ~size_t{15}; };
-  GemvSmemLayout l{};
-  l.table = 0;
-  l.chunk_flush = l.table + size_t{8} * 64 * max_groups;
-  l.sx = up16(l.chunk_flush + size_t{4} * 2 * max_tiles);
-  l.csum = up16(l.sx + size_t{4} * max_groups * tp);
-  l.perm = up16(l.csum + size_t{4} * 2 * max_tiles * tp);
-  l.zero = l.perm + size_t{4} * kTileRows * max_tiles;
-  l.xs = l.zero + 128;
-  l.total = l.xs + size_t{2} * M * xs_stride;
-  return l;
-}
-
-// Position of row rr (0..63) of a tile in the fragment order of the shared x copy: rr = 16 ks + 8 e + 2 t + h goes to
-// 16 t + 4 ks + 2 e + h, so lane t's B fragments of all four k-steps are 16 contiguous halves (two 16-byte loads).
-__device__ __forceinline__ int frag_pos(int r) {
-  const int rr = r & 63;
-  return (r & ~63) | (((rr >> 1) & 3) << 4) | (((rr >> 4) & 3) << 2) | (((rr >> 3) & 1) << 1) | (rr & 1);
-}
-
-template <int kNTiles>
 struct SliceSmem {
-  const uint2* table;         // [groups][8 strips][8]: {scale(g), scale(g+8)}, {1024+zero(g), 1024+zero(g+8)} half2
-  const int32_t* chunk_flush; // per 32-row chunk: its slice-local group if that group ends with it, else -1
-  const float* sx;            // [groups][tp]: sum of x over the group's rows in the slice, per token
-  int tp;
-  const __half* x[kNTiles];   // this lane's B rows (token nt*8+g in fragment order, or 64 zeros), + 16 t
-  int xstep[kNTiles];         // halves per tile (64; 0 for the zero row)
+  const uint2* table;     // [groups][8 strips][8]: {scale(g), scale(g+8)}, {zero(g), zero(g+8)} as half2
+  const int32_t* chunk_local;  // group of each 32-row chunk, relative to the slice's first group
+  const __half* xs;       // [M][xs_stride] x rows of the slice in padded stored order, 0 for padding
+  int xs_stride;
 };
 
-// End of a group: total += scale * (sum (1024+q) x - (1024+zero) * sum x), per column and token; accg restarts.
-// The codes enter the mma as exact fp16 (1024 + q); zero and scale are applied here in fp32 (one rounding of the
-// fp32 product per group instead of one fp16 rounding per weight: within 1e-4 of the CPU oracle's weights).
-template <int kNTiles>
-__device__ __forceinline__ void flush_group(const SliceSmem<kNTiles>& s, int gl, int warp, int lane,
-                                            float (&accg)[kNTiles][4], float (&total)[kNTiles][4]) {
+// One tile (64 rows) of one strip: 4 k-steps of mma per n-tile.
+template <int kBits, int kNTiles, int kSets>
+__device__ __forceinline__ void tile_mma(const uint32_t (&w)[kBits], int tile_row, int warp, int lane, int M,
+                                         const SliceSmem& s, float (&acc)[kSets][kNTiles][4]) {
   const int g = lane >> 2, t = lane & 3;
-  const uint2 e = s.table[gl * 64 + warp * 8 + g];
-  const float2 sc = __half22float2(tile::u32_as_half2(e.x)), zm = __half22float2(tile::u32_as_half2(e.y));
-#pragma unroll
-  for (int nt = 0; nt < kNTiles; ++nt) {
-    const float2 sv = *reinterpret_cast<const float2*>(s.sx + gl * s.tp + nt * 8 + 2 * t);
-    total[nt][0] = fmaf(sc.x, fmaf(-zm.x, sv.x, accg[nt][0]), total[nt][0]);
-    total[nt][1] = fmaf(sc.x, fmaf(-zm.x, sv.y, accg[nt][1]), total[nt][1]);
-    total[nt][2] = fmaf(sc.y, fmaf(-zm.y, sv.x, accg[nt][2]), total[nt][2]);
-    total[nt][3] = fmaf(sc.y, fmaf(-zm.y, sv.y, accg[nt][3]), total[nt][3]);
-    accg[nt][0] = accg[nt][1] = accg[nt][2] = accg[nt][3] = 0.0f;
-  }
-}
-
-// One tile (64 rows = 2 chunks) of one strip: per chunk two k-steps of mma on the raw codes, then the group's
-// flush if the group ends there (block-uniform branch).
-template <int kBits, int kNTiles>
-__device__ __forceinline__ void tile_mma(const uint32_t (&w)[kBits], int tile, int warp, int lane,
-                                         const SliceSmem<kNTiles>& s, float (&accg)[kNTiles][4],
-                                         float (&total)[kNTiles][4]) {
-  const int2 fl = *reinterpret_cast<const int2*>(s.chunk_flush + 2 * tile);
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    uint4 bx[kNTiles];
+    const int cl = s.chunk_local[(tile_row >> 5) + h];
+    const uint2 e = s.table[cl * 64 + warp * 8 + g];
+    const __half2 sc2 = tile::u32_as_half2(e.x), z2 = tile::u32_as_half2(e.y);
+    const __half2 sc[2] = {__low2half2(sc2), __high2half2(sc2)};
+    const __half2 z[2] = {__low2half2(z2), __high2half2(z2)};
 #pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt)
-      bx[nt] = *reinterpret_cast<const uint4*>(s.x[nt] + tile * s.xstep[nt] + 8 * h);
-#pragma unroll
-    for (int k2 = 0; k2 < 2; ++k2) {
-      const int kstep = 2 * h + k2;
+    for (int ks = 0; ks < 2; ++ks) {
+      const int kstep = 2 * h + ks;
       uint32_t a[4];
 #pragma unroll
-      for (int r = 0; r < 4; ++r) a[r] = tile::pair_magic<kBits>(w, 4 * kstep + r);
+      for (int r = 0; r < 4; ++r) {
+        const __half2 q = tile::u32_as_half2(tile::pair_magic<kBits>(w, 4 * kstep + r));
+        a[r] = tile::half2_as_u32(__hmul2(__hsub2(q, z[r & 1]), sc[r & 1]));
+      }
 #pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt)
-        mma_16816(accg[nt], a, k2 ? bx[nt].z : bx[nt].x, k2 ? bx[nt].w : bx[nt].y);
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        const int tok = nt * 8 + g;
+        uint32_t b0 = 0, b1 = 0;
+        if (tok < M) {
+          const __half* xp = s.xs + tok * s.xs_stride + tile_row + 16 * kstep + 2 * t;
+          b0 = *reinterpret_cast<const uint32_t*>(xp);
+          b1 = *reinterpret_cast<const uint32_t*>(xp + 8);
+        }
+        mma_16816(acc[ks % kSets][nt], a, b0, b1);
+      }
     }
-    const int gl = h ? fl.y : fl.x;
-    if (gl >= 0) flush_group<kNTiles>(s, gl, warp, lane, accg, total);
   }
 }
 
@@ -156,52 +111,29 @@ __device__ __forceinline__ void load_batch(const uint32_t* tiles, int i, int cou
   }
 }
 
-// Tiles per register batch: kU * kBits <= kFirstBatchWords for every width.
-template <int kBits>
-__host__ __device__ constexpr int batch_tiles() { return kBits <= 4 ? 4 : (kBits == 5 ? 3 : 2); }
-inline constexpr int kFirstBatchWords = 16;
-
-// The slice's first batch, issued before the prologue so the weight stream's first DRAM latency overlaps it.
-template <int kBits>
-__device__ __forceinline__ void load_first_batch(const uint32_t* tiles, int count, int lane,
-                                                 uint32_t (&pre)[kFirstBatchWords]) {
-  constexpr int kU = batch_tiles<kBits>();
-  static_assert(kU * kBits <= kFirstBatchWords, "first batch");
-  uint32_t w[kU][kBits];
-  load_batch<kBits, kU>(tiles, 0, count, lane, w);
-#pragma unroll
-  for (int u = 0; u < kU; ++u)
-#pragma unroll
-    for (int b = 0; b < kBits; ++b) pre[u * kBits + b] = w[u][b];
-}
-
-// Tiles [0, count) of one class for this warp's strip; `tiles` points at the first one, `tile0` is its index in the
-// slice. Register double buffer: the next batch's loads are issued before the current batch is decoded, so each warp
-// keeps kU..2kU tiles in flight. `first`: the slice's first class, whose first batch is already in `pre`.
-template <int kBits, int kNTiles>
-__device__ __forceinline__ void class_tiles(const uint32_t* tiles, int count, int tile0, int warp, int lane,
-                                            const SliceSmem<kNTiles>& s, float (&accg)[kNTiles][4],
-                                            float (&total)[kNTiles][4], bool first,
-                                            const uint32_t (&pre)[kFirstBatchWords]) {
-  constexpr int kU = batch_tiles<kBits>();
+// Tiles [0, count) of one class for this warp's strip; `tiles` points at the first one, `row0` is its slice row.
+// Register double buffer: the next batch's loads are issued before the current batch is decoded, so each warp keeps
+// kU..2kU tiles in flight. `first`: the slice's first class; its first batch is issued before `prologue` (x gather +
+// scale table + __syncthreads, block-uniform) so the weight stream's first DRAM latency overlaps the prologue.
+// count == 0 (strip past W) still runs the prologue.
+template <int kBits, int kNTiles, int kSets, typename Prologue>
+__device__ __forceinline__ void class_tiles(const uint32_t* tiles, int count, int row0, int warp, int lane, int M,
+                                            const SliceSmem& s, float (&acc)[kSets][kNTiles][4], bool first,
+                                            Prologue& prologue) {
+  constexpr int kU = kBits <= 4 ? 4 : (kBits == 5 ? 3 : 2);
   uint32_t wa[kU][kBits], wb[kU][kBits];
-  if (first) {
-#pragma unroll
-    for (int u = 0; u < kU; ++u)
-#pragma unroll
-      for (int b = 0; b < kBits; ++b) wa[u][b] = pre[u * kBits + b];
-  } else {
-    load_batch<kBits, kU>(tiles, 0, count, lane, wa);
-  }
+  load_batch<kBits, kU>(tiles, 0, count, lane, wa);
+  if (first) prologue();
   for (int i = 0; i < count; i += 2 * kU) {
     load_batch<kBits, kU>(tiles, i + kU, count, lane, wb);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
-      if (i + u < count) tile_mma<kBits, kNTiles>(wa[u], tile0 + i + u, warp, lane, s, accg, total);
+      if (i + u < count) tile_mma<kBits, kNTiles, kSets>(wa[u], row0 + (i + u) * kTileRows, warp, lane, M, s, acc);
     load_batch<kBits, kU>(tiles, i + 2 * kU, count, lane, wa);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
-      if (i + kU + u < count) tile_mma<kBits, kNTiles>(wb[u], tile0 + i + kU + u, warp, lane, s, accg, total);
+      if (i + kU + u < count)
+        tile_mma<kBits, kNTiles, kSets>(wb[u], row0 + (i + kU + u) * kTileRows, warp, lane, M, s, acc);
   }
 }
 
@@ -241,19 +173,13 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
   const int chunks = 2 * (te - ts);
   const int M = gp.M;
 
-  constexpr int kTp = 8 * kNTiles;
-  const GemvSmemLayout lay = gemv_smem_layout(p.plan.max_groups, p.plan.max_tiles, kTp, M, p.xs_stride);
-  uint2* table = reinterpret_cast<uint2*>(smem_raw + lay.table);
-  int32_t* chunk_flush = reinterpret_cast<int32_t*>(smem_raw + lay.chunk_flush);
-  float* sx = reinterpret_cast<float*>(smem_raw + lay.sx);
-  float* csum = reinterpret_cast<float*>(smem_raw + lay.csum);
-  __half* xzero = reinterpret_cast<__half*>(smem_raw + lay.zero);
-  int32_t* perm_s = reinterpret_cast<int32_t*>(smem_raw + lay.perm);
-  __half* xs = reinterpret_cast<__half*>(smem_raw + lay.xs);
+  uint2* table = reinterpret_cast<uint2*>(smem_raw);
+  int32_t* chunk_local = reinterpret_cast<int32_t*>(table + p.plan.max_groups * 64);
+  __half* xs = reinterpret_cast<__half*>(chunk_local + 2 * p.plan.max_tiles);
 
   const int64_t strip = int64_t{col_block} * kGemvWarps + warp;
   const bool strip_valid = strip * quant::kStripCols < v.width;
-  const uint32_t* strip_base = v.tiles + strip * v.strip_words;
+  const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
   // The slice's tiles are contiguous in the strip (classes follow each other).
   L2Prefetcher pf{nullptr, nullptr, p.plan.prefetch_bytes};
   if (strip_valid && te > ts) {
@@ -275,13 +201,7 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
     const int32_t g_last = slice_rows > 0 ? __ldg(v.chunk_group + 2 * te - 1) : -1;
     const int ng = g_last - g_first + 1;
     const int nthreads = blockDim.x;
-    // chunk_flush[c]: the slice-local group of chunk c if its group ends there (or the slice does), else -1.
-    for (int i = tid; i < chunks; i += nthreads) {
-      const int32_t cg = __ldg(v.chunk_group + 2 * ts + i);
-      const int32_t next = i + 1 < chunks ? __ldg(v.chunk_group + 2 * ts + i + 1) : -1;
-      chunk_flush[i] = next != cg ? cg - g_first : -1;
-    }
-    if (tid < 64) xzero[tid] = __ushort_as_half(0);
+    for (int i = tid; i < chunks; i += nthreads) chunk_local[i] = __ldg(v.chunk_group + 2 * ts + i) - g_first;
     // Loads first, stores after, several per thread: the prologue costs about two memory latencies.
     constexpr int kIlp = 4;
     for (int i0 = tid; i0 < ng * 64; i0 += kIlp * nthreads) {
@@ -304,14 +224,9 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
         }
       }
     }
-    // Everything above reads only the weights; x is the previous kernel's output. The slice's permutation indices
-    // are copied into shared memory before the wait too (cp.async, no registers held), so after the wait the
-    // gather is one round of independent x loads.
-    for (int i = tid; i < slice_rows / 4; i += nthreads)
-      cp_async16(static_cast<uint32_t>(__cvta_generic_to_shared(perm_s + 4 * i)),
-                 v.perm + int64_t{ts} * kTileRows + 4 * i);
-    cp_async_commit();
-    constexpr int kGatherIlp = kSwiglu ? 4 : 8;
+    // Everything above reads only the weights; x is the previous kernel's output. The first round of
+    // permutation indices is loaded before the wait too.
+    constexpr int kGatherIlp = 4;
     const int total = M * slice_rows;
     int32_t src[kGatherIlp];
     auto load_src = [&](int i0) {
@@ -319,15 +234,14 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
       for (int u = 0; u < kGatherIlp; ++u) {
         const int i = i0 + u * nthreads;
         const int tok = i / slice_rows;
-        src[u] = i < total ? perm_s[i - tok * slice_rows] : -1;
+        src[u] = i < total ? __ldg(v.perm + int64_t{ts} * kTileRows + (i - tok * slice_rows)) : -1;
       }
     };
+    load_src(tid);
     pdl_wait();
     pdl_launch_dependents();
-    cp_async_wait<0>();
-    __syncthreads();
     for (int i0 = tid; i0 < total; i0 += kGatherIlp * nthreads) {
-      load_src(i0);
+      if (i0 != tid) load_src(i0);
       __half val[kGatherIlp];
       if constexpr (!kSwiglu) {
 #pragma unroll
@@ -348,105 +262,57 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
         for (int u = 0; u < kGatherIlp; ++u)
           val[u] = __float2half_rn(silu_times(__half2float(val[u]), __half2float(up[u])));
       }
-      // A warp's 32 elements of one u are one 32-row chunk of one token (slice_rows % 64 == 0): its sum in fp32 by
-      // shuffles (the same fp16 values the mma sees), in a fixed order.
-      float sum[kGatherIlp];
-#pragma unroll
-      for (int u = 0; u < kGatherIlp; ++u) sum[u] = __half2float(val[u]);
-#pragma unroll
-      for (int off = 16; off > 0; off >>= 1)
-#pragma unroll
-        for (int u = 0; u < kGatherIlp; ++u) sum[u] += __shfl_xor_sync(0xffffffffu, sum[u], off);
 #pragma unroll
       for (int u = 0; u < kGatherIlp; ++u) {
         const int i = i0 + u * nthreads;
         if (i < total) {
           const int tok = i / slice_rows;
-          const int r = i - tok * slice_rows;
-          xs[tok * p.xs_stride + frag_pos(r)] = val[u];
-          if (lane == 0) csum[(r >> 5) * kTp + tok] = sum[u];
+          xs[tok * p.xs_stride + (i - tok * slice_rows)] = val[u];
         }
       }
     }
     __syncthreads();
-    // Group sums: the thread of a group's last chunk adds its chunks backwards (deterministic order); tokens past M
-    // get 0.
-    for (int i = tid; i < chunks * kTp; i += nthreads) {
-      const int c = i / kTp, tok = i - c * kTp;
-      const int32_t gl = chunk_flush[c];
-      if (gl < 0) continue;
-      float sg = 0.0f;
-      if (tok < M) {
-        sg = csum[c * kTp + tok];
-        for (int c2 = c - 1; c2 >= 0 && chunk_flush[c2] < 0; --c2) sg += csum[c2 * kTp + tok];
-      }
-      sx[gl * kTp + tok] = sg;
-    }
-    __syncthreads();
   };
 
-  float accg[kNTiles][4], acc[kNTiles][4];
+  constexpr int kSets = acc_sets(kNTiles, kSwiglu);
+  float accs[kSets][kNTiles][4];
+#pragma unroll
+  for (int a = 0; a < kSets; ++a)
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) accs[a][nt][0] = accs[a][nt][1] = accs[a][nt][2] = accs[a][nt][3] = 0.0f;
+  {
+    const SliceSmem s{table, chunk_local, xs, p.xs_stride};
+    bool first = true;
+    for (int c = 0; c < v.num_classes; ++c) {
+      const quant::TileClass& cls = v.classes[c];
+      const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
+      if (lo >= hi) continue;
+      const uint32_t* first_tile =
+          strip_base + int64_t{32} * (cls.word_offset + int64_t{lo - cls.tile_begin} * cls.bits);
+      const int row0 = (lo - ts) * kTileRows;
+      const int count = strip_valid ? hi - lo : 0;
+      switch (cls.bits) {
+        case 2: class_tiles<2, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 3: class_tiles<3, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 4: class_tiles<4, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 5: class_tiles<5, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 6: class_tiles<6, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        default: class_tiles<8, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+      }
+      first = false;
+    }
+    if (first) prologue();  // empty slice
+  }
+
+  float acc[kNTiles][4];
 #pragma unroll
   for (int nt = 0; nt < kNTiles; ++nt)
 #pragma unroll
-    for (int i = 0; i < 4; ++i) accg[nt][i] = acc[nt][i] = 0.0f;
-  {
-    SliceSmem<kNTiles> s;
-    s.table = table;
-    s.chunk_flush = chunk_flush;
-    s.sx = sx;
-    s.tp = kTp;
+    for (int i = 0; i < 4; ++i) {
+      acc[nt][i] = accs[0][nt][i];
 #pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt) {
-      const int tok = nt * 8 + (lane >> 2);
-      s.x[nt] = (tok < M ? xs + tok * p.xs_stride : xzero) + 16 * (lane & 3);
-      s.xstep[nt] = tok < M ? kTileRows : 0;
+      for (int a = 1; a < kSets; ++a) acc[nt][i] += accs[a][nt][i];
     }
-    // The slice's tiles of class c: [lo, hi) of the whole matrix.
-    auto class_range = [&](int c, int& lo, int& hi, const uint32_t*& first_tile) {
-      const quant::TileClass& cls = v.classes[c];
-      lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
-      first_tile = strip_base + int64_t{32} * (cls.word_offset + int64_t{lo - cls.tile_begin} * cls.bits);
-    };
-    uint32_t pre[kFirstBatchWords];
-    int c_first = v.num_classes;
-    for (int c = 0; c < v.num_classes; ++c) {
-      int lo, hi;
-      const uint32_t* first_tile;
-      class_range(c, lo, hi, first_tile);
-      if (lo >= hi) continue;
-      c_first = c;
-      const int count = strip_valid ? hi - lo : 0;
-      switch (v.classes[c].bits) {
-        case 2: load_first_batch<2>(first_tile, count, lane, pre); break;
-        case 3: load_first_batch<3>(first_tile, count, lane, pre); break;
-        case 4: load_first_batch<4>(first_tile, count, lane, pre); break;
-        case 5: load_first_batch<5>(first_tile, count, lane, pre); break;
-        case 6: load_first_batch<6>(first_tile, count, lane, pre); break;
-        default: load_first_batch<8>(first_tile, count, lane, pre); break;
-      }
-      break;
-    }
-    prologue();
-    for (int c = c_first; c < v.num_classes; ++c) {
-      int lo, hi;
-      const uint32_t* first_tile;
-      class_range(c, lo, hi, first_tile);
-      if (lo >= hi) continue;
-      const int tile0 = lo - ts;
-      const int count = strip_valid ? hi - lo : 0;
-      const bool first = c == c_first;
-      switch (v.classes[c].bits) {
-        case 2: class_tiles<2, kNTiles>(first_tile, count, tile0, warp, lane, s, accg, acc, first, pre); break;
-        case 3: class_tiles<3, kNTiles>(first_tile, count, tile0, warp, lane, s, accg, acc, first, pre); break;
-        case 4: class_tiles<4, kNTiles>(first_tile, count, tile0, warp, lane, s, accg, acc, first, pre); break;
-        case 5: class_tiles<5, kNTiles>(first_tile, count, tile0, warp, lane, s, accg, acc, first, pre); break;
-        case 6: class_tiles<6, kNTiles>(first_tile, count, tile0, warp, lane, s, accg, acc, first, pre); break;
-        default: class_tiles<8, kNTiles>(first_tile, count, tile0, warp, lane, s, accg, acc, first, pre); break;
-      }
-    }
-  }
-
   const int g = lane >> 2, t = lane & 3;
   const int64_t N = v.out_features, W = v.width;
   if (splits == 1) {
@@ -575,9 +441,8 @@ GemvSplitPlan plan_gemv_splits(const int32_t* chunk_group, int32_t num_tiles, in
 }
 
 size_t gemv_shared_bytes(const GemvSplitPlan& plan, int64_t num_tokens) {
-  const int tp = static_cast<int>((num_tokens + 7) / 8 * 8);
-  return gemv_smem_layout(plan.max_groups, plan.max_tiles, tp, static_cast<int>(num_tokens), xs_stride_for(plan))
-      .total;
+  return size_t{8} * 64 * plan.max_groups + size_t{4} * 2 * plan.max_tiles +
+         size_t{2} * static_cast<size_t>(num_tokens) * xs_stride_for(plan);
 }
 
 int64_t gemv_partial_floats(const GemvSplitPlan& plan, int64_t width, int64_t num_tokens) {

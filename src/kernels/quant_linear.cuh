@@ -28,9 +28,8 @@ inline constexpr int kGemvMaxParts = 3;  // matrices sharing one input in one ge
 inline constexpr int kGemvBlockCols = kGemvWarps * quant::kStripCols;
 
 struct QuantTilesView {
-  const uint32_t* tiles = nullptr;  // [W/16][strip_words]: strip s's 32 * lane_words words start at s * strip_words
+  const uint32_t* tiles = nullptr;  // [W/16][32 * lane_words]
   int64_t lane_words = 0;
-  int64_t strip_words = 0;
   int32_t num_classes = 0;
   quant::TileClass classes[quant::kMaxTileClasses];
   int32_t num_tiles = 0;
@@ -46,13 +45,6 @@ struct QuantTilesView {
   int64_t width = 0;
   const __half* bias = nullptr;  // [W] or null
 };
-
-// Words from one strip's start to the next on the device: 32 * lane_words rounded up to 512 bytes, plus 256 bytes,
-// so strips never sit a power-of-two distance apart (warps stream different strips at the same offset at the same
-// time; a 32 KB stride put them all on the same memory partitions).
-inline constexpr int64_t strip_stride_words(int64_t lane_words) {
-  return (32 * lane_words + 127) / 128 * 128 + 64;
-}
 
 struct GemvSplitPlan {
   int32_t splits = 1;

@@ -98,15 +98,7 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
       w.format == quant::WeightFormat::kExl2 ? quant::tile_exl2(w.exl2) : quant::tile_gptq(w.gptq);
   EXL_CHECK(K <= (int64_t{1} << 30) && t.width * t.padded_rows < (int64_t{1} << 40), kUnsupported,
             "{}: {}x{} is too large for the CUDA linear kernels", w.key, K, N);
-  {
-    // Strips padded to kernels::strip_stride_words apart on the device.
-    const int64_t strips = (t.width + quant::kStripCols - 1) / quant::kStripCols, words = 32 * t.lane_words;
-    const int64_t stride = kernels::strip_stride_words(t.lane_words);
-    std::vector<uint32_t> padded(static_cast<size_t>(strips * stride), 0u);
-    for (int64_t st = 0; st < strips; ++st)
-      std::copy_n(t.tiles.begin() + st * words, words, padded.begin() + st * stride);
-    im.tiles = upload_vector(padded, im.bytes);
-  }
+  im.tiles = upload_vector(t.tiles, im.bytes);
   im.perm = upload_vector(t.perm, im.bytes);
   im.chunk_group = upload_vector(t.chunk_group, im.bytes);
   im.exl2_scale = upload_vector(t.exl2_scale, im.bytes);
@@ -122,7 +114,6 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
   kernels::QuantTilesView& v = im.view;
   v.tiles = im.tiles.as<uint32_t>();
   v.lane_words = t.lane_words;
-  v.strip_words = kernels::strip_stride_words(t.lane_words);
   v.num_classes = static_cast<int32_t>(t.classes.size());
   std::copy(t.classes.begin(), t.classes.end(), v.classes);
   v.num_tiles = static_cast<int32_t>(t.num_tiles());
