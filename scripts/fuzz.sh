@@ -42,6 +42,18 @@ for inp in sorted(src.rglob("*.inp")):
             n += 1
 PY
 fi
+# Model-file seeds (fuzz_model_files): the safetensors headers (first 64 KiB, mode byte 0) and the config.json files
+# (mode byte 1) of the test models.
+if [ -d "$testdata/models" ]; then
+  python3 - "$testdata/models" "$seeds" <<'PY'
+import pathlib, sys
+src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+for n, f in enumerate(sorted(src.rglob("*.safetensors"))):
+    (dst / f"model{n:03d}").write_bytes(b"\x00" + f.open("rb").read(65536))
+for n, f in enumerate(sorted(src.rglob("config.json"))):
+    (dst / f"config{n:03d}").write_bytes(b"\x01" + f.read_bytes())
+PY
+fi
 
 status=0
 for target in "${targets[@]}"; do

@@ -1,5 +1,8 @@
 #include "io/model_config.h"
 
+#include <climits>
+#include <cmath>
+
 #include "core/error.h"
 #include "core/json_util.h"
 
@@ -15,9 +18,14 @@ int64_t get_int(const json& j, const std::string& key, const std::string& source
     return *dflt;
   }
   const json& v = j[key];
-  EXL_CHECK(v.is_number_integer() || (v.is_number_float() && v.get<double>() == static_cast<int64_t>(v.get<double>())),
-            kInvalidArgument, "{}: field '{}': expected an integer, found {}", source, key, v.dump());
-  return v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
+  // A float is accepted when it is a whole number inside the int64 range (checked before the cast: casting an
+  // out-of-range double is undefined). Unsigned values above the int64 range are rejected too.
+  const bool whole_float = v.is_number_float() && std::abs(v.get<double>()) < 9.2e18 &&
+                           v.get<double>() == std::trunc(v.get<double>());
+  const bool fits_int = v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX);
+  EXL_CHECK(fits_int || whole_float, kInvalidArgument, "{}: field '{}': expected an integer, found {}", source, key,
+            v.dump());
+  return fits_int ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
 }
 
 double get_double(const json& j, const std::string& key, const std::string& source, double dflt) {
@@ -159,9 +167,17 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
                 c.num_kv_heads > 0 && c.vocab_size > 0,
             kInvalidArgument, "{}: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads, "
             "num_key_value_heads and vocab_size must be positive", source);
+  // Upper bounds far above any real model, so that products of sizes (tensor shapes, cache and workspace sizes)
+  // cannot overflow int64 downstream.
+  constexpr int64_t kMaxDim = int64_t{1} << 24, kMaxCount = int64_t{1} << 16;
+  EXL_CHECK(c.hidden_size <= kMaxDim && c.intermediate_size <= kMaxDim && c.vocab_size <= kMaxDim &&
+                c.num_layers <= kMaxCount && c.num_heads <= kMaxCount && c.num_kv_heads <= kMaxCount,
+            kUnsupported, "{}: sizes out of range (hidden_size {}, intermediate_size {}, vocab_size {}: at most {}; "
+            "num_hidden_layers {}, num_attention_heads {}, num_key_value_heads {}: at most {})", source, c.hidden_size,
+            c.intermediate_size, c.vocab_size, kMaxDim, c.num_layers, c.num_heads, c.num_kv_heads, kMaxCount);
   c.head_dim = get_int(config, "head_dim", source, c.hidden_size / c.num_heads);
-  EXL_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0, kInvalidArgument, "{}: head_dim must be a positive even number, found {}",
-            source, c.head_dim);
+  EXL_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0 && c.head_dim <= kMaxCount, kInvalidArgument,
+            "{}: head_dim must be a positive even number of at most {}, found {}", source, kMaxCount, c.head_dim);
   EXL_CHECK(c.num_heads % c.num_kv_heads == 0, kInvalidArgument,
             "{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", source, c.num_heads,
             c.num_kv_heads);

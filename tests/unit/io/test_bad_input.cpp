@@ -133,6 +133,21 @@ TEST(ConfigBadInput, FieldsAndRope) {
   c["num_attention_heads"] = "four";
   expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kInvalidArgument,
                {"num_attention_heads", "integer"});
+  // Floats must be whole and inside int64 (a huge float used to be cast first, which is undefined behaviour);
+  // unsigned values past INT64_MAX are refused rather than wrapped.
+  for (const nlohmann::json& bad : {nlohmann::json(1e300), nlohmann::json(-1e300), nlohmann::json(2.5),
+                                   nlohmann::json(uint64_t{18446744073709551615ull})}) {
+    c = base_config();
+    c["hidden_size"] = bad;
+    expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kInvalidArgument,
+                 {"hidden_size", "integer"});
+  }
+  c = base_config();
+  c["vocab_size"] = int64_t{1} << 40;  // an integer, but no model is this large: products would overflow
+  expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kUnsupported, {"vocab_size", "at most"});
+  c = base_config();
+  c["hidden_size"] = 64.0;  // a whole float is accepted
+  EXPECT_EQ(io::parse_model_config(c, "config.json").hidden_size, 64);
   c = base_config();
   c["rope_scaling"] = {{"rope_type", "longrope"}, {"factor", 2.0}};
   expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kUnsupported, {"longrope", "llama3"});
