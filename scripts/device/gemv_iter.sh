@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Quick GPU iteration on the quantized GEMV: op tests, CUDA model tests, per-layer GEMV timings, 2k decode bench
 # (EXL2 4.0 bpw + 6-bit head, GPTQ 4-bit), and the SASS of the 1-token GEMV kernels. At most 8 files under $OUT.
-# Usage (device): bash scripts/device/gemv_iter.sh DIR [full]
+# Usage (device): bash scripts/device/gemv_iter.sh DIR
 # DIR holds bins.tar.xz (stripped test_backend_ops, test_model, exl, bench_linear, libutf8proc.so.2) and testdata/.
 set -uo pipefail
 B=${1:-.carry/perf}
-MODE=${2:-quick}
 [ -f $B/bins.tar.xz ] && tar xJf $B/bins.tar.xz -C $B
 export LD_LIBRARY_PATH=$PWD/$B:${LD_LIBRARY_PATH:-}
 export EXL_TESTDATA_DIR=$PWD/$B/testdata
@@ -20,7 +19,6 @@ echo "== bench_linear"
 $B/bench_linear --quick --json $OUT/bench_linear.json 2>&1 | tail -40
 echo "== decode bench"
 CTX="--contexts 2048 --prompt-tokens 2048"
-[ "$MODE" = full ] && CTX=""
 for spec in "exl2 --bpw 4.0 --head-bits 6" "gptq"; do
   rm -rf /tmp/m; set -- $spec
   $B/exl make-random-model --preset llama3-8b --format $spec --output /tmp/m > /dev/null 2>&1 || echo "make-random-model $1 failed"

@@ -18,8 +18,8 @@ int64_t get_int(const json& j, const std::string& key, const std::string& source
     return *dflt;
   }
   const json& v = j[key];
-  // A float is accepted when it is a whole number inside the int64 range (checked before the cast: casting an
-  // out-of-range double is undefined). Unsigned values above the int64 range are rejected too.
+  // A float is accepted when it is a whole number of magnitude below 9.2e18, just inside the int64 range (checked
+  // before the cast: casting an out-of-range double is undefined). Unsigned values above INT64_MAX are rejected.
   const bool whole_float = v.is_number_float() && std::abs(v.get<double>()) < 9.2e18 &&
                            v.get<double>() == std::trunc(v.get<double>());
   const bool fits_int = v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > INT64_MAX);
