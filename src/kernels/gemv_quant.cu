@@ -452,6 +452,10 @@ int64_t gemv_partial_floats(const GemvSplitPlan& plan, int64_t width, int64_t nu
 void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up,
                       int64_t num_tokens, cudaStream_t stream) {
   if (num_tokens <= 0) return;
+  if (num_tokens == 1 && gemv_one_enabled()) {
+    gemv_one_multi(parts, num_parts, x, x_up, stream);
+    return;
+  }
   if (num_parts < 1 || num_parts > kGemvMaxParts)
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_quant: %d matrices in one launch (1 .. %d)",
                         num_parts, kGemvMaxParts);

@@ -81,6 +81,13 @@ struct GemvPart {
 void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up,
                       int64_t num_tokens, cudaStream_t stream);
 
+// gemv_one.cu: the one-token path of gemv_quant_multi (a block per 16-column strip, its warps split K and reduce in
+// shared memory; no scratch, no counters). EXL_GEMV1=0 in the environment routes one token to gemv_quant instead
+// (for A/B runs); EXL_GEMV1_WARPS=1..16 forces the warps per block.
+bool gemv_one_enabled();
+int gemv_one_slices(int32_t num_tiles);
+void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up, cudaStream_t stream);
+
 void dequant_quant(const QuantTilesView& w, int64_t col_begin, int64_t cols, __half* out, cudaStream_t stream);
 
 // y[t, n] += bias[n] for t < num_tokens, n < N (fp32 add, one rounding).

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# A/B of the one-token GEMV (gemv_one, default) against gemv_quant (EXL_GEMV1=0) in one run: CUDA op tests, CUDA
+# model tests, per-layer timings (bench_linear) and 2k-context decode (exl bench, EXL2 4.0 bpw + 6-bit head, GPTQ)
+# with both, plus an ncu per-kernel summary of one EXL2 decode step. At most 8 files under $OUT.
+# Usage (device): bash scripts/device/gemv1_ab.sh DIR   (DIR as for gemv_iter.sh)
+set -uo pipefail
+B=${1:-.carry/perf}
+[ -f $B/bins.tar.xz ] && tar xJf $B/bins.tar.xz -C $B
+export LD_LIBRARY_PATH=$PWD/$B:${LD_LIBRARY_PATH:-}
+export EXL_TESTDATA_DIR=$PWD/$B/testdata
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+echo "== backend_ops"
+$B/test_backend_ops 2>&1 | grep -vE "^\[ RUN|^$" > $OUT/backend_ops.log
+grep -E "PASSED|FAILED|Failure|tests ran|rel" $OUT/backend_ops.log | head -30
+echo "== model (CUDA)"
+$B/test_model --gtest_filter='*Cuda*' 2>&1 | grep -vE "^\[ RUN|^$" > $OUT/test_model_cuda.log
+grep -E "OK|PASSED|FAILED|Failure" $OUT/test_model_cuda.log | head -20
+for g in 1 0; do
+  echo "== bench_linear EXL_GEMV1=$g"
+  EXL_GEMV1=$g $B/bench_linear --quick --json $OUT/bench_linear_gemv1_$g.json 2>&1 | tail -45
+done
+echo "== decode bench"
+for spec in "exl2 --bpw 4.0 --head-bits 6" "gptq"; do
+  rm -rf /tmp/m; set -- $spec
+  $B/exl make-random-model --preset llama3-8b --format $spec --output /tmp/m > /dev/null 2>&1 || echo "make-random-model $1 failed"
+  for g in 1 0 1; do
+    echo "-- $1 EXL_GEMV1=$g"
+    EXL_GEMV1=$g $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --json-out $OUT/bench_$1_gemv1_$g.json 2>&1 | tail -5
+  done
+  if [ "$1" = exl2 ]; then
+    NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+    timeout 150 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
+      -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
+      $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 > /tmp/ncu.csv 2>/tmp/ncu.err
+    tail -1 /tmp/ncu.err
+    python3 scripts/device/ncu_summary.py /tmp/ncu.csv 292 > /tmp/ncu_summary.txt; cat /tmp/ncu_summary.txt
+  fi
+done
+ls -la $OUT

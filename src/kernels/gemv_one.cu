@@ -1,0 +1,333 @@
+// gemv_one: y[1, N] = x[1, K] . Wdq[K, N] (+ bias) for exactly one token (batch-1 decode) on the tiled EXL2/GPTQ
+// layout (quant/exl2_repack.h). Same contract as gemv_quant with num_tokens == 1; gemv_quant_multi routes here.
+//
+// Why a second kernel: gemv_quant's block owns 128 columns x one K-slice, so short layers need split-K through
+// global partials (fence, atomic counter, last-block sum) and every block first builds a shared scale table and
+// gathers x behind a __syncthreads. Measured on H100 that fixed chain (~6 us per call) dominated decode
+// (bench/results/2026-11-23b-gemv-experiments.md). Here a block owns ONE 16-column strip and its warps split K:
+//   * warp w streams tiles [w*T/S, (w+1)*T/S) of the strip (S = warps per block), so every warp's slice is short
+//     (8 tiles at K = 4096) and its loads are issued at once, before the PDL wait;
+//   * each warp gathers only its own x rows (through perm) into its own shared-memory rows: no block barrier before
+//     the stream;
+//   * scales are read per group straight from the compact per-group codes (no table);
+//   * the codes enter the mma as exact (q - zero) in fp16; each 32-row chunk's fp32 mma result is multiplied by the
+//     fp32 scale of its group and added to the lane's total (so the dequantized weight is (q - zero) * scale
+//     without the oracle's intermediate fp16 rounding: a relative difference of at most 2^-11 per weight);
+//   * split-K is reduced inside the block in shared memory, in warp order: deterministic, no atomics, no scratch.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/kernel_check.h"
+#include "kernels/pdl.cuh"
+#include "kernels/quant_linear.cuh"
+#include "kernels/quant_tile_decode.cuh"
+
+namespace exl::kernels {
+namespace {
+
+using quant::kTileRows;
+
+constexpr int kMaxSliceWarps = 8;
+#ifndef EXL_GEMV1_MIN_BLOCKS
+#define EXL_GEMV1_MIN_BLOCKS 3  // resident 256-thread blocks per SM the register budget aims for (80 registers)
+#endif
+
+struct Gemv1Part {
+  QuantTilesView w;
+  __half* y;
+  int32_t block_begin;  // first block of this part; one block per strip
+};
+
+struct Gemv1Params {
+  Gemv1Part parts[kGemvMaxParts];
+  int32_t num_parts;
+  int32_t xs_stride;  // halves of shared x rows per warp
+  const __half* x;
+  const __half* x_up;  // non-null: the input is half(silu(x) * x_up)
+};
+
+__device__ __forceinline__ void mma_16816_zero(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
+      : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));
+}
+__device__ __forceinline__ void mma_16816_acc(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Same formula and rounding as silu_mul in activation.cu.
+__device__ __forceinline__ float silu_times1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+// The lane's two columns (g and g + 8 of the strip) for one group: fp32 scales and half2 (1024 + zero) pairs.
+struct LaneScale {
+  int32_t group = -1;
+  float s0 = 0.0f, s1 = 0.0f;
+  __half2 z0, z1;
+};
+
+__device__ __forceinline__ void load_lane_scale(const QuantTilesView& v, int32_t group, int64_t strip, int g,
+                                                LaneScale& ls) {
+  ls.group = group;
+  const int64_t col = strip * quant::kStripCols + g;
+  __half s0, s1, z0, z1;
+  if (v.scale_kind == quant::TileScaleKind::kExl2) {
+    // Columns g and g + 8 are in the strip's two scale words, both at bits 4g.
+    const uint2 words = __ldg(reinterpret_cast<const uint2*>(v.exl2_scale + group * (v.width / 8) + 2 * strip));
+    const uint32_t info = __ldg(v.group_info + group);
+    const uint32_t c0 = (words.x >> (4 * g)) & 15u, c1 = (words.y >> (4 * g)) & 15u;
+    const __half m = __ushort_as_half(static_cast<unsigned short>(info));
+    s0 = __hmul(__uint2half_rn((c0 + 1) * (c0 + 1)), m);
+    s1 = __hmul(__uint2half_rn((c1 + 1) * (c1 + 1)), m);
+    z0 = z1 = __ushort_as_half(static_cast<unsigned short>(info >> 16));
+  } else {
+    s0 = __ldg(v.gptq_scale + group * v.width + col);
+    s1 = __ldg(v.gptq_scale + group * v.width + col + 8);
+    z0 = __uint2half_rn(1024u + __ldg(v.gptq_zero + group * v.width + col));
+    z1 = __uint2half_rn(1024u + __ldg(v.gptq_zero + group * v.width + col + 8));
+  }
+  ls.s0 = __half2float(s0);
+  ls.s1 = __half2float(s1);
+  ls.z0 = __half2half2(z0);
+  ls.z1 = __half2half2(z1);
+}
+
+// One tile: 2 chunks of 32 rows, 2 k-steps each. `xrow` = this warp's shared x at the tile's first row.
+template <int kBits>
+__device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const __half* xrow, int32_t g0, int32_t g1,
+                                         const QuantTilesView& v, int64_t strip, int lane, LaneScale& ls,
+                                         float& tot0, float& tot1) {
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int32_t grp = h == 0 ? g0 : g1;
+    if (grp != ls.group) load_lane_scale(v, grp, strip, g, ls);
+    float d[4];
+#pragma unroll
+    for (int ks = 0; ks < 2; ++ks) {
+      const int kstep = 2 * h + ks;
+      uint32_t a[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const __half2 q = tile::u32_as_half2(tile::pair_magic<kBits>(w, 4 * kstep + r));
+        a[r] = tile::half2_as_u32(__hsub2(q, (r & 1) ? ls.z1 : ls.z0));
+      }
+      uint32_t b0 = 0, b1 = 0;
+      if (g == 0) {
+        const __half* xp = xrow + 16 * kstep + 2 * t;
+        b0 = *reinterpret_cast<const uint32_t*>(xp);
+        b1 = *reinterpret_cast<const uint32_t*>(xp + 8);
+      }
+      if (ks == 0)
+        mma_16816_zero(d, a, b0, b1);
+      else
+        mma_16816_acc(d, a, b0, b1);
+    }
+    // d[0] = column g, token 2t; d[2] = column g + 8, token 2t: token 0 lives in the t == 0 lanes, the rest are 0.
+    tot0 = fmaf(ls.s0, d[0], tot0);
+    tot1 = fmaf(ls.s1, d[2], tot1);
+  }
+}
+
+template <int kBits, int kU>
+__device__ __forceinline__ void load_batch1(const uint32_t* tiles, int i, int count, int lane,
+                                            uint32_t (&w)[kU][kBits]) {
+#pragma unroll
+  for (int u = 0; u < kU; ++u) {
+    if (i + u < count) {
+      tile::load_tile<kBits>(tiles + (i + u) * (32 * kBits), lane, w[u]);
+    } else {
+#pragma unroll
+      for (int b = 0; b < kBits; ++b) w[u][b] = 0;
+    }
+  }
+}
+
+// Tiles [lo, hi) of one class (global tile indices), register double buffer of kU tiles. `first`: the warp's
+// first class; its first two batches are issued before `prologue` (PDL wait + x gather).
+template <int kBits, typename Prologue>
+__device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::TileClass& cls, int lo, int hi,
+                                          int ts, const uint32_t* strip_base, const __half* xs, int64_t strip,
+                                          int lane, LaneScale& ls, float& tot0, float& tot1, bool first,
+                                          Prologue& prologue) {
+  constexpr int kU = kBits <= 4 ? 8 / kBits : 1;  // two batches of <= 8 words per lane in flight
+  const uint32_t* tiles = strip_base + int64_t{32} * (cls.word_offset + int64_t{lo - cls.tile_begin} * kBits);
+  const int count = hi - lo;
+  const int32_t* cg = v.chunk_group + 2 * lo;
+  uint32_t wa[kU][kBits], wb[kU][kBits];
+  load_batch1<kBits, kU>(tiles, 0, count, lane, wa);
+  load_batch1<kBits, kU>(tiles, kU, count, lane, wb);
+  if (first) prologue();
+  const __half* x0 = xs + (lo - ts) * kTileRows;
+  for (int i = 0; i < count; i += 2 * kU) {
+#pragma unroll
+    for (int u = 0; u < kU; ++u)
+      if (i + u < count)
+        tile_one<kBits>(wa[u], x0 + (i + u) * kTileRows, __ldg(cg + 2 * (i + u)), __ldg(cg + 2 * (i + u) + 1), v,
+                        strip, lane, ls, tot0, tot1);
+    load_batch1<kBits, kU>(tiles, i + 2 * kU, count, lane, wa);
+#pragma unroll
+    for (int u = 0; u < kU; ++u)
+      if (i + kU + u < count)
+        tile_one<kBits>(wb[u], x0 + (i + kU + u) * kTileRows, __ldg(cg + 2 * (i + kU + u)),
+                        __ldg(cg + 2 * (i + kU + u) + 1), v, strip, lane, ls, tot0, tot1);
+    load_batch1<kBits, kU>(tiles, i + 3 * kU, count, lane, wb);
+  }
+}
+
+template <bool kSwiglu>
+__device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1Part& p, unsigned char* smem_raw) {
+  const QuantTilesView& v = p.w;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int slices = blockDim.x >> 5;
+  const int64_t strip = static_cast<int64_t>(blockIdx.x) - p.block_begin;
+  const int T = v.num_tiles;
+  const int ts = static_cast<int>(int64_t{warp} * T / slices);
+  const int te = static_cast<int>(int64_t{warp + 1} * T / slices);
+  const int rows = (te - ts) * kTileRows;
+
+  float* red = reinterpret_cast<float*>(smem_raw);  // [slices][16]
+  __half* xs = reinterpret_cast<__half*>(red + kMaxSliceWarps * quant::kStripCols) + warp * gp.xs_stride;
+  const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
+
+  auto prologue = [&]() {
+    constexpr int kIlp = 4;
+    const int32_t* perm = v.perm + int64_t{ts} * kTileRows;
+    int32_t src[kIlp];
+#pragma unroll
+    for (int u = 0; u < kIlp; ++u) src[u] = lane + 32 * u < rows ? __ldg(perm + lane + 32 * u) : -1;
+    pdl_wait();
+    pdl_launch_dependents();
+    for (int i0 = lane; i0 < rows; i0 += 32 * kIlp) {
+      if (i0 != lane) {
+#pragma unroll
+        for (int u = 0; u < kIlp; ++u) src[u] = i0 + 32 * u < rows ? __ldg(perm + i0 + 32 * u) : -1;
+      }
+      __half val[kIlp];
+#pragma unroll
+      for (int u = 0; u < kIlp; ++u) {
+        if constexpr (!kSwiglu) {
+          val[u] = src[u] < 0 ? __ushort_as_half(0) : gp.x[src[u]];
+        } else {
+          val[u] = src[u] < 0 ? __ushort_as_half(0)
+                              : __float2half_rn(silu_times1(__half2float(gp.x[src[u]]), __half2float(gp.x_up[src[u]])));
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < kIlp; ++u)
+        if (i0 + 32 * u < rows) xs[i0 + 32 * u] = val[u];
+    }
+    __syncwarp();
+  };
+
+  LaneScale ls;
+  float tot0 = 0.0f, tot1 = 0.0f;
+  bool first = true;
+  for (int c = 0; c < v.num_classes; ++c) {
+    const quant::TileClass& cls = v.classes[c];
+    const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
+    if (lo >= hi) continue;
+    switch (cls.bits) {
+      case 2: class_one<2>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
+      case 3: class_one<3>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
+      case 4: class_one<4>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
+      case 5: class_one<5>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
+      case 6: class_one<6>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
+      default: class_one<8>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
+    }
+    first = false;
+  }
+  if (first) prologue();  // empty slice: still waits for the producer before the block writes y
+
+  const int g = lane >> 2, t = lane & 3;
+  if (t == 0) {
+    red[warp * quant::kStripCols + g] = tot0;
+    red[warp * quant::kStripCols + g + 8] = tot1;
+  }
+  __syncthreads();
+  if (tid < quant::kStripCols) {
+    const int64_t col = strip * quant::kStripCols + tid;
+    if (col < v.out_features) {
+      float val = 0.0f;
+      for (int s = 0; s < slices; ++s) val += red[s * quant::kStripCols + tid];
+      if (v.bias) val += __half2float(v.bias[col]);
+      p.y[col] = __float2half_rn(val);
+    }
+  }
+}
+
+template <bool kSwiglu>
+__global__ void __launch_bounds__(kMaxSliceWarps * 32, EXL_GEMV1_MIN_BLOCKS) gemv_one_kernel(const Gemv1Params gp) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int32_t b = static_cast<int32_t>(blockIdx.x);
+  if (gp.num_parts > 2 && b >= gp.parts[2].block_begin)
+    gemv_one_body<kSwiglu>(gp, gp.parts[2], smem_raw);
+  else if (gp.num_parts > 1 && b >= gp.parts[1].block_begin)
+    gemv_one_body<kSwiglu>(gp, gp.parts[1], smem_raw);
+  else
+    gemv_one_body<kSwiglu>(gp, gp.parts[0], smem_raw);
+}
+
+}  // namespace
+
+int gemv_one_slices(int32_t num_tiles) {
+  static const int forced = [] {
+    const char* e = std::getenv("EXL_GEMV1_WARPS");
+    const int v = e != nullptr ? std::atoi(e) : 0;
+    return v >= 1 && v <= kMaxSliceWarps ? v : 0;
+  }();
+  if (forced > 0) return forced;
+  // About 8 tiles per warp: K = 4096 -> 8 warps, K = 14336 -> 16 warps of 14 tiles.
+  return std::clamp((num_tiles + 7) / 8, 1, kMaxSliceWarps);
+}
+
+bool gemv_one_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("EXL_GEMV1");
+    return e == nullptr || std::strcmp(e, "0") != 0;
+  }();
+  return on;
+}
+
+void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up, cudaStream_t stream) {
+  if (num_parts < 1 || num_parts > kGemvMaxParts)
+    raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_one: %d matrices in one launch (1 .. %d)",
+                        num_parts, kGemvMaxParts);
+  Gemv1Params p{};
+  p.num_parts = num_parts;
+  p.x = x;
+  p.x_up = x_up;
+  int32_t max_tiles = 0;
+  for (int i = 0; i < num_parts; ++i) max_tiles = std::max(max_tiles, parts[i].w->num_tiles);
+  const int slices = gemv_one_slices(max_tiles);
+  const int per_warp_tiles = (max_tiles + slices - 1) / slices;
+  p.xs_stride = per_warp_tiles * kTileRows + 8;
+  int64_t blocks = 0;
+  for (int i = 0; i < num_parts; ++i) {
+    const QuantTilesView& w = *parts[i].w;
+    if (w.in_features != parts[0].w->in_features)
+      raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
+                          "gemv_one: grouped matrices need one input size (%lld vs %lld)",
+                          static_cast<long long>(w.in_features), static_cast<long long>(parts[0].w->in_features));
+    p.parts[i].w = w;
+    p.parts[i].y = parts[i].y;
+    p.parts[i].block_begin = static_cast<int32_t>(blocks);
+    blocks += (w.width + quant::kStripCols - 1) / quant::kStripCols;
+  }
+  if (blocks <= 0 || blocks > (int64_t{1} << 31) - 1)
+    raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_one: %lld blocks", static_cast<long long>(blocks));
+  const size_t smem = sizeof(float) * kMaxSliceWarps * quant::kStripCols +
+                      sizeof(__half) * static_cast<size_t>(slices) * p.xs_stride;
+  auto kernel = x_up != nullptr ? gemv_one_kernel<true> : gemv_one_kernel<false>;
+  if (smem > 48 * 1024) {
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+               "gemv_one: cudaFuncSetAttribute");
+  }
+  launch_pdl("gemv_one", kernel, dim3(static_cast<unsigned>(blocks)), dim3(32 * slices), smem, stream, p);
+}
+
+}  // namespace exl::kernels
