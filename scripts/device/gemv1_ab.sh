@@ -15,7 +15,7 @@ grep -E "PASSED|FAILED|Failure|tests ran|rel" $OUT/backend_ops.log | head -30
 echo "== model (CUDA)"
 $B/test_model --gtest_filter='*Cuda*' 2>&1 | grep -vE "^\[ RUN|^$" > $OUT/test_model_cuda.log
 grep -E "OK|PASSED|FAILED|Failure" $OUT/test_model_cuda.log | head -20
-for g in 1 0; do
+for g in ${GEMV1_LINEAR:-1 0}; do
   echo "== bench_linear EXL_GEMV1=$g"
   EXL_GEMV1=$g $B/bench_linear --quick --json $OUT/bench_linear_gemv1_$g.json 2>&1 | tail -45
 done
@@ -23,7 +23,7 @@ echo "== decode bench"
 for spec in "exl2 --bpw 4.0 --head-bits 6" "gptq"; do
   rm -rf /tmp/m; set -- $spec
   $B/exl make-random-model --preset llama3-8b --format $spec --output /tmp/m > /dev/null 2>&1 || echo "make-random-model $1 failed"
-  for g in 1 0 1; do
+  for g in ${GEMV1_DECODE:-1 0}; do
     echo "-- $1 EXL_GEMV1=$g"
     EXL_GEMV1=$g $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --json-out $OUT/bench_$1_gemv1_$g.json 2>&1 | tail -5
   done

@@ -42,19 +42,22 @@ struct Gemv1Part {
 struct Gemv1Params {
   Gemv1Part parts[kGemvMaxParts];
   int32_t num_parts;
-  int32_t xs_stride;  // halves of shared x rows per warp
+  int32_t xs_stride;   // halves of shared x rows per warp
+  int32_t max_groups;  // table groups per warp (>= the groups any slice touches)
+  int32_t max_tiles;   // tiles per warp slice (at most)
+  int32_t warp_bytes;  // shared memory per warp
   const __half* x;
   const __half* x_up;  // non-null: the input is half(silu(x) * x_up)
 };
 
 __device__ __forceinline__ void mma_16816_zero(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};\n"
       : "=f"(c[0]), "=f"(c[1]), "=f"(c[2]), "=f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));
 }
 __device__ __forceinline__ void mma_16816_acc(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
@@ -63,16 +66,16 @@ __device__ __forceinline__ void mma_16816_acc(float (&c)[4], const uint32_t (&a)
 // Same formula and rounding as silu_mul in activation.cu.
 __device__ __forceinline__ float silu_times1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
-// The lane's two columns (g and g + 8 of the strip) for one group: fp32 scales and half2 (1024 + zero) pairs.
-struct LaneScale {
-  int32_t group = -1;
-  float s0 = 0.0f, s1 = 0.0f;
-  __half2 z0, z1;
+// A warp's scale table, built before the PDL wait: per group of its slice and per g = lane / 4, the fp32 scales of
+// columns g and g + 8 of the strip and their fp16 (1024 + zero) as a half2; plus the slice-local group of every
+// 32-row chunk. (Loading scales per group inside the stream made every group change a dependent DRAM latency:
+// measured 2x slower for gate/up.)
+struct WarpTable {
+  uint4* entries;     // [groups][8]: {bits(s0), bits(s1), half2(z0, z1), 0}
+  int32_t* chunk_local;  // [2 * tiles]
 };
 
-__device__ __forceinline__ void load_lane_scale(const QuantTilesView& v, int32_t group, int64_t strip, int g,
-                                                LaneScale& ls) {
-  ls.group = group;
+__device__ __forceinline__ uint4 scale_entry(const QuantTilesView& v, int32_t group, int64_t strip, int g) {
   const int64_t col = strip * quant::kStripCols + g;
   __half s0, s1, z0, z1;
   if (v.scale_kind == quant::TileScaleKind::kExl2) {
@@ -90,22 +93,21 @@ __device__ __forceinline__ void load_lane_scale(const QuantTilesView& v, int32_t
     z0 = __uint2half_rn(1024u + __ldg(v.gptq_zero + group * v.width + col));
     z1 = __uint2half_rn(1024u + __ldg(v.gptq_zero + group * v.width + col + 8));
   }
-  ls.s0 = __half2float(s0);
-  ls.s1 = __half2float(s1);
-  ls.z0 = __half2half2(z0);
-  ls.z1 = __half2half2(z1);
+  return make_uint4(__float_as_uint(__half2float(s0)), __float_as_uint(__half2float(s1)),
+                    tile::half2_as_u32(__halves2half2(z0, z1)), 0u);
 }
 
-// One tile: 2 chunks of 32 rows, 2 k-steps each. `xrow` = this warp's shared x at the tile's first row.
+// One tile: 2 chunks of 32 rows, 2 k-steps each. `xrow` = this warp's shared x at the tile's first row, `chunk` =
+// the tile's first chunk in the slice.
 template <int kBits>
-__device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const __half* xrow, int32_t g0, int32_t g1,
-                                         const QuantTilesView& v, int64_t strip, int lane, LaneScale& ls,
-                                         float& tot0, float& tot1) {
+__device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const __half* xrow, const WarpTable& tab,
+                                         int chunk, int lane, float& tot0, float& tot1) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int32_t grp = h == 0 ? g0 : g1;
-    if (grp != ls.group) load_lane_scale(v, grp, strip, g, ls);
+    const uint4 e = tab.entries[tab.chunk_local[chunk + h] * 8 + g];
+    const __half2 zz = tile::u32_as_half2(e.z);
+    const __half2 z0 = __low2half2(zz), z1 = __high2half2(zz);
     float d[4];
 #pragma unroll
     for (int ks = 0; ks < 2; ++ks) {
@@ -114,7 +116,7 @@ __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const __hal
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const __half2 q = tile::u32_as_half2(tile::pair_magic<kBits>(w, 4 * kstep + r));
-        a[r] = tile::half2_as_u32(__hsub2(q, (r & 1) ? ls.z1 : ls.z0));
+        a[r] = tile::half2_as_u32(__hsub2(q, (r & 1) ? z1 : z0));
       }
       uint32_t b0 = 0, b1 = 0;
       if (g == 0) {
@@ -128,8 +130,8 @@ __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const __hal
         mma_16816_acc(d, a, b0, b1);
     }
     // d[0] = column g, token 2t; d[2] = column g + 8, token 2t: token 0 lives in the t == 0 lanes, the rest are 0.
-    tot0 = fmaf(ls.s0, d[0], tot0);
-    tot1 = fmaf(ls.s1, d[2], tot1);
+    tot0 = fmaf(__uint_as_float(e.x), d[0], tot0);
+    tot1 = fmaf(__uint_as_float(e.y), d[2], tot1);
   }
 }
 
@@ -149,32 +151,29 @@ __device__ __forceinline__ void load_batch1(const uint32_t* tiles, int i, int co
 
 // Tiles [lo, hi) of one class (global tile indices), register double buffer of kU tiles. `first`: the warp's
 // first class; its first two batches are issued before `prologue` (PDL wait + x gather).
-template <int kBits, typename Prologue>
+template <int kBits>
 __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::TileClass& cls, int lo, int hi,
-                                          int ts, const uint32_t* strip_base, const __half* xs, int64_t strip,
-                                          int lane, LaneScale& ls, float& tot0, float& tot1, bool first,
-                                          Prologue& prologue) {
+                                          int ts, const uint32_t* strip_base, const __half* xs, const WarpTable& tab,
+                                          int lane, float& tot0, float& tot1) {
   constexpr int kU = kBits <= 4 ? 8 / kBits : 1;  // two batches of <= 8 words per lane in flight
   const uint32_t* tiles = strip_base + int64_t{32} * (cls.word_offset + int64_t{lo - cls.tile_begin} * kBits);
   const int count = hi - lo;
-  const int32_t* cg = v.chunk_group + 2 * lo;
+  const int c0 = 2 * (lo - ts);
   uint32_t wa[kU][kBits], wb[kU][kBits];
   load_batch1<kBits, kU>(tiles, 0, count, lane, wa);
   load_batch1<kBits, kU>(tiles, kU, count, lane, wb);
-  if (first) prologue();
   const __half* x0 = xs + (lo - ts) * kTileRows;
+#pragma unroll 1
   for (int i = 0; i < count; i += 2 * kU) {
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + u < count)
-        tile_one<kBits>(wa[u], x0 + (i + u) * kTileRows, __ldg(cg + 2 * (i + u)), __ldg(cg + 2 * (i + u) + 1), v,
-                        strip, lane, ls, tot0, tot1);
+        tile_one<kBits>(wa[u], x0 + (i + u) * kTileRows, tab, c0 + 2 * (i + u), lane, tot0, tot1);
     load_batch1<kBits, kU>(tiles, i + 2 * kU, count, lane, wa);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + kU + u < count)
-        tile_one<kBits>(wb[u], x0 + (i + kU + u) * kTileRows, __ldg(cg + 2 * (i + kU + u)),
-                        __ldg(cg + 2 * (i + kU + u) + 1), v, strip, lane, ls, tot0, tot1);
+        tile_one<kBits>(wb[u], x0 + (i + kU + u) * kTileRows, tab, c0 + 2 * (i + kU + u), lane, tot0, tot1);
     load_batch1<kBits, kU>(tiles, i + 3 * kU, count, lane, wb);
   }
 }
@@ -190,11 +189,34 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
   const int te = static_cast<int>(int64_t{warp + 1} * T / slices);
   const int rows = (te - ts) * kTileRows;
 
-  float* red = reinterpret_cast<float*>(smem_raw);  // [slices][16]
-  __half* xs = reinterpret_cast<__half*>(red + kMaxSliceWarps * quant::kStripCols) + warp * gp.xs_stride;
+  // Shared memory: red [kMaxSliceWarps][16] floats, then per warp (gp.warp_bytes each): the table entries
+  // [gp.max_groups][8], chunk_local [2 * gp.max_tiles], x rows [gp.xs_stride] halves.
+  float* red = reinterpret_cast<float*>(smem_raw);
+  unsigned char* mine = smem_raw + sizeof(float) * kMaxSliceWarps * quant::kStripCols + warp * gp.warp_bytes;
+  const WarpTable tab{reinterpret_cast<uint4*>(mine),
+                      reinterpret_cast<int32_t*>(mine + sizeof(uint4) * 8 * gp.max_groups)};
+  __half* xs = reinterpret_cast<__half*>(tab.chunk_local + 2 * gp.max_tiles);
   const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
 
   auto prologue = [&]() {
+    // Scale table (weights only: before the PDL wait). Loads of several entries first, stores after.
+    if (te > ts) {
+      const int32_t g_first = __ldg(v.chunk_group + 2 * ts);
+      const int32_t ng = __ldg(v.chunk_group + 2 * te - 1) - g_first + 1;
+      for (int c = lane; c < 2 * (te - ts); c += 32) tab.chunk_local[c] = __ldg(v.chunk_group + 2 * ts + c) - g_first;
+      constexpr int kTabIlp = 4;
+      const int g = lane & 7;
+#pragma unroll 1
+      for (int e0 = lane; e0 < ng * 8; e0 += 32 * kTabIlp) {
+        uint4 ent[kTabIlp];
+#pragma unroll
+        for (int u = 0; u < kTabIlp; ++u)
+          if (e0 + 32 * u < ng * 8) ent[u] = scale_entry(v, g_first + ((e0 + 32 * u) >> 3), strip, g);
+#pragma unroll
+        for (int u = 0; u < kTabIlp; ++u)
+          if (e0 + 32 * u < ng * 8) tab.entries[e0 + 32 * u] = ent[u];
+      }
+    }
     constexpr int kIlp = 4;
     const int32_t* perm = v.perm + int64_t{ts} * kTileRows;
     int32_t src[kIlp];
@@ -202,6 +224,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
     for (int u = 0; u < kIlp; ++u) src[u] = lane + 32 * u < rows ? __ldg(perm + lane + 32 * u) : -1;
     pdl_wait();
     pdl_launch_dependents();
+#pragma unroll 1
     for (int i0 = lane; i0 < rows; i0 += 32 * kIlp) {
       if (i0 != lane) {
 #pragma unroll
@@ -224,24 +247,42 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
     __syncwarp();
   };
 
-  LaneScale ls;
+  // The slice's first 4 KB of weights (its tiles are contiguous in the strip: classes follow each other) are
+  // prefetched into L2 before the prologue, so the stream's first loads after it hit L2; holding them in registers
+  // across the prologue cost ~60 registers (ptxas -v).
+  if (te > ts) {
+    int64_t begin_words = -1, end_words = 0;
+#pragma unroll
+    for (int c = 0; c < quant::kMaxTileClasses; ++c) {
+      if (c >= v.num_classes) break;
+      const quant::TileClass& cls = v.classes[c];
+      const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
+      if (lo >= hi) continue;
+      if (begin_words < 0) begin_words = cls.word_offset + int64_t{lo - cls.tile_begin} * cls.bits;
+      end_words = cls.word_offset + int64_t{hi - cls.tile_begin} * cls.bits;
+    }
+    const char* first_byte = reinterpret_cast<const char*>(strip_base + 32 * begin_words);
+    const int64_t bytes = 128 * (end_words - begin_words);
+    if (int64_t{128} * lane < bytes) asm volatile("prefetch.global.L2 [%0];" ::"l"(first_byte + 128 * lane));
+  }
+  prologue();
+
   float tot0 = 0.0f, tot1 = 0.0f;
-  bool first = true;
-  for (int c = 0; c < v.num_classes; ++c) {
+#pragma unroll
+  for (int c = 0; c < quant::kMaxTileClasses; ++c) {  // compile-time index: the fields stay in the constant bank
+    if (c >= v.num_classes) break;
     const quant::TileClass& cls = v.classes[c];
     const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
     if (lo >= hi) continue;
     switch (cls.bits) {
-      case 2: class_one<2>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
-      case 3: class_one<3>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
-      case 4: class_one<4>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
-      case 5: class_one<5>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
-      case 6: class_one<6>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
-      default: class_one<8>(v, cls, lo, hi, ts, strip_base, xs, strip, lane, ls, tot0, tot1, first, prologue); break;
+      case 2: class_one<2>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
+      case 3: class_one<3>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
+      case 4: class_one<4>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
+      case 5: class_one<5>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
+      case 6: class_one<6>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
+      default: class_one<8>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
     }
-    first = false;
   }
-  if (first) prologue();  // empty slice: still waits for the producer before the block writes y
 
   const int g = lane >> 2, t = lane & 3;
   if (t == 0) {
@@ -305,7 +346,12 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
   for (int i = 0; i < num_parts; ++i) max_tiles = std::max(max_tiles, parts[i].w->num_tiles);
   const int slices = gemv_one_slices(max_tiles);
   const int per_warp_tiles = (max_tiles + slices - 1) / slices;
-  p.xs_stride = per_warp_tiles * kTileRows + 8;
+  p.max_tiles = per_warp_tiles;
+  p.max_groups = 2 * per_warp_tiles + 1;  // every group has >= 32 rows (one chunk); +1: a slice may start mid-group
+  p.xs_stride = per_warp_tiles * kTileRows;
+  p.warp_bytes = static_cast<int32_t>(sizeof(uint4) * 8 * p.max_groups + sizeof(int32_t) * 2 * p.max_tiles +
+                                      sizeof(__half) * p.xs_stride);
+  p.warp_bytes = (p.warp_bytes + 15) / 16 * 16;
   int64_t blocks = 0;
   for (int i = 0; i < num_parts; ++i) {
     const QuantTilesView& w = *parts[i].w;
@@ -320,8 +366,7 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
   }
   if (blocks <= 0 || blocks > (int64_t{1} << 31) - 1)
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_one: %lld blocks", static_cast<long long>(blocks));
-  const size_t smem = sizeof(float) * kMaxSliceWarps * quant::kStripCols +
-                      sizeof(__half) * static_cast<size_t>(slices) * p.xs_stride;
+  const size_t smem = sizeof(float) * kMaxSliceWarps * quant::kStripCols + static_cast<size_t>(slices) * p.warp_bytes;
   auto kernel = x_up != nullptr ? gemv_one_kernel<true> : gemv_one_kernel<false>;
   if (smem > 48 * 1024) {
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
