@@ -225,9 +225,9 @@ int main(int argc, char** argv) {
         std::fflush(stdout);
       }
     }
-    // Split-K / prefetch sweep for the 4-bit MLP shapes at one token (target shape: down_proj, out 4096, in 14336).
-    std::printf("\nsplit-K and L2-prefetch sweep, exl2-4.0, 1 token\n%-10s %7s %9s %10s %8s\n", "layer", "splits",
-                "prefetch", "us", "TB/s");
+    // Split-K sweep for the 4-bit MLP shapes at one token (target shape: down_proj, out 4096, in 14336). One token
+    // runs gemv_one (no split) unless EXL_GEMV1=0 is set.
+    std::printf("\nsplit-K sweep, exl2-4.0, 1 token\n%-10s %7s %10s %8s\n", "layer", "splits", "us", "TB/s");
     for (const LayerShape& s : {shapes[4], shapes[3], shapes[0]}) {
       const quant::LinearWeight lw = make_weight(Fmt::kExl2_40, s, 77);
       const double bytes = weight_bytes(lw);
@@ -235,21 +235,15 @@ int main(int argc, char** argv) {
                                               : s.out == 14336 ? std::vector<int32_t>{0, 1, 2, 3, 4, 6, 8}
                                                                : std::vector<int32_t>{0, 2, 4, 8, 12, 16, 32};
       for (int32_t sp : split_list) {
-        for (int64_t pfb : {int64_t{0}, int64_t{4096}}) {
-          if ((s.in != 14336 || sp != 0) && pfb > 0) continue;
-          std::vector<cuda::CudaLinear> copies;
-          for (int c = 0; c < 3; ++c) copies.push_back(cuda::CudaLinear::create(lw, cuda::LinearOptions{sp, pfb}));
-          const int64_t scratch_n = copies[0].min_scratch_elements();
-          cuda::DeviceBuffer scratch(static_cast<size_t>(scratch_n) * 2);
-          cuda::LinearContext ctx{stream.get(), cublas.get(), scratch.as<__half>(), scratch_n};
-          const double us = time_forward(copies, 1, ctx, x.as<__half>(), y.as<__half>(), 21);
-          std::printf("%-10s %7d %9lld %10.2f %8.3f\n", s.name, copies[0].gemv_splits(), static_cast<long long>(pfb),
-                      us, bytes / (us * 1e-6) / 1e12);
-          results.push_back({"exl2-4.0-splits-" + std::to_string(copies[0].gemv_splits()) + "-prefetch-" +
-                                 std::to_string(pfb),
-                             s.name, s.in, s.out, 1, us, bytes / (us * 1e-6) / 1e12,
-                             2.0 * s.in * s.out / (us * 1e-6) / 1e12, bytes});
-        }
+        std::vector<cuda::CudaLinear> copies;
+        for (int c = 0; c < 3; ++c) copies.push_back(cuda::CudaLinear::create(lw, cuda::LinearOptions{sp}));
+        const int64_t scratch_n = copies[0].min_scratch_elements();
+        cuda::DeviceBuffer scratch(static_cast<size_t>(scratch_n) * 2);
+        cuda::LinearContext ctx{stream.get(), cublas.get(), scratch.as<__half>(), scratch_n};
+        const double us = time_forward(copies, 1, ctx, x.as<__half>(), y.as<__half>(), 21);
+        std::printf("%-10s %7d %10.2f %8.3f\n", s.name, copies[0].gemv_splits(), us, bytes / (us * 1e-6) / 1e12);
+        results.push_back({"exl2-4.0-splits-" + std::to_string(copies[0].gemv_splits()), s.name, s.in, s.out, 1, us,
+                           bytes / (us * 1e-6) / 1e12, 2.0 * s.in * s.out / (us * 1e-6) / 1e12, bytes});
       }
     }
     if (!json_path.empty()) {

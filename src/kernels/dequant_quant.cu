@@ -55,11 +55,10 @@ __global__ void __launch_bounds__(256) dequant_quant_kernel(const QuantTilesView
   const int64_t strip = strip_begin + warp_id % num_strips;
   const int tile = static_cast<int>(warp_id / num_strips);
   if (tile >= v.num_tiles) return;
-  const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
   for (int c = 0; c < v.num_classes; ++c) {
     const quant::TileClass& cls = v.classes[c];
     if (tile < cls.tile_begin || tile >= cls.tile_end) continue;
-    const uint32_t* p = strip_base + int64_t{32} * (cls.word_offset + int64_t{tile - cls.tile_begin} * cls.bits);
+    const uint32_t* p = v.tiles + quant::tile_first_word(cls, tile, strip, v.width / quant::kStripCols);
     switch (cls.bits) {
       case 2: dequant_tile<2>(v, p, tile, strip, lane, col_begin, cols, out); break;
       case 3: dequant_tile<3>(v, p, tile, strip, lane, col_begin, cols, out); break;

@@ -136,12 +136,12 @@ __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const __hal
 }
 
 template <int kBits, int kU>
-__device__ __forceinline__ void load_batch1(const uint32_t* tiles, int i, int count, int lane,
+__device__ __forceinline__ void load_batch1(const uint32_t* tiles, int64_t stride, int i, int count, int lane,
                                             uint32_t (&w)[kU][kBits]) {
 #pragma unroll
   for (int u = 0; u < kU; ++u) {
     if (i + u < count) {
-      tile::load_tile<kBits>(tiles + (i + u) * (32 * kBits), lane, w[u]);
+      tile::load_tile<kBits>(tiles + (i + u) * stride, lane, w[u]);
     } else {
 #pragma unroll
       for (int b = 0; b < kBits; ++b) w[u][b] = 0;
@@ -153,15 +153,17 @@ __device__ __forceinline__ void load_batch1(const uint32_t* tiles, int i, int co
 // first class; its first two batches are issued before `prologue` (PDL wait + x gather).
 template <int kBits>
 __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::TileClass& cls, int lo, int hi,
-                                          int ts, const uint32_t* strip_base, const __half* xs, const WarpTable& tab,
+                                          int ts, int64_t strip, const __half* xs, const WarpTable& tab,
                                           int lane, float& tot0, float& tot1) {
   constexpr int kU = kBits <= 4 ? 8 / kBits : 1;  // two batches of <= 8 words per lane in flight
-  const uint32_t* tiles = strip_base + int64_t{32} * (cls.word_offset + int64_t{lo - cls.tile_begin} * kBits);
+  const int64_t strips = v.width / quant::kStripCols;
+  const uint32_t* tiles = v.tiles + quant::tile_first_word(cls, lo, strip, strips);
+  const int64_t stride = quant::tile_stride_words(kBits, strips);
   const int count = hi - lo;
   const int c0 = 2 * (lo - ts);
   uint32_t wa[kU][kBits], wb[kU][kBits];
-  load_batch1<kBits, kU>(tiles, 0, count, lane, wa);
-  load_batch1<kBits, kU>(tiles, kU, count, lane, wb);
+  load_batch1<kBits, kU>(tiles, stride, 0, count, lane, wa);
+  load_batch1<kBits, kU>(tiles, stride, kU, count, lane, wb);
   const __half* x0 = xs + (lo - ts) * kTileRows;
 #pragma unroll 1
   for (int i = 0; i < count; i += 2 * kU) {
@@ -169,12 +171,12 @@ __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::
     for (int u = 0; u < kU; ++u)
       if (i + u < count)
         tile_one<kBits>(wa[u], x0 + (i + u) * kTileRows, tab, c0 + 2 * (i + u), lane, tot0, tot1);
-    load_batch1<kBits, kU>(tiles, i + 2 * kU, count, lane, wa);
+    load_batch1<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + kU + u < count)
         tile_one<kBits>(wb[u], x0 + (i + kU + u) * kTileRows, tab, c0 + 2 * (i + kU + u), lane, tot0, tot1);
-    load_batch1<kBits, kU>(tiles, i + 3 * kU, count, lane, wb);
+    load_batch1<kBits, kU>(tiles, stride, i + 3 * kU, count, lane, wb);
   }
 }
 
@@ -196,7 +198,6 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
   const WarpTable tab{reinterpret_cast<uint4*>(mine),
                       reinterpret_cast<int32_t*>(mine + sizeof(uint4) * 8 * gp.max_groups)};
   __half* xs = reinterpret_cast<__half*>(tab.chunk_local + 2 * gp.max_tiles);
-  const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
 
   auto prologue = [&]() {
     // Scale table (weights only: before the PDL wait). Loads of several entries first, stores after.
@@ -247,23 +248,22 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
     __syncwarp();
   };
 
-  // The slice's first 4 KB of weights (its tiles are contiguous in the strip: classes follow each other) are
-  // prefetched into L2 before the prologue, so the stream's first loads after it hit L2; holding them in registers
-  // across the prologue cost ~60 registers (ptxas -v).
-  if (te > ts) {
-    int64_t begin_words = -1, end_words = 0;
+  // The slice's first tiles (up to 4 KB, first class) are prefetched into L2 before the prologue, so the stream's
+  // first loads after it hit L2; holding them in registers across the prologue cost ~60 registers (ptxas -v).
 #pragma unroll
-    for (int c = 0; c < quant::kMaxTileClasses; ++c) {
-      if (c >= v.num_classes) break;
-      const quant::TileClass& cls = v.classes[c];
-      const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
-      if (lo >= hi) continue;
-      if (begin_words < 0) begin_words = cls.word_offset + int64_t{lo - cls.tile_begin} * cls.bits;
-      end_words = cls.word_offset + int64_t{hi - cls.tile_begin} * cls.bits;
+  for (int c = 0; c < quant::kMaxTileClasses; ++c) {
+    if (c >= v.num_classes) break;
+    const quant::TileClass& cls = v.classes[c];
+    const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
+    if (lo >= hi) continue;
+    const int per_tile = cls.bits;  // 128-byte lines per tile
+    const int tile = lane / per_tile;
+    if (tile < hi - lo && tile < 32 / per_tile) {
+      const int64_t strips = v.width / quant::kStripCols;
+      const uint32_t* first = v.tiles + quant::tile_first_word(cls, lo + tile, strip, strips);
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(first + 32 * (lane - tile * per_tile)));
     }
-    const char* first_byte = reinterpret_cast<const char*>(strip_base + 32 * begin_words);
-    const int64_t bytes = 128 * (end_words - begin_words);
-    if (int64_t{128} * lane < bytes) asm volatile("prefetch.global.L2 [%0];" ::"l"(first_byte + 128 * lane));
+    break;
   }
   prologue();
 
@@ -275,12 +275,12 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
     const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
     if (lo >= hi) continue;
     switch (cls.bits) {
-      case 2: class_one<2>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
-      case 3: class_one<3>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
-      case 4: class_one<4>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
-      case 5: class_one<5>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
-      case 6: class_one<6>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
-      default: class_one<8>(v, cls, lo, hi, ts, strip_base, xs, tab, lane, tot0, tot1); break;
+      case 2: class_one<2>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
+      case 3: class_one<3>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
+      case 4: class_one<4>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
+      case 5: class_one<5>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
+      case 6: class_one<6>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
+      default: class_one<8>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
     }
   }
 

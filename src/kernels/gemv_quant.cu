@@ -23,31 +23,6 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4],
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Optional (off by default): at kernel start, one L2 bulk prefetch (lane 0) of the first `ahead` bytes of the warp's
-// slice. (Until 2026-11-22 it was kept `ahead` bytes in front of the decode: measured slower in every setting.)
-struct L2Prefetcher {
-  const char* next;
-  const char* end;
-  int64_t ahead;
-  __device__ __forceinline__ void advance(const void* consumed, int lane) {
-    if (ahead <= 0) return;
-    const char* target = static_cast<const char*>(consumed) + ahead;
-    if (target > end) target = end;
-    if (target > next) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900  // the bulk prefetch is sm_90+; older GPUs skip it
-      if (lane == 0) {
-        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(next),
-                     "r"(static_cast<uint32_t>(target - next))
-                     : "memory");
-      }
-#else
-      (void)lane;
-#endif
-      next = target;
-    }
-  }
-};
-
 // Independent accumulator sets: with one token the mma chain through a single accumulator (8 per tile) is a
 // latency chain; two sets alternate k-steps and are summed at the end (more tokens: registers are short).
 // (The SwiGLU variant keeps one set: its gather already uses the spare registers.)
@@ -98,12 +73,12 @@ __device__ __forceinline__ void tile_mma(const uint32_t (&w)[kBits], int tile_ro
 
 // One batch of kU tiles (tiles [i, i + kU) of the class, those < count) into registers.
 template <int kBits, int kU>
-__device__ __forceinline__ void load_batch(const uint32_t* tiles, int i, int count, int lane,
+__device__ __forceinline__ void load_batch(const uint32_t* tiles, int64_t stride, int i, int count, int lane,
                                            uint32_t (&w)[kU][kBits]) {
 #pragma unroll
   for (int u = 0; u < kU; ++u) {
     if (i + u < count) {
-      tile::load_tile<kBits>(tiles + (i + u) * (32 * kBits), lane, w[u]);
+      tile::load_tile<kBits>(tiles + (i + u) * stride, lane, w[u]);
     } else {
 #pragma unroll
       for (int b = 0; b < kBits; ++b) w[u][b] = 0;
@@ -117,19 +92,19 @@ __device__ __forceinline__ void load_batch(const uint32_t* tiles, int i, int cou
 // scale table + __syncthreads, block-uniform) so the weight stream's first DRAM latency overlaps the prologue.
 // count == 0 (strip past W) still runs the prologue.
 template <int kBits, int kNTiles, int kSets, typename Prologue>
-__device__ __forceinline__ void class_tiles(const uint32_t* tiles, int count, int row0, int warp, int lane, int M,
+__device__ __forceinline__ void class_tiles(const uint32_t* tiles, int64_t stride, int count, int row0, int warp, int lane, int M,
                                             const SliceSmem& s, float (&acc)[kSets][kNTiles][4], bool first,
                                             Prologue& prologue) {
   constexpr int kU = kBits <= 4 ? 4 : (kBits == 5 ? 3 : 2);
   uint32_t wa[kU][kBits], wb[kU][kBits];
-  load_batch<kBits, kU>(tiles, 0, count, lane, wa);
+  load_batch<kBits, kU>(tiles, stride, 0, count, lane, wa);
   if (first) prologue();
   for (int i = 0; i < count; i += 2 * kU) {
-    load_batch<kBits, kU>(tiles, i + kU, count, lane, wb);
+    load_batch<kBits, kU>(tiles, stride, i + kU, count, lane, wb);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + u < count) tile_mma<kBits, kNTiles, kSets>(wa[u], row0 + (i + u) * kTileRows, warp, lane, M, s, acc);
-    load_batch<kBits, kU>(tiles, i + 2 * kU, count, lane, wa);
+    load_batch<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + kU + u < count)
@@ -179,23 +154,6 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
 
   const int64_t strip = int64_t{col_block} * kGemvWarps + warp;
   const bool strip_valid = strip * quant::kStripCols < v.width;
-  const uint32_t* strip_base = v.tiles + strip * 32 * v.lane_words;
-  // The slice's tiles are contiguous in the strip (classes follow each other).
-  L2Prefetcher pf{nullptr, nullptr, p.plan.prefetch_bytes};
-  if (strip_valid && te > ts) {
-    int64_t begin_words = -1, end_words = 0;
-    for (int c = 0; c < v.num_classes; ++c) {
-      const quant::TileClass& cls = v.classes[c];
-      const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
-      if (lo >= hi) continue;
-      if (begin_words < 0) begin_words = cls.word_offset + int64_t{lo - cls.tile_begin} * cls.bits;
-      end_words = cls.word_offset + int64_t{hi - cls.tile_begin} * cls.bits;
-    }
-    pf.next = reinterpret_cast<const char*>(strip_base + 32 * begin_words);
-    pf.end = reinterpret_cast<const char*>(strip_base + 32 * end_words);
-    pf.advance(pf.next, lane);
-  }
-
   auto prologue = [&]() {
     const int32_t g_first = slice_rows > 0 ? __ldg(v.chunk_group + 2 * ts) : 0;
     const int32_t g_last = slice_rows > 0 ? __ldg(v.chunk_group + 2 * te - 1) : -1;
@@ -287,17 +245,18 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
       const quant::TileClass& cls = v.classes[c];
       const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
       if (lo >= hi) continue;
-      const uint32_t* first_tile =
-          strip_base + int64_t{32} * (cls.word_offset + int64_t{lo - cls.tile_begin} * cls.bits);
+      const int64_t strips = v.width / quant::kStripCols;
+      const uint32_t* first_tile = v.tiles + quant::tile_first_word(cls, lo, strip_valid ? strip : 0, strips);
+      const int64_t stride = quant::tile_stride_words(cls.bits, strips);
       const int row0 = (lo - ts) * kTileRows;
       const int count = strip_valid ? hi - lo : 0;
       switch (cls.bits) {
-        case 2: class_tiles<2, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
-        case 3: class_tiles<3, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
-        case 4: class_tiles<4, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
-        case 5: class_tiles<5, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
-        case 6: class_tiles<6, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
-        default: class_tiles<8, kNTiles, kSets>(first_tile, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 2: class_tiles<2, kNTiles, kSets>(first_tile, stride, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 3: class_tiles<3, kNTiles, kSets>(first_tile, stride, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 4: class_tiles<4, kNTiles, kSets>(first_tile, stride, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 5: class_tiles<5, kNTiles, kSets>(first_tile, stride, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        case 6: class_tiles<6, kNTiles, kSets>(first_tile, stride, count, row0, warp, lane, M, s, accs, first, prologue); break;
+        default: class_tiles<8, kNTiles, kSets>(first_tile, stride, count, row0, warp, lane, M, s, accs, first, prologue); break;
       }
       first = false;
     }

@@ -8,8 +8,8 @@
 //   zero and multiplies by the scale in fp16 (bit-exact dequantized weights), and feeds mma with x as the B
 //   operand (8 tokens per n-tile). splits > 1: fp32 partials [splits][M][W]; the last block of a column block
 //   (atomic counter, reset by that block) sums them in split order and writes y. Weight loads use a register
-//   double buffer; the first batch is issued before the prologue. Optional (off by default): a one-shot per-warp
-//   L2 bulk prefetch at kernel start (measured slower on H100).
+//   double buffer; the first batch is issued before the prologue. (A per-warp L2 bulk prefetch was measured slower
+//   on H100 and removed, 2026-11-23.)
 // dequant_quant: Wdq columns [col_begin, col_begin + cols) into out[K][cols] (original row order), for cuBLAS.
 #pragma once
 
@@ -28,7 +28,7 @@ inline constexpr int kGemvMaxParts = 3;  // matrices sharing one input in one ge
 inline constexpr int kGemvBlockCols = kGemvWarps * quant::kStripCols;
 
 struct QuantTilesView {
-  const uint32_t* tiles = nullptr;  // [W/16][32 * lane_words]
+  const uint32_t* tiles = nullptr;  // W/16 strips x 32 * lane_words words, ordered by quant::tile_first_word
   int64_t lane_words = 0;
   int32_t num_classes = 0;
   quant::TileClass classes[quant::kMaxTileClasses];
@@ -50,7 +50,6 @@ struct GemvSplitPlan {
   int32_t splits = 1;
   int32_t max_groups = 0;  // most groups any slice touches
   int32_t max_tiles = 0;   // most tiles in a slice
-  int64_t prefetch_bytes = 0;  // per warp, L2 bulk prefetch distance ahead of the tile being decoded (0: off)
 };
 
 // Host: the per-slice maxima of a split count (chunk_group: the host copy, [num_tiles * 2]).

@@ -23,7 +23,7 @@ int chunk_width(int bits, int word, int& first_word) {
   return bits - first;
 }
 
-// Index in the strip's words of lane `lane`'s word `word` of the tile whose first per-lane word is `base`.
+// Index (from the tile's first word when base = 0) of lane `lane`'s word `word` of a tile.
 int64_t word_index(int bits, int64_t base, int lane, int word) {
   int o = 0;
   const int v = chunk_width(bits, word, o);
@@ -76,11 +76,11 @@ void build_tiles(TiledQuantMatrix& t, const std::vector<ClassRows>& classes, con
   const int64_t strips = t.width / kStripCols;
   t.tiles.assign(static_cast<size_t>(strips * 32 * lane_words), 0u);
   for (int64_t strip = 0; strip < strips; ++strip) {
-    uint32_t* sw = t.tiles.data() + strip * 32 * lane_words;
     for (const TileClass& tc : t.classes) {
       const int b = tc.bits;
       for (int32_t tile = tc.tile_begin; tile < tc.tile_end; ++tile) {
-        const int64_t base = tc.word_offset + int64_t{tile - tc.tile_begin} * b;
+        uint32_t* sw = t.tiles.data() + tile_first_word(tc, tile, strip, strips);
+        const int64_t base = 0;
         for (int lane = 0; lane < 32; ++lane) {
           const int g = lane / 4, tq = lane % 4;
           uint64_t lo[2] = {0, 0}, hi[2] = {0, 0};
@@ -215,12 +215,12 @@ std::vector<uint16_t> dequantize_tiled(const TiledQuantMatrix& t) {
   const int64_t K = t.in_features, W = t.width;
   std::vector<uint16_t> out(static_cast<size_t>(K * W), 0);
   for (int64_t strip = 0; strip < W / kStripCols; ++strip) {
-    const uint32_t* sw = t.tiles.data() + strip * 32 * t.lane_words;
     for (const TileClass& tc : t.classes) {
       const int b = tc.bits;
       const uint32_t mask = (1u << b) - 1u, mask2 = mask | (mask << 16);
       for (int32_t tile = tc.tile_begin; tile < tc.tile_end; ++tile) {
-        const int64_t base = tc.word_offset + int64_t{tile - tc.tile_begin} * b;
+        const uint32_t* sw = t.tiles.data() + tile_first_word(tc, tile, strip, W / kStripCols);
+        const int64_t base = 0;
         for (int lane = 0; lane < 32; ++lane) {
           std::vector<uint32_t> words(static_cast<size_t>(b));
           for (int i = 0; i < b; ++i) words[i] = sw[word_index(b, base, lane, i)];

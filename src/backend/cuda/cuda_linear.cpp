@@ -159,15 +159,6 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
     EXL_CHECK(im.plan.splits > before, kUnsupported,
               "{}: the GEMV slice of {}x{} does not fit in {} bytes of shared memory", w.key, K, N, max_smem);
   }
-  const int64_t warps = (t.width + kernels::kGemvBlockCols - 1) / kernels::kGemvBlockCols * im.plan.splits *
-                        kernels::kGemvWarps;
-  const int64_t resident = std::min<int64_t>(warps, int64_t{sms} * 32);
-  // Measured on H100 (bench/results/2026-11-22-linear-*.md): L2 bulk prefetch did not help, so it is off by
-  // default; gemv_prefetch_bytes < 0 shares ~24 MB among the resident warps, > 0 sets the distance.
-  const int64_t ahead = options.gemv_prefetch_bytes > 0   ? options.gemv_prefetch_bytes
-                        : options.gemv_prefetch_bytes < 0 ? std::clamp<int64_t>((24 << 20) / resident, 2048, 32768)
-                                                          : 0;
-  im.plan.prefetch_bytes = ahead / 128 * 128;
   return out;
 }
 

@@ -27,7 +27,6 @@ struct LinearContext {
 // Load-time tuning knobs (benchmarks); defaults are what the benchmark chose.
 struct LinearOptions {
   int32_t gemv_splits = 0;          // split-K slices of the GEMV kernel; 0 = one full wave of resident blocks
-  int64_t gemv_prefetch_bytes = 0;  // per-warp one-shot L2 bulk prefetch at kernel start; 0 = off, < 0 = ~24 MB / warps
 };
 
 class CudaLinear {
