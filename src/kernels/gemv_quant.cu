@@ -396,6 +396,11 @@ GemvSplitPlan plan_gemv_splits(const int32_t* chunk_group, int32_t num_tiles, in
     plan.max_tiles = std::max<int32_t>(plan.max_tiles, static_cast<int32_t>(te - ts));
     if (te > ts) plan.max_groups = std::max(plan.max_groups, chunk_group[2 * te - 1] - chunk_group[2 * ts] + 1);
   }
+  plan.one_slices = gemv_one_slices(num_tiles);
+  for (int64_t s = 0; s < plan.one_slices; ++s) {
+    const int64_t ts = s * T / plan.one_slices, te = (s + 1) * T / plan.one_slices;
+    if (te > ts) plan.one_max_groups = std::max(plan.one_max_groups, chunk_group[2 * te - 1] - chunk_group[2 * ts] + 1);
+  }
   return plan;
 }
 

@@ -50,6 +50,8 @@ struct GemvSplitPlan {
   int32_t splits = 1;
   int32_t max_groups = 0;  // most groups any slice touches
   int32_t max_tiles = 0;   // most tiles in a slice
+  int32_t one_slices = 0;      // gemv_one: warps per block (K slices) for this matrix alone
+  int32_t one_max_groups = 0;  // gemv_one: most groups any of those slices touches
 };
 
 // Host: the per-slice maxima of a split count (chunk_group: the host copy, [num_tiles * 2]).
