@@ -15,6 +15,7 @@
 //     without the oracle's intermediate fp16 rounding: a relative difference of at most 2^-11 per weight);
 //   * split-K is reduced inside the block in shared memory, in warp order: deterministic, no atomics, no scratch.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -135,127 +136,49 @@ __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const __hal
   }
 }
 
-// Weight staging: each warp copies its tiles into its own shared-memory stage with cp.async (16 bytes per lane and
-// instruction, nothing held in registers), in two halves of kStageHalfBytes: while one half is decoded the other is
-// in flight. The first class's two halves are issued before the prologue, so a warp has up to 2 x 3 KB of weights
-// in flight from its first instructions (the register double buffer held 1-2 KB and made gemv_one
-// latency-bound: ncu long_scoreboard 4-7 cycles per issued instruction).
-constexpr int kStageHalfBytes = 3072;
-template <int kBits>
-constexpr int stage_tiles() {
-  return kStageHalfBytes / (128 * kBits) > 0 ? kStageHalfBytes / (128 * kBits) : 1;
-}
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
-// Copies tiles [first, first + stage_tiles) (those < count) of the class into stage half `half`; one commit group.
-template <int kBits>
-__device__ __forceinline__ void stage_issue(const uint32_t* tiles, int64_t stride, int first, int count, int half,
-                                            uint32_t* stage, int lane) {
-  constexpr int kT = stage_tiles<kBits>();
-  constexpr int kChunks = kBits * 8;  // 16-byte chunks per tile
-  uint32_t* dst = stage + half * kT * 32 * kBits;
+template <int kBits, int kU>
+__device__ __forceinline__ void load_batch1(const uint32_t* tiles, int64_t stride, int i, int count, int lane,
+                                            uint32_t (&w)[kU][kBits]) {
 #pragma unroll
-  for (int j = 0; j < kT; ++j) {
-    if (first + j < count) {
-      const uint32_t* src = tiles + (first + j) * stride;
+  for (int u = 0; u < kU; ++u) {
+    if (i + u < count) {
+      tile::load_tile<kBits>(tiles + (i + u) * stride, lane, w[u]);
+    } else {
 #pragma unroll
-      for (int c = lane; c < kChunks; c += 32) cp_async16(dst + j * 32 * kBits + 4 * c, src + 4 * c);
+      for (int b = 0; b < kBits; ++b) w[u][b] = 0;
     }
   }
-  cp_async_commit();
 }
 
-// A lane's words of a staged tile (same [lane][chunk] order as in global memory).
-template <int kBits>
-__device__ __forceinline__ void load_tile_smem(const uint32_t* tile, int lane, uint32_t (&w)[kBits]) {
-  if constexpr (kBits == 2) {
-    const uint2 a = *reinterpret_cast<const uint2*>(tile + 2 * lane);
-    w[0] = a.x, w[1] = a.y;
-  } else if constexpr (kBits == 3) {
-    const uint2 a = *reinterpret_cast<const uint2*>(tile + 2 * lane);
-    w[0] = a.x, w[1] = a.y, w[2] = tile[64 + lane];
-  } else if constexpr (kBits == 4) {
-    const uint4 a = *reinterpret_cast<const uint4*>(tile + 4 * lane);
-    w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w;
-  } else if constexpr (kBits == 5) {
-    const uint4 a = *reinterpret_cast<const uint4*>(tile + 4 * lane);
-    w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = tile[128 + lane];
-  } else if constexpr (kBits == 6) {
-    const uint4 a = *reinterpret_cast<const uint4*>(tile + 4 * lane);
-    const uint2 b = *reinterpret_cast<const uint2*>(tile + 128 + 2 * lane);
-    w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = b.x, w[5] = b.y;
-  } else {
-    const uint4 a = *reinterpret_cast<const uint4*>(tile + 4 * lane);
-    const uint4 b = *reinterpret_cast<const uint4*>(tile + 128 + 4 * lane);
-    w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w, w[4] = b.x, w[5] = b.y, w[6] = b.z, w[7] = b.w;
-  }
-}
-
-struct ClassSpan {
-  const uint32_t* tiles;  // first tile of the span
-  int64_t stride;         // words between consecutive tiles of the strip
-  int count;
-};
-
-template <int kBits>
-__device__ __forceinline__ ClassSpan class_span(const QuantTilesView& v, const quant::TileClass& cls, int lo, int hi,
-                                                int64_t strip) {
-  const int64_t strips = v.width / quant::kStripCols;
-  return {v.tiles + quant::tile_first_word(cls, lo, strip, strips), quant::tile_stride_words(kBits, strips), hi - lo};
-}
-
-// Both halves of a class's first stage (issued before the prologue for the warp's first class).
-template <int kBits>
-__device__ __forceinline__ void class_prestage(const QuantTilesView& v, const quant::TileClass& cls, int lo, int hi,
-                                               int64_t strip, uint32_t* stage, int lane) {
-  const ClassSpan sp = class_span<kBits>(v, cls, lo, hi, strip);
-  stage_issue<kBits>(sp.tiles, sp.stride, 0, sp.count, 0, stage, lane);
-  stage_issue<kBits>(sp.tiles, sp.stride, stage_tiles<kBits>(), sp.count, 1, stage, lane);
-}
-
-// Tiles [lo, hi) of one class (global tile indices) through the two-half stage. `prestaged`: the first two halves
-// were issued already (class_prestage).
+// Tiles [lo, hi) of one class (global tile indices), register double buffer of kU tiles. `first`: the warp's
+// first class; its first two batches are issued before `prologue` (PDL wait + x gather).
 template <int kBits>
 __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::TileClass& cls, int lo, int hi,
                                           int ts, int64_t strip, const __half* xs, const WarpTable& tab,
-                                          uint32_t* stage, bool prestaged, int lane, float& tot0, float& tot1) {
-  constexpr int kT = stage_tiles<kBits>();
-  const ClassSpan sp = class_span<kBits>(v, cls, lo, hi, strip);
-  if (!prestaged) {
-    stage_issue<kBits>(sp.tiles, sp.stride, 0, sp.count, 0, stage, lane);
-    stage_issue<kBits>(sp.tiles, sp.stride, kT, sp.count, 1, stage, lane);
-  }
+                                          int lane, float& tot0, float& tot1) {
+  constexpr int kU = kBits <= 4 ? 8 / kBits : 1;  // two batches of <= 8 words per lane in flight
+  const int64_t strips = v.width / quant::kStripCols;
+  const uint32_t* tiles = v.tiles + quant::tile_first_word(cls, lo, strip, strips);
+  const int64_t stride = quant::tile_stride_words(kBits, strips);
+  const int count = hi - lo;
   const int c0 = 2 * (lo - ts);
+  uint32_t wa[kU][kBits], wb[kU][kBits];
+  load_batch1<kBits, kU>(tiles, stride, 0, count, lane, wa);
+  load_batch1<kBits, kU>(tiles, stride, kU, count, lane, wb);
   const __half* x0 = xs + (lo - ts) * kTileRows;
-  int half = 0;
 #pragma unroll 1
-  for (int base = 0; base < sp.count; base += kT) {
-    cp_async_wait<1>();  // this half's group is complete (the other one may still be in flight)
-    __syncwarp();
-    const uint32_t* h = stage + half * kT * 32 * kBits;
+  for (int i = 0; i < count; i += 2 * kU) {
 #pragma unroll
-    for (int j = 0; j < kT; ++j) {
-      if (base + j < sp.count) {
-        uint32_t w[kBits];
-        load_tile_smem<kBits>(h + j * 32 * kBits, lane, w);
-        tile_one<kBits>(w, x0 + (base + j) * kTileRows, tab, c0 + 2 * (base + j), lane, tot0, tot1);
-      }
-    }
-    __syncwarp();  // every lane has read this half before it is refilled
-    stage_issue<kBits>(sp.tiles, sp.stride, base + 2 * kT, sp.count, half, stage, lane);
-    half ^= 1;
+    for (int u = 0; u < kU; ++u)
+      if (i + u < count)
+        tile_one<kBits>(wa[u], x0 + (i + u) * kTileRows, tab, c0 + 2 * (i + u), lane, tot0, tot1);
+    load_batch1<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
+#pragma unroll
+    for (int u = 0; u < kU; ++u)
+      if (i + kU + u < count)
+        tile_one<kBits>(wb[u], x0 + (i + kU + u) * kTileRows, tab, c0 + 2 * (i + kU + u), lane, tot0, tot1);
+    load_batch1<kBits, kU>(tiles, stride, i + 3 * kU, count, lane, wb);
   }
-  cp_async_wait<0>();
-  __syncwarp();
 }
 
 template <bool kSwiglu>
@@ -269,13 +192,10 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
   const int te = static_cast<int>(int64_t{warp + 1} * T / slices);
   const int rows = (te - ts) * kTileRows;
 
-  // Shared memory: red [kMaxSliceWarps][16] floats, then per warp (gp.warp_bytes each): the weight stage
-  // (2 x kStageHalfBytes), the table entries [gp.max_groups][8], chunk_local [2 * gp.max_tiles], x rows
-  // [gp.xs_stride] halves.
+  // Shared memory: red [kMaxSliceWarps][16] floats, then per warp (gp.warp_bytes each): the table entries
+  // [gp.max_groups][8], chunk_local [2 * gp.max_tiles], x rows [gp.xs_stride] halves.
   float* red = reinterpret_cast<float*>(smem_raw);
   unsigned char* mine = smem_raw + sizeof(float) * kMaxSliceWarps * quant::kStripCols + warp * gp.warp_bytes;
-  uint32_t* stage = reinterpret_cast<uint32_t*>(mine);
-  mine += 2 * kStageHalfBytes;
   const WarpTable tab{reinterpret_cast<uint4*>(mine),
                       reinterpret_cast<int32_t*>(mine + sizeof(uint4) * 8 * gp.max_groups)};
   __half* xs = reinterpret_cast<__half*>(tab.chunk_local + 2 * gp.max_tiles);
@@ -329,22 +249,20 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
     __syncwarp();
   };
 
-  // The first class's first two stage halves go out before the prologue.
-  int first_class = -1;
+  // The slice's first tiles (up to 4 KB, first class) are prefetched into L2 before the prologue, so the stream's
+  // first loads after it hit L2; holding them in registers across the prologue cost ~60 registers (ptxas -v).
 #pragma unroll
   for (int c = 0; c < quant::kMaxTileClasses; ++c) {
     if (c >= v.num_classes) break;
     const quant::TileClass& cls = v.classes[c];
     const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
     if (lo >= hi) continue;
-    first_class = c;
-    switch (cls.bits) {
-      case 2: class_prestage<2>(v, cls, lo, hi, strip, stage, lane); break;
-      case 3: class_prestage<3>(v, cls, lo, hi, strip, stage, lane); break;
-      case 4: class_prestage<4>(v, cls, lo, hi, strip, stage, lane); break;
-      case 5: class_prestage<5>(v, cls, lo, hi, strip, stage, lane); break;
-      case 6: class_prestage<6>(v, cls, lo, hi, strip, stage, lane); break;
-      default: class_prestage<8>(v, cls, lo, hi, strip, stage, lane); break;
+    const int per_tile = cls.bits;  // 128-byte lines per tile
+    const int tile = lane / per_tile;
+    if (tile < hi - lo && tile < 32 / per_tile) {
+      const int64_t strips = v.width / quant::kStripCols;
+      const uint32_t* first = v.tiles + quant::tile_first_word(cls, lo + tile, strip, strips);
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(first + 32 * (lane - tile * per_tile)));
     }
     break;
   }
@@ -358,12 +276,12 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
     const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
     if (lo >= hi) continue;
     switch (cls.bits) {
-      case 2: class_one<2>(v, cls, lo, hi, ts, strip, xs, tab, stage, c == first_class, lane, tot0, tot1); break;
-      case 3: class_one<3>(v, cls, lo, hi, ts, strip, xs, tab, stage, c == first_class, lane, tot0, tot1); break;
-      case 4: class_one<4>(v, cls, lo, hi, ts, strip, xs, tab, stage, c == first_class, lane, tot0, tot1); break;
-      case 5: class_one<5>(v, cls, lo, hi, ts, strip, xs, tab, stage, c == first_class, lane, tot0, tot1); break;
-      case 6: class_one<6>(v, cls, lo, hi, ts, strip, xs, tab, stage, c == first_class, lane, tot0, tot1); break;
-      default: class_one<8>(v, cls, lo, hi, ts, strip, xs, tab, stage, c == first_class, lane, tot0, tot1); break;
+      case 2: class_one<2>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
+      case 3: class_one<3>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
+      case 4: class_one<4>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
+      case 5: class_one<5>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
+      case 6: class_one<6>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
+      default: class_one<8>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
     }
   }
 
@@ -409,12 +327,29 @@ int gemv_one_slices(int32_t num_tiles) {
   return std::clamp((num_tiles + 7) / 8, 1, kMaxSliceWarps);
 }
 
-bool gemv_one_enabled() {
-  static const bool on = [] {
+namespace {
+std::atomic<int>& gemv_one_mode_ref() {
+  static std::atomic<int> mode{[] {
     const char* e = std::getenv("EXL_GEMV1");
-    return e == nullptr || std::strcmp(e, "0") != 0;
-  }();
-  return on;
+    const int v = e != nullptr ? std::atoi(e) : 1;
+    return v >= 0 && v <= 2 ? v : 1;
+  }()};
+  return mode;
+}
+}  // namespace
+
+GemvOneMode gemv_one_mode() { return static_cast<GemvOneMode>(gemv_one_mode_ref().load()); }
+void set_gemv_one_mode(GemvOneMode mode) { gemv_one_mode_ref().store(static_cast<int>(mode)); }
+
+bool gemv_one_preferred(const GemvPart* parts, int num_parts, const __half* x_up) {
+  // Measured on H100, llama3-8b shapes, one decode step (bench/results/2026-11-23c-gemv-one.md): gemv_one is faster
+  // where gemv_quant needs split-K (q/k/v 21 -> 17 us, o_proj 15 -> 13 us, the 6-bit head 209 -> 180 us) and
+  // slower where gemv_quant runs one slice per column block (gate/up 41.5 -> 45 us) or with the SwiGLU input on a
+  // long K (down_proj 27.5 -> 40 us: every block gathers all of x).
+  if (x_up != nullptr) return false;
+  for (int i = 0; i < num_parts; ++i)
+    if (parts[i].plan->splits <= 1 || parts[i].w->in_features > 8192) return false;
+  return true;
 }
 
 void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up, cudaStream_t stream) {
@@ -438,7 +373,7 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
                                                                                             : 2 * per_warp_tiles);
   }
   p.xs_stride = per_warp_tiles * kTileRows;
-  p.warp_bytes = static_cast<int32_t>(2 * kStageHalfBytes + sizeof(uint4) * 8 * p.max_groups + sizeof(int32_t) * 2 * p.max_tiles +
+  p.warp_bytes = static_cast<int32_t>(sizeof(uint4) * 8 * p.max_groups + sizeof(int32_t) * 2 * p.max_tiles +
                                       sizeof(__half) * p.xs_stride);
   p.warp_bytes = (p.warp_bytes + 15) / 16 * 16;
   int64_t blocks = 0;

@@ -416,7 +416,9 @@ int64_t gemv_partial_floats(const GemvSplitPlan& plan, int64_t width, int64_t nu
 void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up,
                       int64_t num_tokens, cudaStream_t stream) {
   if (num_tokens <= 0) return;
-  if (num_tokens == 1 && gemv_one_enabled()) {
+  const GemvOneMode one = gemv_one_mode();
+  if (num_tokens == 1 &&
+      (one == GemvOneMode::kAlways || (one == GemvOneMode::kAuto && gemv_one_preferred(parts, num_parts, x_up)))) {
     gemv_one_multi(parts, num_parts, x, x_up, stream);
     return;
   }

@@ -82,11 +82,16 @@ struct GemvPart {
 void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up,
                       int64_t num_tokens, cudaStream_t stream);
 
-// gemv_one.cu: the one-token path of gemv_quant_multi (a block per 16-column strip, its warps split K and reduce in
-// shared memory; no scratch, no counters). EXL_GEMV1=0 in the environment routes one token to gemv_quant instead
-// (for A/B runs); EXL_GEMV1_WARPS=1..16 forces the warps per block.
-bool gemv_one_enabled();
+// gemv_one.cu: a one-token kernel (a block per 16-column strip, its warps split K and reduce in shared memory; no
+// scratch, no counters). gemv_quant_multi routes one token to it according to the mode: kAuto (default) where it
+// measured faster on H100 (gemv_one_preferred), kAlways / kOff for tests and A/B runs. The environment variable
+// EXL_GEMV1=0/1/2 (off/auto/always) sets the initial mode; EXL_GEMV1_WARPS=1..8 forces the warps per block.
+enum class GemvOneMode : int { kOff = 0, kAuto = 1, kAlways = 2 };
+GemvOneMode gemv_one_mode();
+void set_gemv_one_mode(GemvOneMode mode);
 int gemv_one_slices(int32_t num_tiles);
+struct GemvPart;
+bool gemv_one_preferred(const GemvPart* parts, int num_parts, const __half* x_up);
 void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up, cudaStream_t stream);
 
 void dequant_quant(const QuantTilesView& w, int64_t col_begin, int64_t cols, __half* out, cudaStream_t stream);

@@ -17,6 +17,7 @@
 #include "core/fp16.h"
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
+#include "kernels/quant_linear.cuh"
 #include "quant/exl2_pack.h"
 #include "quant/linear_weight.h"
 #include "testdata.h"
@@ -304,8 +305,7 @@ TEST(LinearOps, GroupedGateUpGptqAndFallback) {
   check_group({&gate, &f}, false);
 }
 
-TEST(LinearOps, SwigluFusedIntoGemv) {
-  EXL_REQUIRE_GPU();
+void check_swiglu() {
   const LinearWeight lw = exl2_weight(384, 1024, {{5, 0.3, 32}, {4, 0.7, 64}}, true, 71);
   const CudaLinear lin = CudaLinear::create(lw);
   const std::vector<float> w_nk = lw.to_f32_nk();
@@ -341,6 +341,48 @@ TEST(LinearOps, SwigluFusedIntoGemv) {
     Checker::compare(got, ref);
   }
   EXPECT_THROW(lin.forward_swiglu(nullptr, nullptr, nullptr, 40, ctx), Error);
+}
+
+TEST(LinearOps, SwigluFusedIntoGemv) {
+  EXL_REQUIRE_GPU();
+  check_swiglu();
+}
+
+// Sets the one-token GEMV routing for one scope (the default picks a kernel per launch shape).
+struct GemvOneModeScope {
+  kernels::GemvOneMode saved = kernels::gemv_one_mode();
+  explicit GemvOneModeScope(kernels::GemvOneMode m) { kernels::set_gemv_one_mode(m); }
+  ~GemvOneModeScope() { kernels::set_gemv_one_mode(saved); }
+};
+
+// Both one-token kernels (gemv_one and gemv_quant) against the CPU oracle, whichever the default routing picks:
+// every width, odd shapes with bias, a long K, grouped launches (EXL2 q/k/v, GPTQ act-order + EXL2) and SwiGLU.
+TEST(LinearOps, OneTokenBothKernels) {
+  EXL_REQUIRE_GPU();
+  for (const kernels::GemvOneMode mode : {kernels::GemvOneMode::kAlways, kernels::GemvOneMode::kOff}) {
+    const GemvOneModeScope scope(mode);
+    SCOPED_TRACE(mode == kernels::GemvOneMode::kAlways ? "gemv_one" : "gemv_quant");
+    for (int bits : {2, 3, 4, 5, 6, 8}) {
+      Checker c(exl2_weight(256, 1024, {{bits, 1.0, bits <= 3 ? 64 : 128}}, false, 300 + bits));
+      c.check(1, 11 + bits);
+    }
+    Checker mixed(exl2_weight(
+        200, 1056, {{8, 0.1, 32}, {6, 0.1, 64}, {5, 0.2, 32}, {4, 0.2, 128}, {3, 0.2, 64}, {2, 0.2, 32}}, true, 8));
+    mixed.check(1, 21);
+    Checker tall(exl2_weight(256, 14336, {{4, 1.0, 128}}, true, 33));
+    tall.check(1, 22);
+    const LinearWeight q = exl2_weight(512, 1024, {{4, 0.5, 32}, {3, 0.5, 64}}, false, 54);
+    const LinearWeight k = exl2_weight(128, 1024, {{6, 0.3, 32}, {4, 0.7, 128}}, true, 55);
+    const LinearWeight v = exl2_weight(200, 1024, {{8, 0.2, 32}, {5, 0.3, 32}, {2, 0.5, 64}}, false, 56);
+    check_group({&q, &k, &v}, true);
+    quant::GptqPackOptions opt;
+    opt.group_size = 128;
+    opt.g_idx.resize(1024);
+    for (int64_t r = 0; r < 1024; ++r) opt.g_idx[static_cast<size_t>(r)] = static_cast<int32_t>((r * 5) % 8);
+    const LinearWeight gate = gptq_weight(384, 1024, opt, true, 64);
+    check_group({&gate, &q}, true);
+    check_swiglu();
+  }
 }
 
 TEST(LinearOps, GptqVariants) {
