@@ -362,14 +362,18 @@ TEST(LinearOps, OneTokenBothKernels) {
   for (const kernels::GemvOneMode mode : {kernels::GemvOneMode::kAlways, kernels::GemvOneMode::kOff}) {
     const GemvOneModeScope scope(mode);
     SCOPED_TRACE(mode == kernels::GemvOneMode::kAlways ? "gemv_one" : "gemv_quant");
+    // (Checker keeps a reference to its weight: each one is a named local.)
     for (int bits : {2, 3, 4, 5, 6, 8}) {
-      Checker c(exl2_weight(256, 1024, {{bits, 1.0, bits <= 3 ? 64 : 128}}, false, 300 + bits));
+      const LinearWeight one = exl2_weight(256, 1024, {{bits, 1.0, bits <= 3 ? 64 : 128}}, false, 300 + bits);
+      Checker c(one);
       c.check(1, 11 + bits);
     }
-    Checker mixed(exl2_weight(
-        200, 1056, {{8, 0.1, 32}, {6, 0.1, 64}, {5, 0.2, 32}, {4, 0.2, 128}, {3, 0.2, 64}, {2, 0.2, 32}}, true, 8));
+    const LinearWeight mixed_w = exl2_weight(
+        200, 1056, {{8, 0.1, 32}, {6, 0.1, 64}, {5, 0.2, 32}, {4, 0.2, 128}, {3, 0.2, 64}, {2, 0.2, 32}}, true, 8);
+    Checker mixed(mixed_w);
     mixed.check(1, 21);
-    Checker tall(exl2_weight(256, 14336, {{4, 1.0, 128}}, true, 33));
+    const LinearWeight tall_w = exl2_weight(256, 14336, {{4, 1.0, 128}}, true, 33);
+    Checker tall(tall_w);
     tall.check(1, 22);
     const LinearWeight q = exl2_weight(512, 1024, {{4, 0.5, 32}, {3, 0.5, 64}}, false, 54);
     const LinearWeight k = exl2_weight(128, 1024, {{6, 0.3, 32}, {4, 0.7, 128}}, true, 55);
