@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(256) dequant_quant_kernel(const QuantTilesView
   for (int c = 0; c < v.num_classes; ++c) {
     const quant::TileClass& cls = v.classes[c];
     if (tile < cls.tile_begin || tile >= cls.tile_end) continue;
-    const uint32_t* p = v.tiles + quant::tile_first_word(cls, tile, strip, v.width / quant::kStripCols);
+    const uint32_t* p = v.tiles + quant::tile_first_word(cls, tile, strip, v.lane_words);
     switch (cls.bits) {
       case 2: dequant_tile<2>(v, p, tile, strip, lane, col_begin, cols, out); break;
       case 3: dequant_tile<3>(v, p, tile, strip, lane, col_begin, cols, out); break;

@@ -157,9 +157,8 @@ __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::
                                           int ts, int64_t strip, const __half* xs, const WarpTable& tab,
                                           int lane, float& tot0, float& tot1) {
   constexpr int kU = kBits <= 4 ? 8 / kBits : 1;  // two batches of <= 8 words per lane in flight
-  const int64_t strips = v.width / quant::kStripCols;
-  const uint32_t* tiles = v.tiles + quant::tile_first_word(cls, lo, strip, strips);
-  const int64_t stride = quant::tile_stride_words(kBits, strips);
+  const uint32_t* tiles = v.tiles + quant::tile_first_word(cls, lo, strip, v.lane_words);
+  const int64_t stride = quant::tile_stride_words(kBits);
   const int count = hi - lo;
   const int c0 = 2 * (lo - ts);
   uint32_t wa[kU][kBits], wb[kU][kBits];
@@ -260,8 +259,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
     const int per_tile = cls.bits;  // 128-byte lines per tile
     const int tile = lane / per_tile;
     if (tile < hi - lo && tile < 32 / per_tile) {
-      const int64_t strips = v.width / quant::kStripCols;
-      const uint32_t* first = v.tiles + quant::tile_first_word(cls, lo + tile, strip, strips);
+      const uint32_t* first = v.tiles + quant::tile_first_word(cls, lo + tile, strip, v.lane_words);
       asm volatile("prefetch.global.L2 [%0];" ::"l"(first + 32 * (lane - tile * per_tile)));
     }
     break;

@@ -245,9 +245,8 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
       const quant::TileClass& cls = v.classes[c];
       const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
       if (lo >= hi) continue;
-      const int64_t strips = v.width / quant::kStripCols;
-      const uint32_t* first_tile = v.tiles + quant::tile_first_word(cls, lo, strip_valid ? strip : 0, strips);
-      const int64_t stride = quant::tile_stride_words(cls.bits, strips);
+      const uint32_t* first_tile = v.tiles + quant::tile_first_word(cls, lo, strip_valid ? strip : 0, v.lane_words);
+      const int64_t stride = quant::tile_stride_words(cls.bits);
       const int row0 = (lo - ts) * kTileRows;
       const int count = strip_valid ? hi - lo : 0;
       switch (cls.bits) {

@@ -28,7 +28,7 @@ inline constexpr int kGemvMaxParts = 3;  // matrices sharing one input in one ge
 inline constexpr int kGemvBlockCols = kGemvWarps * quant::kStripCols;
 
 struct QuantTilesView {
-  const uint32_t* tiles = nullptr;  // W/16 strips x 32 * lane_words words, ordered by quant::tile_first_word
+  const uint32_t* tiles = nullptr;  // [W/16][32 * lane_words], see quant::tile_first_word
   int64_t lane_words = 0;
   int32_t num_classes = 0;
   quant::TileClass classes[quant::kMaxTileClasses];

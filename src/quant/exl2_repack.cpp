@@ -79,7 +79,7 @@ void build_tiles(TiledQuantMatrix& t, const std::vector<ClassRows>& classes, con
     for (const TileClass& tc : t.classes) {
       const int b = tc.bits;
       for (int32_t tile = tc.tile_begin; tile < tc.tile_end; ++tile) {
-        uint32_t* sw = t.tiles.data() + tile_first_word(tc, tile, strip, strips);
+        uint32_t* sw = t.tiles.data() + tile_first_word(tc, tile, strip, lane_words);
         const int64_t base = 0;
         for (int lane = 0; lane < 32; ++lane) {
           const int g = lane / 4, tq = lane % 4;
@@ -219,7 +219,7 @@ std::vector<uint16_t> dequantize_tiled(const TiledQuantMatrix& t) {
       const int b = tc.bits;
       const uint32_t mask = (1u << b) - 1u, mask2 = mask | (mask << 16);
       for (int32_t tile = tc.tile_begin; tile < tc.tile_end; ++tile) {
-        const uint32_t* sw = t.tiles.data() + tile_first_word(tc, tile, strip, W / kStripCols);
+        const uint32_t* sw = t.tiles.data() + tile_first_word(tc, tile, strip, t.lane_words);
         const int64_t base = 0;
         for (int lane = 0; lane < 32; ++lane) {
           std::vector<uint32_t> words(static_cast<size_t>(b));

@@ -8,8 +8,8 @@
 // The first code of every pair goes to a "low" bitstream and the second to a "high" one (j * bits bit offset
 // each); word i of the lane is low halfword i | high halfword i << 16, so one shift and mask yield both codes of a
 // pair in the two halves of a half2. A tile's `bits` words are stored in vector chunks (widths 4, then 2 or 1),
-// each chunk as [lane][chunk width] so that a warp's load is contiguous. Tiles are ordered
-// [class][tile][strip] (tile_first_word in tile_layout.h): neighbouring strips' same tile rows are adjacent.
+// each chunk as [lane][chunk width] so that a warp's load is contiguous. Tiles are ordered [strip][class][tile]
+// (tile_first_word in tile_layout.h): a strip's tiles are one contiguous stream.
 // Scales: per 32-row chunk a group index. EXL2 keeps the file's 4-bit scale codes [G][W/8] plus per group
 // fp16(M/256) and the zero-point 2^(b-1); GPTQ keeps fp16 scales [G][W] and 8-bit effective zero points [G][W].
 // Dequantized weight = fp16((q - zero) * scale), exactly the CPU dequantizers' value.
@@ -33,7 +33,7 @@ struct TiledQuantMatrix {
   TileScaleKind scale_kind = TileScaleKind::kExl2;
   std::vector<TileClass> classes;
   int64_t lane_words = 0;           // per-lane words per strip (sum over classes of tiles x bits)
-  std::vector<uint32_t> tiles;      // W / kStripCols * 32 * lane_words words, see tile_first_word
+  std::vector<uint32_t> tiles;      // [W / kStripCols][32 * lane_words], see tile_first_word
   std::vector<int32_t> perm;        // [padded_rows]: original input row of each padded row, -1 for padding
   std::vector<int32_t> chunk_group; // [padded_rows / kChunkRows]
   std::vector<uint32_t> exl2_scale; // [G][W / 8] 4-bit codes (EXL2)

@@ -20,19 +20,20 @@ struct TileClass {
   int32_t word_offset = 0;  // per-lane words of the strip before this class's first tile
 };
 
-// First word of tile `tile` (of class `cls`) of strip `strip`, in a layout of `strips` strips. Tiles are stored
-// class by class, tile-major with the strips inner ([class][tile][strip][32 lanes x bits words]), so the warps
-// that work on the same tile row of neighbouring strips at the same time read one contiguous window of memory
-// (DRAM rows are used whole); consecutive tiles of one strip are `tile_stride_words` apart.
+// First word of tile `tile` (of class `cls`) of strip `strip`, in a layout whose strips hold `lane_words` words
+// per lane. Strip-major: each strip's tiles are contiguous, class after class ([strip][class][tile][32 lanes x
+// bits words]), so consecutive tiles of one strip are tile_stride_words(bits) apart and a warp's slice is one
+// contiguous stream. (A tile-major order, [class][tile][strip], measured 1.5-2% slower in decode on H100:
+// bench/results/2026-11-23c-gemv-one.md.)
 #if defined(__CUDACC__)
 __host__ __device__
 #endif
-inline int64_t tile_first_word(const TileClass& cls, int32_t tile, int64_t strip, int64_t strips) {
-  return 32 * (strips * cls.word_offset + (int64_t{tile - cls.tile_begin} * strips + strip) * cls.bits);
+inline int64_t tile_first_word(const TileClass& cls, int32_t tile, int64_t strip, int64_t lane_words) {
+  return 32 * (strip * lane_words + cls.word_offset + int64_t{tile - cls.tile_begin} * cls.bits);
 }
 #if defined(__CUDACC__)
 __host__ __device__
 #endif
-inline int64_t tile_stride_words(int bits, int64_t strips) { return 32 * strips * bits; }
+inline int64_t tile_stride_words(int bits) { return 32 * int64_t{bits}; }
 
 }  // namespace exl::quant
