@@ -2,6 +2,7 @@
 # A/B of the one-token GEMV (gemv_one, default) against gemv_quant (EXL_GEMV1=0) in one run: CUDA op tests, CUDA
 # model tests, per-layer timings (bench_linear) and 2k-context decode (exl bench, EXL2 4.0 bpw + 6-bit head, GPTQ)
 # with both, plus an ncu per-kernel summary of one EXL2 decode step. At most 8 files under $OUT.
+# Env: EXL_GEMV1 values to compare in GEMV1_LINEAR / GEMV1_DECODE (default "1 0"; " " skips), GEMV1_NCU=0 skips ncu.
 # Usage (device): bash scripts/device/gemv1_ab.sh DIR   (DIR as for gemv_iter.sh)
 set -uo pipefail
 B=${1:-.carry/perf}
@@ -27,7 +28,7 @@ for spec in "exl2 --bpw 4.0 --head-bits 6" "gptq"; do
     echo "-- $1 EXL_GEMV1=$g"
     EXL_GEMV1=$g $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --json-out $OUT/bench_$1_gemv1_$g.json 2>&1 | tail -5
   done
-  if [ "$1" = exl2 ]; then
+  if [ "$1" = exl2 ] && [ "${GEMV1_NCU:-1}" = 1 ]; then
     NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
     timeout 150 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
       -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
