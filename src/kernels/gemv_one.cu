@@ -1,15 +1,16 @@
 // gemv_one: y[1, N] = x[1, K] . Wdq[K, N] (+ bias) for exactly one token (batch-1 decode) on the tiled EXL2/GPTQ
-// layout (quant/exl2_repack.h). Same contract as gemv_quant with num_tokens == 1; gemv_quant_multi routes here.
+// layout (quant/exl2_repack.h). Same contract as gemv_quant with num_tokens == 1; gemv_quant_multi routes one-token
+// launches here by GemvOneMode (default: gemv_one_preferred, the shapes where it measured faster).
 //
 // Why a second kernel: gemv_quant's block owns 128 columns x one K-slice, so short layers need split-K through
 // global partials (fence, atomic counter, last-block sum) and every block first builds a shared scale table and
 // gathers x behind a __syncthreads. Measured on H100 that fixed chain (~6 us per call) dominated decode
 // (bench/results/2026-11-23b-gemv-experiments.md). Here a block owns ONE 16-column strip and its warps split K:
-//   * warp w streams tiles [w*T/S, (w+1)*T/S) of the strip (S = warps per block), so every warp's slice is short
-//     (8 tiles at K = 4096) and its loads are issued at once, before the PDL wait;
-//   * each warp gathers only its own x rows (through perm) into its own shared-memory rows: no block barrier before
-//     the stream;
-//   * scales are read per group straight from the compact per-group codes (no table);
+//   * warp w streams tiles [w*T/S, (w+1)*T/S) of the strip (S = warps per block, at most 8), so every warp's slice
+//     is short (8 tiles at K = 4096); its first tiles are prefetched into L2 before the prologue, then a register
+//     double buffer of <= 8 words per lane per batch streams them;
+//   * each warp builds its own scale table (before the PDL wait) and gathers only its own x rows (through perm)
+//     into its own shared-memory rows: no block barrier before the stream;
 //   * the codes enter the mma as exact (q - zero) in fp16; each 32-row chunk's fp32 mma result is multiplied by the
 //     fp32 scale of its group and added to the lane's total (so the dequantized weight is (q - zero) * scale
 //     without the oracle's intermediate fp16 rounding: a relative difference of at most 2^-11 per weight);
