@@ -71,6 +71,20 @@ __device__ __forceinline__ void tile_mma(const uint32_t (&w)[kBits], int tile_ro
   }
 }
 
+// One batch of kU tiles (tiles [i, i + kU) of the class, those < count) into registers.
+template <int kBits, int kU>
+__device__ __forceinline__ void load_batch(const uint32_t* tiles, int64_t stride, int i, int count, int lane,
+                                           uint32_t (&w)[kU][kBits]) {
+#pragma unroll
+  for (int u = 0; u < kU; ++u) {
+    if (i + u < count) {
+      tile::load_tile<kBits>(tiles + (i + u) * stride, lane, w[u]);
+    } else {
+#pragma unroll
+      for (int b = 0; b < kBits; ++b) w[u][b] = 0;
+    }
+  }
+}
 
 // Tiles [0, count) of one class for this warp's strip; `tiles` points at the first one, `row0` is its slice row.
 // Register double buffer: the next batch's loads are issued before the current batch is decoded, so each warp keeps
@@ -83,14 +97,14 @@ __device__ __forceinline__ void class_tiles(const uint32_t* tiles, int64_t strid
                                             Prologue& prologue) {
   constexpr int kU = kBits <= 4 ? 4 : (kBits == 5 ? 3 : 2);
   uint32_t wa[kU][kBits], wb[kU][kBits];
-  tile::load_batch<kBits, kU>(tiles, stride, 0, count, lane, wa);
+  load_batch<kBits, kU>(tiles, stride, 0, count, lane, wa);
   if (first) prologue();
   for (int i = 0; i < count; i += 2 * kU) {
-    tile::load_batch<kBits, kU>(tiles, stride, i + kU, count, lane, wb);
+    load_batch<kBits, kU>(tiles, stride, i + kU, count, lane, wb);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + u < count) tile_mma<kBits, kNTiles, kSets>(wa[u], row0 + (i + u) * kTileRows, warp, lane, M, s, acc);
-    tile::load_batch<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
+    load_batch<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + kU + u < count)
@@ -118,6 +132,8 @@ struct GemvParams {
   int M;
 };
 
+// Same formula and rounding as silu_mul in activation.cu.
+__device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 template <int kNTiles, bool kSwiglu>
 __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartParams& p, unsigned char* smem_raw) {
@@ -202,7 +218,7 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
         }
 #pragma unroll
         for (int u = 0; u < kGatherIlp; ++u)
-          val[u] = __float2half_rn(tile::silu_times(__half2float(val[u]), __half2float(up[u])));
+          val[u] = __float2half_rn(silu_times(__half2float(val[u]), __half2float(up[u])));
       }
 #pragma unroll
       for (int u = 0; u < kGatherIlp; ++u) {
