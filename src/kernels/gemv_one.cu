@@ -65,8 +65,6 @@ __device__ __forceinline__ void mma_16816_acc(float (&c)[4], const uint32_t (&a)
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Same formula and rounding as silu_mul in activation.cu.
-__device__ __forceinline__ float silu_times1(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 // A warp's scale table, built before the PDL wait: per group of its slice and per g = lane / 4, the fp32 scales of
 // columns g and g + 8 of the strip and their fp16 (1024 + zero) as a half2; plus the slice-local group of every
@@ -137,19 +135,6 @@ __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const __hal
   }
 }
 
-template <int kBits, int kU>
-__device__ __forceinline__ void load_batch1(const uint32_t* tiles, int64_t stride, int i, int count, int lane,
-                                            uint32_t (&w)[kU][kBits]) {
-#pragma unroll
-  for (int u = 0; u < kU; ++u) {
-    if (i + u < count) {
-      tile::load_tile<kBits>(tiles + (i + u) * stride, lane, w[u]);
-    } else {
-#pragma unroll
-      for (int b = 0; b < kBits; ++b) w[u][b] = 0;
-    }
-  }
-}
 
 // Tiles [lo, hi) of one class (global tile indices), register double buffer of kU tiles. `first`: the warp's
 // first class; its first two batches are issued before `prologue` (PDL wait + x gather).
@@ -163,8 +148,8 @@ __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::
   const int count = hi - lo;
   const int c0 = 2 * (lo - ts);
   uint32_t wa[kU][kBits], wb[kU][kBits];
-  load_batch1<kBits, kU>(tiles, stride, 0, count, lane, wa);
-  load_batch1<kBits, kU>(tiles, stride, kU, count, lane, wb);
+  tile::load_batch<kBits, kU>(tiles, stride, 0, count, lane, wa);
+  tile::load_batch<kBits, kU>(tiles, stride, kU, count, lane, wb);
   const __half* x0 = xs + (lo - ts) * kTileRows;
 #pragma unroll 1
   for (int i = 0; i < count; i += 2 * kU) {
@@ -172,12 +157,12 @@ __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::
     for (int u = 0; u < kU; ++u)
       if (i + u < count)
         tile_one<kBits>(wa[u], x0 + (i + u) * kTileRows, tab, c0 + 2 * (i + u), lane, tot0, tot1);
-    load_batch1<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
+    tile::load_batch<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + kU + u < count)
         tile_one<kBits>(wb[u], x0 + (i + kU + u) * kTileRows, tab, c0 + 2 * (i + kU + u), lane, tot0, tot1);
-    load_batch1<kBits, kU>(tiles, stride, i + 3 * kU, count, lane, wb);
+    tile::load_batch<kBits, kU>(tiles, stride, i + 3 * kU, count, lane, wb);
   }
 }
 
@@ -239,7 +224,8 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
           val[u] = src[u] < 0 ? __ushort_as_half(0) : gp.x[src[u]];
         } else {
           val[u] = src[u] < 0 ? __ushort_as_half(0)
-                              : __float2half_rn(silu_times1(__half2float(gp.x[src[u]]), __half2float(gp.x_up[src[u]])));
+                              : __float2half_rn(tile::silu_times(__half2float(gp.x[src[u]]),
+                                                                 __half2float(gp.x_up[src[u]])));
         }
       }
 #pragma unroll

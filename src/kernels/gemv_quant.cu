@@ -71,20 +71,6 @@ __device__ __forceinline__ void tile_mma(const uint32_t (&w)[kBits], int tile_ro
   }
 }
 
-// One batch of kU tiles (tiles [i, i + kU) of the class, those < count) into registers.
-template <int kBits, int kU>
-__device__ __forceinline__ void load_batch(const uint32_t* tiles, int64_t stride, int i, int count, int lane,
-                                           uint32_t (&w)[kU][kBits]) {
-#pragma unroll
-  for (int u = 0; u < kU; ++u) {
-    if (i + u < count) {
-      tile::load_tile<kBits>(tiles + (i + u) * stride, lane, w[u]);
-    } else {
-#pragma unroll
-      for (int b = 0; b < kBits; ++b) w[u][b] = 0;
-    }
-  }
-}
 
 // Tiles [0, count) of one class for this warp's strip; `tiles` points at the first one, `row0` is its slice row.
 // Register double buffer: the next batch's loads are issued before the current batch is decoded, so each warp keeps
@@ -97,14 +83,14 @@ __device__ __forceinline__ void class_tiles(const uint32_t* tiles, int64_t strid
                                             Prologue& prologue) {
   constexpr int kU = kBits <= 4 ? 4 : (kBits == 5 ? 3 : 2);
   uint32_t wa[kU][kBits], wb[kU][kBits];
-  load_batch<kBits, kU>(tiles, stride, 0, count, lane, wa);
+  tile::load_batch<kBits, kU>(tiles, stride, 0, count, lane, wa);
   if (first) prologue();
   for (int i = 0; i < count; i += 2 * kU) {
-    load_batch<kBits, kU>(tiles, stride, i + kU, count, lane, wb);
+    tile::load_batch<kBits, kU>(tiles, stride, i + kU, count, lane, wb);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + u < count) tile_mma<kBits, kNTiles, kSets>(wa[u], row0 + (i + u) * kTileRows, warp, lane, M, s, acc);
-    load_batch<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
+    tile::load_batch<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + kU + u < count)
@@ -132,8 +118,6 @@ struct GemvParams {
   int M;
 };
 
-// Same formula and rounding as silu_mul in activation.cu.
-__device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
 template <int kNTiles, bool kSwiglu>
 __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartParams& p, unsigned char* smem_raw) {
@@ -218,7 +202,7 @@ __device__ __forceinline__ void gemv_body(const GemvParams& gp, const GemvPartPa
         }
 #pragma unroll
         for (int u = 0; u < kGatherIlp; ++u)
-          val[u] = __float2half_rn(silu_times(__half2float(val[u]), __half2float(up[u])));
+          val[u] = __float2half_rn(tile::silu_times(__half2float(val[u]), __half2float(up[u])));
       }
 #pragma unroll
       for (int u = 0; u < kGatherIlp; ++u) {
@@ -390,16 +374,18 @@ GemvSplitPlan plan_gemv_splits(const int32_t* chunk_group, int32_t num_tiles, in
   GemvSplitPlan plan;
   plan.splits = std::clamp(splits, 1, std::max(num_tiles, 1));
   const int64_t T = num_tiles;
-  for (int64_t s = 0; s < plan.splits; ++s) {
-    const int64_t ts = s * T / plan.splits, te = (s + 1) * T / plan.splits;
-    plan.max_tiles = std::max<int32_t>(plan.max_tiles, static_cast<int32_t>(te - ts));
-    if (te > ts) plan.max_groups = std::max(plan.max_groups, chunk_group[2 * te - 1] - chunk_group[2 * ts] + 1);
-  }
+  // Most tiles and most groups of any of `slices` equal slices of the T tiles.
+  auto slice_maxima = [&](int32_t slices, int32_t& max_tiles, int32_t& max_groups) {
+    for (int64_t s = 0; s < slices; ++s) {
+      const int64_t ts = s * T / slices, te = (s + 1) * T / slices;
+      max_tiles = std::max<int32_t>(max_tiles, static_cast<int32_t>(te - ts));
+      if (te > ts) max_groups = std::max(max_groups, chunk_group[2 * te - 1] - chunk_group[2 * ts] + 1);
+    }
+  };
+  slice_maxima(plan.splits, plan.max_tiles, plan.max_groups);
   plan.one_slices = gemv_one_slices(num_tiles);
-  for (int64_t s = 0; s < plan.one_slices; ++s) {
-    const int64_t ts = s * T / plan.one_slices, te = (s + 1) * T / plan.one_slices;
-    if (te > ts) plan.one_max_groups = std::max(plan.one_max_groups, chunk_group[2 * te - 1] - chunk_group[2 * ts] + 1);
-  }
+  int32_t one_max_tiles = 0;
+  slice_maxima(plan.one_slices, one_max_tiles, plan.one_max_groups);
   return plan;
 }
 

@@ -93,4 +93,22 @@ __device__ __forceinline__ void column_scale(const QuantTilesView& v, int32_t gr
   }
 }
 
+// One batch of kU tiles (tiles [i, i + kU) of the class, those < count) into registers.
+template <int kBits, int kU>
+__device__ __forceinline__ void load_batch(const uint32_t* tiles, int64_t stride, int i, int count, int lane,
+                                           uint32_t (&w)[kU][kBits]) {
+#pragma unroll
+  for (int u = 0; u < kU; ++u) {
+    if (i + u < count) {
+      load_tile<kBits>(tiles + (i + u) * stride, lane, w[u]);
+    } else {
+#pragma unroll
+      for (int b = 0; b < kBits; ++b) w[u][b] = 0;
+    }
+  }
+}
+
+// Same formula and rounding as silu_mul in activation.cu (the SwiGLU input of both GEMV kernels).
+__device__ __forceinline__ float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
 }  // namespace exl::kernels::tile

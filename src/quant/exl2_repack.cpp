@@ -23,11 +23,11 @@ int chunk_width(int bits, int word, int& first_word) {
   return bits - first;
 }
 
-// Index (from the tile's first word when base = 0) of lane `lane`'s word `word` of a tile.
-int64_t word_index(int bits, int64_t base, int lane, int word) {
+// Index, from the tile's first word, of lane `lane`'s word `word` of a tile.
+int64_t word_index(int bits, int lane, int word) {
   int o = 0;
   const int v = chunk_width(bits, word, o);
-  return 32 * (base + o) + lane * v + (word - o);
+  return 32 * o + lane * v + (word - o);
 }
 
 struct ClassRows {
@@ -80,7 +80,6 @@ void build_tiles(TiledQuantMatrix& t, const std::vector<ClassRows>& classes, con
       const int b = tc.bits;
       for (int32_t tile = tc.tile_begin; tile < tc.tile_end; ++tile) {
         uint32_t* sw = t.tiles.data() + tile_first_word(tc, tile, strip, lane_words);
-        const int64_t base = 0;
         for (int lane = 0; lane < 32; ++lane) {
           const int g = lane / 4, tq = lane % 4;
           uint64_t lo[2] = {0, 0}, hi[2] = {0, 0};
@@ -103,7 +102,7 @@ void build_tiles(TiledQuantMatrix& t, const std::vector<ClassRows>& classes, con
           for (int i = 0; i < b; ++i) {
             const uint32_t lh = static_cast<uint32_t>(lo[(16 * i) / 64] >> ((16 * i) % 64)) & 0xFFFFu;
             const uint32_t hh = static_cast<uint32_t>(hi[(16 * i) / 64] >> ((16 * i) % 64)) & 0xFFFFu;
-            sw[word_index(b, base, lane, i)] = lh | (hh << 16);
+            sw[word_index(b, lane, i)] = lh | (hh << 16);
           }
         }
       }
@@ -220,10 +219,9 @@ std::vector<uint16_t> dequantize_tiled(const TiledQuantMatrix& t) {
       const uint32_t mask = (1u << b) - 1u, mask2 = mask | (mask << 16);
       for (int32_t tile = tc.tile_begin; tile < tc.tile_end; ++tile) {
         const uint32_t* sw = t.tiles.data() + tile_first_word(tc, tile, strip, t.lane_words);
-        const int64_t base = 0;
         for (int lane = 0; lane < 32; ++lane) {
           std::vector<uint32_t> words(static_cast<size_t>(b));
-          for (int i = 0; i < b; ++i) words[i] = sw[word_index(b, base, lane, i)];
+          for (int i = 0; i < b; ++i) words[i] = sw[word_index(b, lane, i)];
           for (int j = 0; j < 16; ++j) {
             // Same shifts and masks as the kernel's pair extraction.
             const int p = j * b, h = p / 16, off = p % 16;
