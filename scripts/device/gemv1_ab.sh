@@ -5,17 +5,10 @@
 # Env: EXL_GEMV1 values to compare in GEMV1_LINEAR / GEMV1_DECODE (default "1 0"; " " skips), GEMV1_NCU=0 skips ncu.
 # Usage (device): bash scripts/device/gemv1_ab.sh DIR   (DIR as for gemv_iter.sh)
 set -uo pipefail
-B=${1:-.carry/perf}
-[ -f $B/bins.tar.xz ] && tar xJf $B/bins.tar.xz -C $B
-export LD_LIBRARY_PATH=$PWD/$B:${LD_LIBRARY_PATH:-}
-export EXL_TESTDATA_DIR=$PWD/$B/testdata
+source "$(dirname "$0")/common.sh"
+unpack_bins "${1:-.carry/perf}"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
-echo "== backend_ops"
-$B/test_backend_ops 2>&1 | grep -vE "^\[ RUN|^$" > $OUT/backend_ops.log
-grep -E "PASSED|FAILED|Failure|tests ran|rel" $OUT/backend_ops.log | head -30
-echo "== model (CUDA)"
-$B/test_model --gtest_filter='*Cuda*' 2>&1 | grep -vE "^\[ RUN|^$" > $OUT/test_model_cuda.log
-grep -E "OK|PASSED|FAILED|Failure" $OUT/test_model_cuda.log | head -20
+run_cuda_tests
 for g in ${GEMV1_LINEAR:-1 0}; do
   echo "== bench_linear EXL_GEMV1=$g"
   EXL_GEMV1=$g $B/bench_linear --quick --json $OUT/bench_linear_gemv1_$g.json 2>&1 | tail -45

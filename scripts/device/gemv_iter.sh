@@ -4,17 +4,10 @@
 # Usage (device): bash scripts/device/gemv_iter.sh DIR
 # DIR holds bins.tar.xz (stripped test_backend_ops, test_model, exl, bench_linear, libutf8proc.so.2) and testdata/.
 set -uo pipefail
-B=${1:-.carry/perf}
-[ -f $B/bins.tar.xz ] && tar xJf $B/bins.tar.xz -C $B
-export LD_LIBRARY_PATH=$PWD/$B:${LD_LIBRARY_PATH:-}
-export EXL_TESTDATA_DIR=$PWD/$B/testdata
+source "$(dirname "$0")/common.sh"
+unpack_bins "${1:-.carry/perf}"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee $OUT/machine.txt
-echo "== backend_ops"
-$B/test_backend_ops 2>&1 | grep -vE "^\[ RUN|^$" > $OUT/backend_ops.log
-grep -E "PASSED|FAILED|Failure|tests ran|rel" $OUT/backend_ops.log | head -30
-echo "== model (CUDA)"
-$B/test_model --gtest_filter='*Cuda*' 2>&1 | grep -vE "^\[ RUN|^$" > $OUT/test_model_cuda.log
-grep -E "OK|PASSED|FAILED|Failure" $OUT/test_model_cuda.log | head -20
+run_cuda_tests
 echo "== bench_linear"
 $B/bench_linear --quick --json $OUT/bench_linear.json 2>&1 | tail -40
 echo "== decode bench"

@@ -3,9 +3,8 @@
 # layer 0 (q/k/v, o, gate/up, down) of an EXL2 4.0 bpw llama3-8b decode step, for gemv_one (EXL_GEMV1=1) and
 # gemv_quant (EXL_GEMV1=0). Usage (device): bash scripts/device/ncu_stalls.sh DIR  (DIR as for gemv_iter.sh)
 set -uo pipefail
-B=${1:-.carry/perf}
-[ -f $B/bins.tar.xz ] && tar xJf $B/bins.tar.xz -C $B
-export LD_LIBRARY_PATH=$PWD/$B:${LD_LIBRARY_PATH:-}
+source "$(dirname "$0")/common.sh"
+unpack_bins "${1:-.carry/perf}"
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 rm -rf /tmp/m
 $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1
