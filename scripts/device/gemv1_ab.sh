@@ -2,7 +2,8 @@
 # A/B of the one-token GEMV (gemv_one, default) against gemv_quant (EXL_GEMV1=0) in one run: CUDA op tests, CUDA
 # model tests, per-layer timings (bench_linear) and 2k-context decode (exl bench, EXL2 4.0 bpw + 6-bit head, GPTQ)
 # with both, plus an ncu per-kernel summary of one EXL2 decode step. At most 8 files under $OUT.
-# Env: EXL_GEMV1 values to compare in GEMV1_LINEAR / GEMV1_DECODE (default "1 0"; " " skips), GEMV1_NCU=0 skips ncu.
+# Env: EXL_GEMV1 values to compare in GEMV1_LINEAR / GEMV1_DECODE (default "1 0"; " " skips), GEMV1_NCU=0 skips ncu,
+# GEMV1_NCU_MODE = the EXL_GEMV1 value of the ncu run (default 1).
 # Usage (device): bash scripts/device/gemv1_ab.sh DIR   (DIR as for gemv_iter.sh)
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -23,7 +24,7 @@ for spec in "exl2 --bpw 4.0 --head-bits 6" "gptq"; do
   done
   if [ "$1" = exl2 ] && [ "${GEMV1_NCU:-1}" = 1 ]; then
     NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-    timeout 150 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
+    EXL_GEMV1=${GEMV1_NCU_MODE:-1} timeout 150 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
       -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
       $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 > /tmp/ncu.csv 2>/tmp/ncu.err
     tail -1 /tmp/ncu.err

@@ -10,8 +10,10 @@
 //     is short (8 tiles at K = 4096); its first tiles are prefetched into L2 before the prologue, then a register
 //     double buffer of <= 8 words per lane per batch streams them;
 //   * each warp builds its own scale table (before the PDL wait) and gathers only its own x rows (through perm)
-//     into its own shared-memory rows: no block barrier before the stream;
-//   * the codes enter the mma as exact (q - zero) in fp16; each 32-row chunk's fp32 mma result is multiplied by the
+//     into its own shared memory, in mma fragment order (two 16-byte loads give a lane its B words of a tile): no
+//     block barrier before the stream;
+//   * the codes enter the mma as exact (q - zero) in fp16 (4-bit: one lop3 per register, plus one hsub2 or one
+//     hfma2 that also undoes the x16 of the high nibbles); each 32-row chunk's fp32 mma result is multiplied by the
 //     fp32 scale of its group and added to the lane's total (so the dequantized weight is (q - zero) * scale
 //     without the oracle's intermediate fp16 rounding: a relative difference of at most 2^-11 per weight);
 //   * split-K is reduced inside the block in shared memory, in warp order: deterministic, no atomics, no scratch.
@@ -32,7 +34,9 @@ using quant::kTileRows;
 
 constexpr int kMaxSliceWarps = 8;
 #ifndef EXL_GEMV1_MIN_BLOCKS
-#define EXL_GEMV1_MIN_BLOCKS 3  // resident 256-thread blocks per SM the register budget aims for (80 registers)
+// Resident 256-thread blocks per SM the register budget aims for (80 registers). 4 (64 registers, a few spills)
+// measured 8-10% faster per layer in isolation but not in decode (bench/results/2026-11-23d-gemv-lab.md).
+#define EXL_GEMV1_MIN_BLOCKS 3
 #endif
 
 struct Gemv1Part {
@@ -44,7 +48,6 @@ struct Gemv1Part {
 struct Gemv1Params {
   Gemv1Part parts[kGemvMaxParts];
   int32_t num_parts;
-  int32_t xs_stride;   // halves of shared x rows per warp
   int32_t max_groups;  // table groups per warp (>= the groups any slice touches)
   int32_t max_tiles;   // tiles per warp slice (at most)
   int32_t warp_bytes;  // shared memory per warp
@@ -97,12 +100,58 @@ __device__ __forceinline__ uint4 scale_entry(const QuantTilesView& v, int32_t gr
                     tile::half2_as_u32(__halves2half2(z0, z1)), 0u);
 }
 
-// One tile: 2 chunks of 32 rows, 2 k-steps each. `xrow` = this warp's shared x at the tile's first row, `chunk` =
-// the tile's first chunk in the slice.
+// x of a warp's slice in shared memory, in mma fragment order: the 16 B-operand words a lane t (= lane & 3) of the
+// g == 0 lanes needs for one tile are 8 contiguous words (two 16-byte loads): word (tile * 4 + t) * 8 + 2 * kstep + b
+// holds x rows 16 * kstep + 8 * b + 2t, +1 of the tile. (Measured in bench/gemv_lab.cu: one 16-byte load per two
+// k-steps instead of two 4-byte loads per k-step.)
+__device__ __forceinline__ int frag_half_index(int i) {  // slice-relative row -> half index
+  const int tile = i >> 6, rr = i & 63, kstep = rr >> 4, rem = rr & 15;
+  const int b = rem >> 3, t = (rem & 7) >> 1, hf = rem & 1;
+  return ((tile * 4 + t) * 8 + 2 * kstep + b) * 2 + hf;
+}
+
+// A-operand registers of k-step `kstep` (r = 0..3 as in mma's A fragment) as exact (q - zero) half2.
+// 4-bit: one lop3 per register (0x6400 magic); nibbles at bit 4 of each half come out as 1024 + 16q and one hfma2
+// (x 1/16, - (64 + zero)) makes them q - zero; the others take one hsub2 of (1024 + zero). Other widths: the
+// generic shift/mask/or of tile::pair_magic, then hsub2.
 template <int kBits>
-__device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const __half* xrow, const WarpTable& tab,
+__device__ __forceinline__ void a_regs(const uint32_t (&w)[kBits], int kstep, __half2 z0, __half2 z1, uint32_t (&a)[4]) {
+  if constexpr (kBits == 4) {
+    const uint32_t word = w[kstep], w8 = word >> 8;
+    uint32_t v0, v1, v2, v3;
+    asm("lop3.b32 %0, %1, 0x000f000f, 0x64006400, 0xea;" : "=r"(v0) : "r"(word));
+    asm("lop3.b32 %0, %1, 0x00f000f0, 0x64006400, 0xea;" : "=r"(v1) : "r"(word));
+    asm("lop3.b32 %0, %1, 0x000f000f, 0x64006400, 0xea;" : "=r"(v2) : "r"(w8));
+    asm("lop3.b32 %0, %1, 0x00f000f0, 0x64006400, 0xea;" : "=r"(v3) : "r"(w8));
+    // (1024 + 16q) / 16 - (64 + zero) = fma(v, 1/16, 960 - zm) with zm = 1024 + zero: exact (small integers).
+    const __half2 sixteenth = __float2half2_rn(0.0625f);
+    const __half2 c960 = __float2half2_rn(960.0f);
+    const __half2 nz0 = __hsub2(c960, z0), nz1 = __hsub2(c960, z1);  // -(64 + zero)
+    a[0] = tile::half2_as_u32(__hsub2(tile::u32_as_half2(v0), z0));
+    a[1] = tile::half2_as_u32(__hfma2(tile::u32_as_half2(v1), sixteenth, nz1));
+    a[2] = tile::half2_as_u32(__hsub2(tile::u32_as_half2(v2), z0));
+    a[3] = tile::half2_as_u32(__hfma2(tile::u32_as_half2(v3), sixteenth, nz1));
+  } else {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const __half2 q = tile::u32_as_half2(tile::pair_magic<kBits>(w, 4 * kstep + r));
+      a[r] = tile::half2_as_u32(__hsub2(q, (r & 1) ? z1 : z0));
+    }
+  }
+}
+
+// One tile: 2 chunks of 32 rows, 2 k-steps each. `xf` = this warp's fragment-ordered x at the tile (32 words),
+// `chunk` = the tile's first chunk in the slice.
+template <int kBits>
+__device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const uint32_t* xf, const WarpTable& tab,
                                          int chunk, int lane, float& tot0, float& tot1) {
   const int g = lane >> 2, t = lane & 3;
+  uint4 xb0 = make_uint4(0u, 0u, 0u, 0u), xb1 = xb0;
+  if (g == 0) {  // token 0 of B lives in lanes 0..3; the other lanes' B columns are 0
+    xb0 = *reinterpret_cast<const uint4*>(xf + t * 8);
+    xb1 = *reinterpret_cast<const uint4*>(xf + t * 8 + 4);
+  }
+  const uint32_t xb[8] = {xb0.x, xb0.y, xb0.z, xb0.w, xb1.x, xb1.y, xb1.z, xb1.w};
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const uint4 e = tab.entries[tab.chunk_local[chunk + h] * 8 + g];
@@ -113,21 +162,11 @@ __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const __hal
     for (int ks = 0; ks < 2; ++ks) {
       const int kstep = 2 * h + ks;
       uint32_t a[4];
-#pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const __half2 q = tile::u32_as_half2(tile::pair_magic<kBits>(w, 4 * kstep + r));
-        a[r] = tile::half2_as_u32(__hsub2(q, (r & 1) ? z1 : z0));
-      }
-      uint32_t b0 = 0, b1 = 0;
-      if (g == 0) {
-        const __half* xp = xrow + 16 * kstep + 2 * t;
-        b0 = *reinterpret_cast<const uint32_t*>(xp);
-        b1 = *reinterpret_cast<const uint32_t*>(xp + 8);
-      }
+      a_regs<kBits>(w, kstep, z0, z1, a);
       if (ks == 0)
-        mma_16816_zero(d, a, b0, b1);
+        mma_16816_zero(d, a, xb[2 * kstep], xb[2 * kstep + 1]);
       else
-        mma_16816_acc(d, a, b0, b1);
+        mma_16816_acc(d, a, xb[2 * kstep], xb[2 * kstep + 1]);
     }
     // d[0] = column g, token 2t; d[2] = column g + 8, token 2t: token 0 lives in the t == 0 lanes, the rest are 0.
     tot0 = fmaf(__uint_as_float(e.x), d[0], tot0);
@@ -135,13 +174,11 @@ __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const __hal
   }
 }
 
-
-// Tiles [lo, hi) of one class (global tile indices), register double buffer of kU tiles. `first`: the warp's
-// first class; its first two batches are issued before `prologue` (PDL wait + x gather).
+// Tiles [lo, hi) of one class (global tile indices) with a register double buffer of kU tiles per batch.
 template <int kBits>
 __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::TileClass& cls, int lo, int hi,
-                                          int ts, int64_t strip, const __half* xs, const WarpTable& tab,
-                                          int lane, float& tot0, float& tot1) {
+                                          int ts, int64_t strip, const uint32_t* xf, const WarpTable& tab, int lane,
+                                          float& tot0, float& tot1) {
   constexpr int kU = kBits <= 4 ? 8 / kBits : 1;  // two batches of <= 8 words per lane in flight
   const uint32_t* tiles = v.tiles + quant::tile_first_word(cls, lo, strip, v.lane_words);
   const int64_t stride = quant::tile_stride_words(kBits);
@@ -150,20 +187,76 @@ __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::
   uint32_t wa[kU][kBits], wb[kU][kBits];
   tile::load_batch<kBits, kU>(tiles, stride, 0, count, lane, wa);
   tile::load_batch<kBits, kU>(tiles, stride, kU, count, lane, wb);
-  const __half* x0 = xs + (lo - ts) * kTileRows;
+  const uint32_t* x0 = xf + (lo - ts) * 32;
 #pragma unroll 1
   for (int i = 0; i < count; i += 2 * kU) {
 #pragma unroll
     for (int u = 0; u < kU; ++u)
-      if (i + u < count)
-        tile_one<kBits>(wa[u], x0 + (i + u) * kTileRows, tab, c0 + 2 * (i + u), lane, tot0, tot1);
+      if (i + u < count) tile_one<kBits>(wa[u], x0 + (i + u) * 32, tab, c0 + 2 * (i + u), lane, tot0, tot1);
     tile::load_batch<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + kU + u < count)
-        tile_one<kBits>(wb[u], x0 + (i + kU + u) * kTileRows, tab, c0 + 2 * (i + kU + u), lane, tot0, tot1);
+        tile_one<kBits>(wb[u], x0 + (i + kU + u) * 32, tab, c0 + 2 * (i + kU + u), lane, tot0, tot1);
     tile::load_batch<kBits, kU>(tiles, stride, i + 3 * kU, count, lane, wb);
   }
+}
+
+// A warp's prologue: the scale table and chunk map of its slice (weights only, before the PDL wait), then x rows
+// through perm into fragment order. It runs before the weight stream: holding a stream's first batches in registers
+// across it cost ~40 registers per thread (ptxas -v) and spills at 3 blocks per SM.
+template <bool kSwiglu>
+__device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const QuantTilesView& v, int64_t strip, int ts, int te,
+                                           const WarpTable& tab, __half* xs, int lane) {
+  const int rows = (te - ts) * kTileRows;
+  // The first permutation indices are loaded first: their latency overlaps the table's.
+  constexpr int kIlp = 4;
+  const int32_t* perm = v.perm + int64_t{ts} * kTileRows;
+  int32_t src[kIlp];
+#pragma unroll
+  for (int u = 0; u < kIlp; ++u) src[u] = lane + 32 * u < rows ? __ldg(perm + lane + 32 * u) : -1;
+  // Scale table (weights only: before the PDL wait). Loads of several entries first, stores after.
+  if (te > ts) {
+    const int32_t g_first = __ldg(v.chunk_group + 2 * ts);
+    const int32_t ng = __ldg(v.chunk_group + 2 * te - 1) - g_first + 1;
+    for (int c = lane; c < 2 * (te - ts); c += 32) tab.chunk_local[c] = __ldg(v.chunk_group + 2 * ts + c) - g_first;
+    constexpr int kTabIlp = 4;
+    const int g = lane & 7;
+#pragma unroll 1
+    for (int e0 = lane; e0 < ng * 8; e0 += 32 * kTabIlp) {
+      uint4 ent[kTabIlp];
+#pragma unroll
+      for (int u = 0; u < kTabIlp; ++u)
+        if (e0 + 32 * u < ng * 8) ent[u] = scale_entry(v, g_first + ((e0 + 32 * u) >> 3), strip, g);
+#pragma unroll
+      for (int u = 0; u < kTabIlp; ++u)
+        if (e0 + 32 * u < ng * 8) tab.entries[e0 + 32 * u] = ent[u];
+    }
+  }
+  pdl_wait();
+  pdl_launch_dependents();
+#pragma unroll 1
+  for (int i0 = lane; i0 < rows; i0 += 32 * kIlp) {
+    if (i0 != lane) {
+#pragma unroll
+      for (int u = 0; u < kIlp; ++u) src[u] = i0 + 32 * u < rows ? __ldg(perm + i0 + 32 * u) : -1;
+    }
+    __half val[kIlp];
+#pragma unroll
+    for (int u = 0; u < kIlp; ++u) {
+      if constexpr (!kSwiglu) {
+        val[u] = src[u] < 0 ? __ushort_as_half(0) : gp.x[src[u]];
+      } else {
+        val[u] = src[u] < 0 ? __ushort_as_half(0)
+                            : __float2half_rn(tile::silu_times(__half2float(gp.x[src[u]]),
+                                                               __half2float(gp.x_up[src[u]])));
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kIlp; ++u)
+      if (i0 + 32 * u < rows) xs[frag_half_index(i0 + 32 * u)] = val[u];
+  }
+  __syncwarp();
 }
 
 template <bool kSwiglu>
@@ -175,68 +268,18 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
   const int T = v.num_tiles;
   const int ts = static_cast<int>(int64_t{warp} * T / slices);
   const int te = static_cast<int>(int64_t{warp + 1} * T / slices);
-  const int rows = (te - ts) * kTileRows;
 
   // Shared memory: red [kMaxSliceWarps][16] floats, then per warp (gp.warp_bytes each): the table entries
-  // [gp.max_groups][8], chunk_local [2 * gp.max_tiles], x rows [gp.xs_stride] halves.
+  // [gp.max_groups][8], chunk_local [2 * gp.max_tiles], fragment-ordered x [gp.max_tiles * 32] words.
   float* red = reinterpret_cast<float*>(smem_raw);
   unsigned char* mine = smem_raw + sizeof(float) * kMaxSliceWarps * quant::kStripCols + warp * gp.warp_bytes;
   const WarpTable tab{reinterpret_cast<uint4*>(mine),
                       reinterpret_cast<int32_t*>(mine + sizeof(uint4) * 8 * gp.max_groups)};
-  __half* xs = reinterpret_cast<__half*>(tab.chunk_local + 2 * gp.max_tiles);
-
-  auto prologue = [&]() {
-    // Scale table (weights only: before the PDL wait). Loads of several entries first, stores after.
-    if (te > ts) {
-      const int32_t g_first = __ldg(v.chunk_group + 2 * ts);
-      const int32_t ng = __ldg(v.chunk_group + 2 * te - 1) - g_first + 1;
-      for (int c = lane; c < 2 * (te - ts); c += 32) tab.chunk_local[c] = __ldg(v.chunk_group + 2 * ts + c) - g_first;
-      constexpr int kTabIlp = 4;
-      const int g = lane & 7;
-#pragma unroll 1
-      for (int e0 = lane; e0 < ng * 8; e0 += 32 * kTabIlp) {
-        uint4 ent[kTabIlp];
-#pragma unroll
-        for (int u = 0; u < kTabIlp; ++u)
-          if (e0 + 32 * u < ng * 8) ent[u] = scale_entry(v, g_first + ((e0 + 32 * u) >> 3), strip, g);
-#pragma unroll
-        for (int u = 0; u < kTabIlp; ++u)
-          if (e0 + 32 * u < ng * 8) tab.entries[e0 + 32 * u] = ent[u];
-      }
-    }
-    constexpr int kIlp = 4;
-    const int32_t* perm = v.perm + int64_t{ts} * kTileRows;
-    int32_t src[kIlp];
-#pragma unroll
-    for (int u = 0; u < kIlp; ++u) src[u] = lane + 32 * u < rows ? __ldg(perm + lane + 32 * u) : -1;
-    pdl_wait();
-    pdl_launch_dependents();
-#pragma unroll 1
-    for (int i0 = lane; i0 < rows; i0 += 32 * kIlp) {
-      if (i0 != lane) {
-#pragma unroll
-        for (int u = 0; u < kIlp; ++u) src[u] = i0 + 32 * u < rows ? __ldg(perm + i0 + 32 * u) : -1;
-      }
-      __half val[kIlp];
-#pragma unroll
-      for (int u = 0; u < kIlp; ++u) {
-        if constexpr (!kSwiglu) {
-          val[u] = src[u] < 0 ? __ushort_as_half(0) : gp.x[src[u]];
-        } else {
-          val[u] = src[u] < 0 ? __ushort_as_half(0)
-                              : __float2half_rn(tile::silu_times(__half2float(gp.x[src[u]]),
-                                                                 __half2float(gp.x_up[src[u]])));
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < kIlp; ++u)
-        if (i0 + 32 * u < rows) xs[i0 + 32 * u] = val[u];
-    }
-    __syncwarp();
-  };
+  uint32_t* xf = reinterpret_cast<uint32_t*>(tab.chunk_local + 2 * gp.max_tiles);
+  __half* xs = reinterpret_cast<__half*>(xf);
 
   // The slice's first tiles (up to 4 KB, first class) are prefetched into L2 before the prologue, so the stream's
-  // first loads after it hit L2; holding them in registers across the prologue cost ~60 registers (ptxas -v).
+  // first loads after it hit L2.
 #pragma unroll
   for (int c = 0; c < quant::kMaxTileClasses; ++c) {
     if (c >= v.num_classes) break;
@@ -251,22 +294,22 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
     }
     break;
   }
-  prologue();
+  warp_prologue<kSwiglu>(gp, v, strip, ts, te, tab, xs, lane);
 
   float tot0 = 0.0f, tot1 = 0.0f;
 #pragma unroll
-  for (int c = 0; c < quant::kMaxTileClasses; ++c) {  // compile-time index: the fields stay in the constant bank
+  for (int c = 0; c < quant::kMaxTileClasses; ++c) {
     if (c >= v.num_classes) break;
     const quant::TileClass& cls = v.classes[c];
     const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
     if (lo >= hi) continue;
     switch (cls.bits) {
-      case 2: class_one<2>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
-      case 3: class_one<3>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
-      case 4: class_one<4>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
-      case 5: class_one<5>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
-      case 6: class_one<6>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
-      default: class_one<8>(v, cls, lo, hi, ts, strip, xs, tab, lane, tot0, tot1); break;
+      case 2: class_one<2>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 3: class_one<3>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 4: class_one<4>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 5: class_one<5>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 6: class_one<6>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      default: class_one<8>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
     }
   }
 
@@ -357,9 +400,8 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
     p.max_groups = std::max(p.max_groups, pl.one_slices == slices && pl.one_max_groups > 0 ? pl.one_max_groups
                                                                                             : 2 * per_warp_tiles);
   }
-  p.xs_stride = per_warp_tiles * kTileRows;
   p.warp_bytes = static_cast<int32_t>(sizeof(uint4) * 8 * p.max_groups + sizeof(int32_t) * 2 * p.max_tiles +
-                                      sizeof(__half) * p.xs_stride);
+                                      sizeof(uint32_t) * 32 * p.max_tiles);
   p.warp_bytes = (p.warp_bytes + 15) / 16 * 16;
   int64_t blocks = 0;
   for (int i = 0; i < num_parts; ++i) {
