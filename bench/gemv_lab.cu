@@ -221,8 +221,9 @@ __global__ void __launch_bounds__(kWarps * 32) warp_strip(Mat m) {
   }
 }
 
-// Block per strip, kSlices warps split K, in-block reduction. kPerm: x rows gathered through m.perm.
-template <int U, int kMode, int kSlices, bool kPerm = false>
+// Block per strip, kSlices warps split K, in-block reduction. kPerm: x rows gathered through m.perm. kPdl: launched
+// as a programmatic dependent (like the engine's kernels): griddepcontrol.wait after the scale loads, before x.
+template <int U, int kMode, int kSlices, bool kPerm = false, bool kPdl = false>
 __global__ void __launch_bounds__(kSlices * 32) block_strip(Mat m) {
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ float red[kSlices][16];
@@ -242,6 +243,10 @@ __global__ void __launch_bounds__(kSlices * 32) block_strip(Mat m) {
     const int ng = ((hi * kTileRows - 1) / kGroupRows) - g0 + 1;
     for (int i = lane; i < ng * 16; i += 32)
       sc[i] = __ldg(m.scale + (g0 + (i >> 4)) * m.N + strip * 16 + (i & 15));
+    if constexpr (kPdl) {
+      asm volatile("griddepcontrol.wait;\n" ::: "memory");
+      asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    }
     for (int i = lane; i < rows; i += 32) {
       const int src = kPerm ? __ldg(m.perm + lo * kTileRows + i) : lo * kTileRows + i;
       const __half v = m.x[src];
@@ -475,21 +480,36 @@ void run_warp_strip(const Shape& s, const Bufs& bf, int reps, int copies, double
               bytes / us * 1e-6);
 }
 
-template <int U, int kMode, int kSlices, bool kPerm = false>
-void run_block_strip(const Shape& s, const Bufs& bf, int reps, int copies, double bytes) {
+// extra_smem: dynamic shared memory added to each block, to cap resident blocks per SM (the engine's gemv_one has
+// 3 per SM by registers; the lab kernel fits 4).
+template <int U, int kMode, int kSlices, bool kPerm = false, bool kPdl = false>
+void run_block_strip(const Shape& s, const Bufs& bf, int reps, int copies, double bytes, size_t extra_smem = 0) {
   const int strips = s.N / 16, T = s.K / kTileRows;
   const int per_warp_rows = (T + kSlices - 1) / kSlices * kTileRows;
   const size_t smem = sizeof(__half) * kSlices * per_warp_rows +
-                      sizeof(float) * kSlices * ((per_warp_rows / kGroupRows + 2) * 16 + per_warp_rows / 32);
-  auto k = block_strip<U, kMode, kSlices, kPerm>;
+                      sizeof(float) * kSlices * ((per_warp_rows / kGroupRows + 2) * 16 + per_warp_rows / 32) +
+                      extra_smem;
+  auto k = block_strip<U, kMode, kSlices, kPerm, kPdl>;
   LAB_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  int per_sm = 0;
+  LAB_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, kSlices * 32, smem));
   auto launch = [&](int c) {
     Mat m{bf.w[c], bf.x, bf.scale, bf.perm, bf.y, s.N, s.K, T};
-    k<<<strips, kSlices * 32, smem, g_stream>>>(m);
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(strips);
+    config.blockDim = dim3(kSlices * 32);
+    config.dynamicSmemBytes = smem;
+    config.stream = g_stream;
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[0].val.programmaticStreamSerializationAllowed = kPdl ? 1 : 0;
+    config.attrs = attribute;
+    config.numAttrs = 1;
+    LAB_CHECK(cudaLaunchKernelEx(&config, k, m));
   };
   const double us = time_us(reps, copies, launch);
-  std::printf("%-8s block/strip slices=%d U=%d mode=%d perm=%d  %8.2f us  %6.3f TB/s\n", s.name, kSlices, U, kMode,
-              kPerm ? 1 : 0, us, bytes / us * 1e-6);
+  std::printf("%-8s block/strip slices=%d U=%d mode=%d perm=%d pdl=%d blocks/SM=%d  %8.2f us  %6.3f TB/s\n", s.name,
+              kSlices, U, kMode, kPerm ? 1 : 0, kPdl ? 1 : 0, per_sm, us, bytes / us * 1e-6);
   if (kMode != 0 && kMode != 2) {
     launch(0);
     LAB_CHECK(cudaStreamSynchronize(g_stream));
@@ -600,6 +620,10 @@ int main(int argc, char** argv) {
     run_block_strip<2, 0, 8>(s, bf, reps, copies, bytes);
     run_block_strip<2, 1, 8, true>(s, bf, reps, copies, bytes);
     run_block_strip<2, 3, 8, true>(s, bf, reps, copies, bytes);
+    // The engine's gemv_one differs from the line above in (among others) PDL and 3 blocks per SM:
+    run_block_strip<2, 3, 8, true, true>(s, bf, reps, copies, bytes);
+    run_block_strip<2, 3, 8, true>(s, bf, reps, copies, bytes, 60 * 1024);
+    run_block_strip<2, 3, 8, true, true>(s, bf, reps, copies, bytes, 60 * 1024);
     if (s.K == 4096) {
       for (int bps : {2, 3, 4}) {
         run_persist<2, 8, 4, true>(s, bf, reps, copies, bytes, bps, sms);
