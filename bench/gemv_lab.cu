@@ -223,7 +223,8 @@ __global__ void __launch_bounds__(kWarps * 32) warp_strip(Mat m) {
 
 // Block per strip, kSlices warps split K, in-block reduction. kPerm: x rows gathered through m.perm. kPdl: launched
 // as a programmatic dependent (like the engine's kernels): griddepcontrol.wait after the scale loads, before x.
-template <int U, int kMode, int kSlices, bool kPerm = false, bool kPdl = false>
+// kPrefetch: like the engine's gemv_one, each warp first prefetches its slice's first 4 KB into L2.
+template <int U, int kMode, int kSlices, bool kPerm = false, bool kPdl = false, bool kPrefetch = false>
 __global__ void __launch_bounds__(kSlices * 32) block_strip(Mat m) {
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ float red[kSlices][16];
@@ -239,6 +240,10 @@ __global__ void __launch_bounds__(kSlices * 32) block_strip(Mat m) {
               kSlices * per_warp_groups * 16 + warp * (per_warp_rows / 32);
   const int g0 = lo * kTileRows / kGroupRows;
   const int rows = (hi - lo) * kTileRows;
+  if constexpr (kPrefetch) {  // 4 lines of 128 bytes per 4-bit tile
+    if (lo + lane / 4 < hi)
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(m.w + (int64_t{strip} * m.T + lo + lane / 4) * 32 + (lane % 4) * 8));
+  }
   if constexpr (kMode != 0) {
     const int ng = ((hi * kTileRows - 1) / kGroupRows) - g0 + 1;
     for (int i = lane; i < ng * 16; i += 32)
@@ -284,6 +289,82 @@ __global__ void __launch_bounds__(kSlices * 32) block_strip(Mat m) {
     float v = 0.f;
 #pragma unroll
     for (int s = 0; s < kSlices; ++s) v += red[s][threadIdx.x];
+    m.y[strip * 16 + threadIdx.x] = v;
+  }
+}
+
+// Bulk: like block_strip mode 3 (+ perm), but each warp's whole slice of weights is fetched into shared memory by
+// ONE cp.async.bulk (TMA, sm_90) issued by lane 0 before anything else, completing on a per-warp mbarrier: all of
+// the slice's bytes are in flight from the first instruction, and none of them occupy registers. The warp then
+// builds its scales and x as usual, waits on the mbarrier, and computes from shared memory.
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+template <int kSlices, bool kPerm>
+__global__ void __launch_bounds__(kSlices * 32) block_bulk(Mat m) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ float red[kSlices][16];
+  __shared__ __align__(8) uint64_t mbar[kSlices];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int strip = blockIdx.x;
+  const int lo = warp * m.T / kSlices, hi = (warp + 1) * m.T / kSlices;
+  const int per_warp_tiles = (m.T + kSlices - 1) / kSlices;
+  const int per_warp_rows = per_warp_tiles * kTileRows;
+  const int per_warp_groups = per_warp_rows / kGroupRows + 2;
+  uint4* wsm = reinterpret_cast<uint4*>(smem) + warp * per_warp_tiles * 32;  // weights first: 16-byte aligned
+  __half* xs = reinterpret_cast<__half*>(reinterpret_cast<uint4*>(smem) + kSlices * per_warp_tiles * 32) +
+               warp * per_warp_rows;
+  float* sc = reinterpret_cast<float*>(reinterpret_cast<__half*>(reinterpret_cast<uint4*>(smem) +
+                                                                 kSlices * per_warp_tiles * 32) +
+                                       kSlices * per_warp_rows) +
+              warp * per_warp_groups * 16;
+  const uint32_t bar = smem_addr(&mbar[warp]);
+  const uint32_t bytes = static_cast<uint32_t>((hi - lo) * 512);
+  if (lane == 0) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar));
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+    const uint4* src = m.w + (int64_t{strip} * m.T + lo) * 32;
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+            smem_addr(wsm)),
+        "l"(src), "r"(bytes), "r"(bar)
+        : "memory");
+  }
+  const int g0 = lo * kTileRows / kGroupRows;
+  const int rows = (hi - lo) * kTileRows;
+  const int ng = ((hi * kTileRows - 1) / kGroupRows) - g0 + 1;
+  for (int i = lane; i < ng * 16; i += 32) sc[i] = __ldg(m.scale + (g0 + (i >> 4)) * m.N + strip * 16 + (i & 15));
+  for (int i = lane; i < rows; i += 32) {
+    const int src = kPerm ? __ldg(m.perm + lo * kTileRows + i) : lo * kTileRows + i;
+    const __half v = m.x[src];
+    const int tile = i >> 6, rr = i & 63, k = rr >> 4, rem = rr & 15;
+    xs[((tile * 4 + ((rem & 7) >> 1)) * 8 + k * 2 + (rem >> 3)) * 2 + (rem & 1)] = v;
+  }
+  __syncwarp();
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile(
+        "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], 0; selp.u32 %0, 1, 0, p; }"
+        : "=r"(done)
+        : "r"(bar)
+        : "memory");
+  }
+  float t0 = 0.f, t1 = 0.f;
+  const uint32_t* xf = reinterpret_cast<const uint32_t*>(xs);
+#pragma unroll 2
+  for (int i = 0; i < hi - lo; ++i)
+    tile_work_lean<false>(wsm[i * 32 + lane], xf + i * 32, nullptr, sc, i * kTileRows, lane, t0, t1);
+  if ((lane & 3) == 0) {
+    red[warp][lane >> 2] = t0;
+    red[warp][(lane >> 2) + 8] = t1;
+  }
+  __syncthreads();
+  if (threadIdx.x < 16) {
+    float v = 0.f;
+#pragma unroll
+    for (int sl = 0; sl < kSlices; ++sl) v += red[sl][threadIdx.x];
     m.y[strip * 16 + threadIdx.x] = v;
   }
 }
@@ -482,14 +563,14 @@ void run_warp_strip(const Shape& s, const Bufs& bf, int reps, int copies, double
 
 // extra_smem: dynamic shared memory added to each block, to cap resident blocks per SM (the engine's gemv_one has
 // 3 per SM by registers; the lab kernel fits 4).
-template <int U, int kMode, int kSlices, bool kPerm = false, bool kPdl = false>
+template <int U, int kMode, int kSlices, bool kPerm = false, bool kPdl = false, bool kPrefetch = false>
 void run_block_strip(const Shape& s, const Bufs& bf, int reps, int copies, double bytes, size_t extra_smem = 0) {
   const int strips = s.N / 16, T = s.K / kTileRows;
   const int per_warp_rows = (T + kSlices - 1) / kSlices * kTileRows;
   const size_t smem = sizeof(__half) * kSlices * per_warp_rows +
                       sizeof(float) * kSlices * ((per_warp_rows / kGroupRows + 2) * 16 + per_warp_rows / 32) +
                       extra_smem;
-  auto k = block_strip<U, kMode, kSlices, kPerm, kPdl>;
+  auto k = block_strip<U, kMode, kSlices, kPerm, kPdl, kPrefetch>;
   LAB_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   int per_sm = 0;
   LAB_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, kSlices * 32, smem));
@@ -508,13 +589,36 @@ void run_block_strip(const Shape& s, const Bufs& bf, int reps, int copies, doubl
     LAB_CHECK(cudaLaunchKernelEx(&config, k, m));
   };
   const double us = time_us(reps, copies, launch);
-  std::printf("%-8s block/strip slices=%d U=%d mode=%d perm=%d pdl=%d blocks/SM=%d  %8.2f us  %6.3f TB/s\n", s.name,
-              kSlices, U, kMode, kPerm ? 1 : 0, kPdl ? 1 : 0, per_sm, us, bytes / us * 1e-6);
+  std::printf("%-8s block/strip slices=%d U=%d mode=%d perm=%d pdl=%d prefetch=%d blocks/SM=%d  %8.2f us  %6.3f TB/s\n",
+              s.name, kSlices, U, kMode, kPerm ? 1 : 0, kPdl ? 1 : 0, kPrefetch ? 1 : 0, per_sm, us, bytes / us * 1e-6);
   if (kMode != 0 && kMode != 2) {
     launch(0);
     LAB_CHECK(cudaStreamSynchronize(g_stream));
     check_y("", bf, s, kPerm);
   }
+}
+
+template <int kSlices, bool kPerm>
+void run_bulk(const Shape& s, const Bufs& bf, int reps, int copies, double bytes) {
+  const int strips = s.N / 16, T = s.K / kTileRows;
+  const int per_warp_tiles = (T + kSlices - 1) / kSlices;
+  const int per_warp_rows = per_warp_tiles * kTileRows;
+  const size_t smem = size_t{512} * kSlices * per_warp_tiles + sizeof(__half) * kSlices * per_warp_rows +
+                      sizeof(float) * kSlices * (per_warp_rows / kGroupRows + 2) * 16;
+  auto k = block_bulk<kSlices, kPerm>;
+  LAB_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  int per_sm = 0;
+  LAB_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, kSlices * 32, smem));
+  auto launch = [&](int c) {
+    Mat m{bf.w[c], bf.x, bf.scale, bf.perm, bf.y, s.N, s.K, T};
+    k<<<strips, kSlices * 32, smem, g_stream>>>(m);
+  };
+  const double us = time_us(reps, copies, launch);
+  std::printf("%-8s bulk slices=%d perm=%d blocks/SM=%d smem=%zu  %8.2f us  %6.3f TB/s\n", s.name, kSlices,
+              kPerm ? 1 : 0, per_sm, smem, us, bytes / us * 1e-6);
+  launch(0);
+  LAB_CHECK(cudaStreamSynchronize(g_stream));
+  check_y("", bf, s, kPerm);
 }
 
 template <int U, int kSlices, int kNG, bool kPerm>
@@ -578,7 +682,8 @@ int main(int argc, char** argv) {
     LAB_CHECK(cudaFree(dst));
   }
 
-  const Shape shapes[] = {{"gate_up", 28672, 4096}, {"down", 4096, 14336}, {"qkv", 6144, 4096}, {"o", 4096, 4096}};
+  const Shape shapes[] = {{"gate_up", 28672, 4096}, {"gate", 14336, 4096}, {"down", 4096, 14336},
+                          {"qkv", 6144, 4096},      {"o", 4096, 4096}};
   for (const Shape& s : shapes) {
     const double bytes = 0.5 * s.N * s.K;
     const int copies = static_cast<int>(200e6 / bytes) + 1;
@@ -624,6 +729,11 @@ int main(int argc, char** argv) {
     run_block_strip<2, 3, 8, true, true>(s, bf, reps, copies, bytes);
     run_block_strip<2, 3, 8, true>(s, bf, reps, copies, bytes, 60 * 1024);
     run_block_strip<2, 3, 8, true, true>(s, bf, reps, copies, bytes, 60 * 1024);
+    run_block_strip<2, 3, 8, true, false, true>(s, bf, reps, copies, bytes);
+    run_block_strip<2, 3, 8, true, true, true>(s, bf, reps, copies, bytes, 60 * 1024);
+    run_bulk<8, true>(s, bf, reps, copies, bytes);
+    run_bulk<4, true>(s, bf, reps, copies, bytes);
+    run_bulk<16, true>(s, bf, reps, copies, bytes);
     if (s.K == 4096) {
       for (int bps : {2, 3, 4}) {
         run_persist<2, 8, 4, true>(s, bf, reps, copies, bytes, bps, sms);

@@ -35,7 +35,7 @@ using quant::kTileRows;
 constexpr int kMaxSliceWarps = 8;
 #ifndef EXL_GEMV1_MIN_BLOCKS
 // Resident 256-thread blocks per SM the register budget aims for (80 registers). 4 (64 registers, a few spills)
-// measured 8-10% faster per layer in isolation but not in decode (bench/results/2026-11-23d-gemv-lab.md).
+// measured 5-10% faster per layer in isolation but not in decode (bench/results/2026-11-23d-gemv-lab.md, runs 5, 8).
 #define EXL_GEMV1_MIN_BLOCKS 3
 #endif
 
@@ -280,7 +280,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
 
   // The slice's first tiles (up to 4 KB, first class) are prefetched into L2 before the prologue, so the stream's
   // first loads after it hit L2.
-#pragma unroll
+#pragma unroll 1
   for (int c = 0; c < quant::kMaxTileClasses; ++c) {
     if (c >= v.num_classes) break;
     const quant::TileClass& cls = v.classes[c];
@@ -297,7 +297,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
   warp_prologue<kSwiglu>(gp, v, strip, ts, te, tab, xs, lane);
 
   float tot0 = 0.0f, tot1 = 0.0f;
-#pragma unroll
+#pragma unroll 1
   for (int c = 0; c < quant::kMaxTileClasses; ++c) {
     if (c >= v.num_classes) break;
     const quant::TileClass& cls = v.classes[c];
@@ -330,16 +330,18 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
   }
 }
 
+// One body for all parts (the part picked by a run-time index into the __grid_constant__ parameters, read in place)
+// and a class loop that is not unrolled: 6 instances of the stream instead of 3 parts x 6 classes x 6 widths, a 12x
+// smaller kernel (bench/results/2026-11-23d-gemv-lab.md, run 8).
 template <bool kSwiglu>
-__global__ void __launch_bounds__(kMaxSliceWarps * 32, EXL_GEMV1_MIN_BLOCKS) gemv_one_kernel(const Gemv1Params gp) {
+__global__ void __launch_bounds__(kMaxSliceWarps * 32, EXL_GEMV1_MIN_BLOCKS)
+    gemv_one_kernel(const __grid_constant__ Gemv1Params gp) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int32_t b = static_cast<int32_t>(blockIdx.x);
-  if (gp.num_parts > 2 && b >= gp.parts[2].block_begin)
-    gemv_one_body<kSwiglu>(gp, gp.parts[2], smem_raw);
-  else if (gp.num_parts > 1 && b >= gp.parts[1].block_begin)
-    gemv_one_body<kSwiglu>(gp, gp.parts[1], smem_raw);
-  else
-    gemv_one_body<kSwiglu>(gp, gp.parts[0], smem_raw);
+  const int part = (gp.num_parts > 2 && b >= gp.parts[2].block_begin)   ? 2
+                   : (gp.num_parts > 1 && b >= gp.parts[1].block_begin) ? 1
+                                                                        : 0;
+  gemv_one_body<kSwiglu>(gp, gp.parts[part], smem_raw);
 }
 
 }  // namespace
