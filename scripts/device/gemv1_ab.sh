@@ -4,27 +4,29 @@
 # with both, plus an ncu per-kernel summary of one EXL2 decode step. At most 8 files under $OUT.
 # Env: EXL_GEMV1 values to compare in GEMV1_LINEAR / GEMV1_DECODE (default "1 0"; " " skips), GEMV1_NCU=0 skips ncu,
 # GEMV1_NCU_MODE = the EXL_GEMV1 value of the ncu run (default 1).
+# AB_VAR names another environment variable to compare instead of EXL_GEMV1 (e.g. AB_VAR=EXL_FRAG).
 # Usage (device): bash scripts/device/gemv1_ab.sh DIR   (DIR as for gemv_iter.sh)
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 unpack_bins "${1:-.carry/perf}"
+V=${AB_VAR:-EXL_GEMV1}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 run_cuda_tests
 for g in ${GEMV1_LINEAR:-1 0}; do
-  echo "== bench_linear EXL_GEMV1=$g"
-  EXL_GEMV1=$g $B/bench_linear --quick --json $OUT/bench_linear_gemv1_$g.json 2>&1 | tail -45
+  echo "== bench_linear $V=$g"
+  env $V=$g $B/bench_linear --quick --json $OUT/bench_linear_${V}_$g.json 2>&1 | tail -45
 done
 echo "== decode bench"
 for spec in "exl2 --bpw 4.0 --head-bits 6" "gptq"; do
   rm -rf /tmp/m; set -- $spec
   $B/exl make-random-model --preset llama3-8b --format $spec --output /tmp/m > /dev/null 2>&1 || echo "make-random-model $1 failed"
   for g in ${GEMV1_DECODE:-1 0}; do
-    echo "-- $1 EXL_GEMV1=$g"
-    EXL_GEMV1=$g $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --json-out $OUT/bench_$1_gemv1_$g.json 2>&1 | tail -5
+    echo "-- $1 $V=$g"
+    env $V=$g $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --json-out $OUT/bench_$1_${V}_$g.json 2>&1 | tail -5
   done
   if [ "$1" = exl2 ] && [ "${GEMV1_NCU:-1}" = 1 ]; then
     NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-    EXL_GEMV1=${GEMV1_NCU_MODE:-1} timeout 150 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
+    env $V=${GEMV1_NCU_MODE:-1} timeout 150 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
       -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
       $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 > /tmp/ncu.csv 2>/tmp/ncu.err
     tail -1 /tmp/ncu.err

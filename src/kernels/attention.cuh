@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "kernels/frag.cuh"
+
 namespace exl::kernels {
 
 struct AttentionArgs {
@@ -28,6 +30,9 @@ struct AttentionArgs {
   int64_t head_dim = 0;
   float scale = 1.0f;
   int64_t sliding_window = 0;  // 0: none
+  // Decode with one sequence only: the output row also goes, in fragment order, to the o projection's input
+  // (frag.cuh). Ignored by prefill.
+  FragTarget out_frag;
 };
 
 // Any number of new tokens per sequence; max_query_len (host) bounds the new tokens of every sequence.

@@ -461,7 +461,15 @@ __global__ void __launch_bounds__(kCombineThreads) attention_decode_combine_kern
     reinterpret_cast<__half2*>(&packed)[0] = __floats2half2_rn(o.x, o.y);
     reinterpret_cast<__half2*>(&packed)[1] = __floats2half2_rn(o.z, o.w);
     *reinterpret_cast<uint2*>(a.out + (static_cast<int64_t>(s) * a.num_heads + h) * D + tid * 4) = packed;
+    if (a.out_frag.out != nullptr) {
+      const int32_t* dest = a.out_frag.dest + static_cast<int64_t>(h) * D + tid * 4;
+      const __half* hv = reinterpret_cast<const __half*>(&packed);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) a.out_frag.out[dest[j]] = hv[j];
+    }
   }
+  if (a.out_frag.out != nullptr && h == 0)
+    for (int i = tid; i < a.out_frag.num_pads; i += kCombineThreads) a.out_frag.out[a.out_frag.pads[i]] = __ushort_as_half(0);
 }
 
 template <int D, int GP>
@@ -505,6 +513,10 @@ void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, c
     raise_kernel_error(KernelErrorKind::kInvalidArgument,
                        "attention_decode: needs 1 <= num_splits <= 64 and a workspace");
   if (a.num_seqs == 0) return;
+  if (a.out_frag.out != nullptr &&
+      (a.num_seqs != 1 || a.out_frag.dest == nullptr || (a.out_frag.num_pads > 0 && a.out_frag.pads == nullptr)))
+    raise_kernel_error(KernelErrorKind::kInvalidArgument,
+                       "attention_decode: a fragment-ordered output needs one sequence and a complete target");
   if (!aligned16(a.q) || !aligned16(a.out) || !aligned16(a.k_pages) || !aligned16(a.v_pages) ||
       !aligned16(split.workspace))
     raise_kernel_error(KernelErrorKind::kInvalidArgument,

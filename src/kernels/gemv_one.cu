@@ -26,6 +26,7 @@
 #include "kernels/pdl.cuh"
 #include "kernels/quant_linear.cuh"
 #include "kernels/quant_tile_decode.cuh"
+#include "kernels/frag.cuh"
 
 namespace exl::kernels {
 namespace {
@@ -53,6 +54,10 @@ struct Gemv1Params {
   int32_t warp_bytes;  // shared memory per warp
   const __half* x;
   const __half* x_up;  // non-null: the input is half(silu(x) * x_up)
+  const __half* x_frag[kGemvMaxParts];  // non-null: part i's input already in fragment order (frag.cuh), no gather
+  int32_t pair;        // 1: SwiGLU pair (2 parts of one width; a block runs strip b of both, `slices` warps each)
+  int32_t slices;      // warps per part in a block
+  FragTarget y_frag;   // pair: half(silu(gate) * up) of every column goes to y_frag (the next matrix's input)
 };
 
 __device__ __forceinline__ void mma_16816_zero(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -100,11 +105,11 @@ __device__ __forceinline__ uint4 scale_entry(const QuantTilesView& v, int32_t gr
                     tile::half2_as_u32(__halves2half2(z0, z1)), 0u);
 }
 
-// x of a warp's slice in shared memory, in mma fragment order: the 16 B-operand words a lane t (= lane & 3) of the
-// g == 0 lanes needs for one tile are 8 contiguous words (two 16-byte loads): word (tile * 4 + t) * 8 + 2 * kstep + b
-// holds x rows 16 * kstep + 8 * b + 2t, +1 of the tile. (Measured in bench/gemv_lab.cu: one 16-byte load per two
-// k-steps instead of two 4-byte loads per k-step.)
-__device__ __forceinline__ int frag_half_index(int i) {  // slice-relative row -> half index
+// x of a warp's slice in shared memory, in mma fragment order (quant::frag_half_index): the 16 B-operand words a
+// lane t (= lane & 3) of the g == 0 lanes needs for one tile are 8 contiguous words (two 16-byte loads). (Measured
+// in bench/gemv_lab.cu: one 16-byte load per two k-steps instead of two 4-byte loads per k-step.)
+// The same index as quant::frag_half_index, in 32-bit arithmetic (slice-relative rows).
+__device__ __forceinline__ int frag_half_index(int i) {
   const int tile = i >> 6, rr = i & 63, kstep = rr >> 4, rem = rr & 15;
   const int b = rem >> 3, t = (rem & 7) >> 1, hf = rem & 1;
   return ((tile * 4 + t) * 8 + 2 * kstep + b) * 2 + hf;
@@ -207,14 +212,16 @@ __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::
 // across it cost ~40 registers per thread (ptxas -v) and spills at 3 blocks per SM.
 template <bool kSwiglu>
 __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const QuantTilesView& v, int64_t strip, int ts, int te,
-                                           const WarpTable& tab, __half* xs, int lane) {
+                                           const WarpTable& tab, __half* xs, const __half* x_frag, int lane) {
   const int rows = (te - ts) * kTileRows;
   // The first permutation indices are loaded first: their latency overlaps the table's.
   constexpr int kIlp = 4;
   const int32_t* perm = v.perm + int64_t{ts} * kTileRows;
   int32_t src[kIlp];
+  if (x_frag == nullptr) {
 #pragma unroll
-  for (int u = 0; u < kIlp; ++u) src[u] = lane + 32 * u < rows ? __ldg(perm + lane + 32 * u) : -1;
+    for (int u = 0; u < kIlp; ++u) src[u] = lane + 32 * u < rows ? __ldg(perm + lane + 32 * u) : -1;
+  }
   // Scale table (weights only: before the PDL wait). Loads of several entries first, stores after.
   if (te > ts) {
     const int32_t g_first = __ldg(v.chunk_group + 2 * ts);
@@ -235,6 +242,14 @@ __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const Quant
   }
   pdl_wait();
   pdl_launch_dependents();
+  if (x_frag != nullptr) {  // already gathered and in fragment order: the slice is halves [64 ts, 64 te)
+    const uint4* from = reinterpret_cast<const uint4*>(x_frag) + int64_t{ts} * (kTileRows / 8);
+    uint4* to = reinterpret_cast<uint4*>(xs);
+#pragma unroll 4
+    for (int i = lane; i < rows / 8; i += 32) to[i] = from[i];
+    __syncwarp();
+    return;
+  }
 #pragma unroll 1
   for (int i0 = lane; i0 < rows; i0 += 32 * kIlp) {
     if (i0 != lane) {
@@ -260,22 +275,23 @@ __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const Quant
 }
 
 template <bool kSwiglu>
-__device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1Part& p, unsigned char* smem_raw) {
+__device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, int64_t strip, unsigned char* smem_raw) {
+  const Gemv1Part& p = gp.parts[part];
   const QuantTilesView& v = p.w;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int slices = blockDim.x >> 5;
-  const int64_t strip = static_cast<int64_t>(blockIdx.x) - p.block_begin;
+  const int slices = gp.slices;
+  const int wp = gp.pair ? warp - part * slices : warp;  // the warp's slice within its part
   const int T = v.num_tiles;
-  const int ts = static_cast<int>(int64_t{warp} * T / slices);
-  const int te = static_cast<int>(int64_t{warp + 1} * T / slices);
+  const int ts = static_cast<int>(int64_t{wp} * T / slices);
+  const int te = static_cast<int>(int64_t{wp + 1} * T / slices);
 
   // Shared memory: red [kMaxSliceWarps][16] floats, then per warp (gp.warp_bytes each): the table entries
-  // [gp.max_groups][8], chunk_local [2 * gp.max_tiles], fragment-ordered x [gp.max_tiles * 32] words.
+  // [gp.max_groups][8], chunk_local [2 * gp.max_tiles rounded up to 4], fragment-ordered x [gp.max_tiles * 32] words.
   float* red = reinterpret_cast<float*>(smem_raw);
   unsigned char* mine = smem_raw + sizeof(float) * kMaxSliceWarps * quant::kStripCols + warp * gp.warp_bytes;
   const WarpTable tab{reinterpret_cast<uint4*>(mine),
                       reinterpret_cast<int32_t*>(mine + sizeof(uint4) * 8 * gp.max_groups)};
-  uint32_t* xf = reinterpret_cast<uint32_t*>(tab.chunk_local + 2 * gp.max_tiles);
+  uint32_t* xf = reinterpret_cast<uint32_t*>(tab.chunk_local + (2 * gp.max_tiles + 3) / 4 * 4);
   __half* xs = reinterpret_cast<__half*>(xf);
 
   // The slice's first tiles (up to 4 KB, first class) are prefetched into L2 before the prologue, so the stream's
@@ -294,7 +310,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
     }
     break;
   }
-  warp_prologue<kSwiglu>(gp, v, strip, ts, te, tab, xs, lane);
+  warp_prologue<kSwiglu>(gp, v, strip, ts, te, tab, xs, gp.x_frag[part], lane);
 
   float tot0 = 0.0f, tot1 = 0.0f;
 #pragma unroll 1
@@ -322,26 +338,46 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, const Gemv1
   if (tid < quant::kStripCols) {
     const int64_t col = strip * quant::kStripCols + tid;
     if (col < v.out_features) {
-      float val = 0.0f;
-      for (int s = 0; s < slices; ++s) val += red[s * quant::kStripCols + tid];
-      if (v.bias) val += __half2float(v.bias[col]);
-      p.y[col] = __float2half_rn(val);
+      if (!gp.pair) {
+        float val = 0.0f;
+        for (int s = 0; s < slices; ++s) val += red[s * quant::kStripCols + tid];
+        if (v.bias) val += __half2float(v.bias[col]);
+        p.y[col] = __float2half_rn(val);
+      } else {
+        // Warps [0, slices) ran the gate strip, [slices, 2 slices) the up strip; both rounded to fp16 before the
+        // product, as kernels::silu_mul on the stored outputs.
+        float gv = 0.0f, uv = 0.0f;
+        for (int s = 0; s < slices; ++s) {
+          gv += red[s * quant::kStripCols + tid];
+          uv += red[(slices + s) * quant::kStripCols + tid];
+        }
+        if (gp.parts[0].w.bias) gv += __half2float(gp.parts[0].w.bias[col]);
+        if (gp.parts[1].w.bias) uv += __half2float(gp.parts[1].w.bias[col]);
+        const __half gh = __float2half_rn(gv), uh = __float2half_rn(uv);
+        gp.parts[0].y[col] = gh;
+        gp.parts[1].y[col] = uh;
+        gp.y_frag.out[gp.y_frag.dest[col]] =
+            __float2half_rn(tile::silu_times(__half2float(gh), __half2float(uh)));
+      }
     }
   }
+  if (gp.pair && strip == 0)
+    for (int i = tid; i < gp.y_frag.num_pads; i += blockDim.x) gp.y_frag.out[gp.y_frag.pads[i]] = __ushort_as_half(0);
 }
 
 // One body for all parts (the part picked by a run-time index into the __grid_constant__ parameters, read in place)
 // and a class loop that is not unrolled: 6 instances of the stream instead of 3 parts x 6 classes x 6 widths, a 12x
-// smaller kernel (bench/results/2026-11-23d-gemv-lab.md, run 8).
+// smaller kernel (bench/results/2026-11-23d-gemv-lab.md, run 8). Pair mode: block b is strip b of both parts.
 template <bool kSwiglu>
 __global__ void __launch_bounds__(kMaxSliceWarps * 32, EXL_GEMV1_MIN_BLOCKS)
     gemv_one_kernel(const __grid_constant__ Gemv1Params gp) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int32_t b = static_cast<int32_t>(blockIdx.x);
-  const int part = (gp.num_parts > 2 && b >= gp.parts[2].block_begin)   ? 2
+  const int part = gp.pair ? (static_cast<int>(threadIdx.x >> 5) >= gp.slices ? 1 : 0)
+                   : (gp.num_parts > 2 && b >= gp.parts[2].block_begin) ? 2
                    : (gp.num_parts > 1 && b >= gp.parts[1].block_begin) ? 1
                                                                         : 0;
-  gemv_one_body<kSwiglu>(gp, gp.parts[part], smem_raw);
+  gemv_one_body<kSwiglu>(gp, part, b - gp.parts[part].block_begin, smem_raw);
 }
 
 }  // namespace
@@ -382,17 +418,42 @@ bool gemv_one_preferred(const GemvPart* parts, int num_parts, const __half* x_up
   return true;
 }
 
-void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up, cudaStream_t stream) {
+void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up, cudaStream_t stream,
+                    const GemvOneFrag* frag) {
   if (num_parts < 1 || num_parts > kGemvMaxParts)
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_one: %d matrices in one launch (1 .. %d)",
                         num_parts, kGemvMaxParts);
+  const bool pair = frag != nullptr && frag->swiglu_pair;
   Gemv1Params p{};
   p.num_parts = num_parts;
   p.x = x;
   p.x_up = x_up;
+  if (frag != nullptr) {
+    for (int i = 0; i < num_parts; ++i) {
+      p.x_frag[i] = frag->x[i];
+      if (p.x_frag[i] == nullptr || reinterpret_cast<uintptr_t>(p.x_frag[i]) % 16 != 0)
+        raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
+                            "gemv_one: fragment-ordered input %d is null or not 16-byte aligned", i);
+    }
+    if (x_up != nullptr)
+      raise_kernel_error(KernelErrorKind::kInvalidArgument,
+                         "gemv_one: a fragment-ordered input is already the SwiGLU product (x_up must be null)");
+  }
+  if (pair) {
+    if (num_parts != 2 || parts[0].w->width != parts[1].w->width ||
+        parts[0].w->out_features != parts[1].w->out_features || frag->y_frag.out == nullptr ||
+        frag->y_frag.dest == nullptr || (frag->y_frag.num_pads > 0 && frag->y_frag.pads == nullptr))
+      raise_kernel_error(KernelErrorKind::kInvalidArgument,
+                         "gemv_one: a SwiGLU pair needs two matrices of one shape (gate, up) and an output target");
+    p.pair = 1;
+    p.y_frag = frag->y_frag;
+  }
   int32_t max_tiles = 0;
   for (int i = 0; i < num_parts; ++i) max_tiles = std::max(max_tiles, parts[i].w->num_tiles);
-  const int slices = gemv_one_slices(max_tiles);
+  // A pair runs both parts in one block of at most kMaxSliceWarps warps.
+  const int slices = pair ? std::min(gemv_one_slices(max_tiles), kMaxSliceWarps / 2) : gemv_one_slices(max_tiles);
+  const int warps = pair ? 2 * slices : slices;
+  p.slices = slices;
   const int per_warp_tiles = (max_tiles + slices - 1) / slices;
   p.max_tiles = per_warp_tiles;
   p.max_groups = 0;
@@ -402,7 +463,8 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
     p.max_groups = std::max(p.max_groups, pl.one_slices == slices && pl.one_max_groups > 0 ? pl.one_max_groups
                                                                                             : 2 * per_warp_tiles);
   }
-  p.warp_bytes = static_cast<int32_t>(sizeof(uint4) * 8 * p.max_groups + sizeof(int32_t) * 2 * p.max_tiles +
+  p.warp_bytes = static_cast<int32_t>(sizeof(uint4) * 8 * p.max_groups +
+                                      sizeof(int32_t) * ((2 * p.max_tiles + 3) / 4 * 4) +
                                       sizeof(uint32_t) * 32 * p.max_tiles);
   p.warp_bytes = (p.warp_bytes + 15) / 16 * 16;
   int64_t blocks = 0;
@@ -414,18 +476,18 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
                           static_cast<long long>(w.in_features), static_cast<long long>(parts[0].w->in_features));
     p.parts[i].w = w;
     p.parts[i].y = parts[i].y;
-    p.parts[i].block_begin = static_cast<int32_t>(blocks);
-    blocks += (w.width + quant::kStripCols - 1) / quant::kStripCols;
+    p.parts[i].block_begin = pair ? 0 : static_cast<int32_t>(blocks);
+    if (!pair || i == 0) blocks += (w.width + quant::kStripCols - 1) / quant::kStripCols;
   }
   if (blocks <= 0 || blocks > (int64_t{1} << 31) - 1)
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_one: %lld blocks", static_cast<long long>(blocks));
-  const size_t smem = sizeof(float) * kMaxSliceWarps * quant::kStripCols + static_cast<size_t>(slices) * p.warp_bytes;
+  const size_t smem = sizeof(float) * kMaxSliceWarps * quant::kStripCols + static_cast<size_t>(warps) * p.warp_bytes;
   auto kernel = x_up != nullptr ? gemv_one_kernel<true> : gemv_one_kernel<false>;
   if (smem > 48 * 1024) {
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                "gemv_one: cudaFuncSetAttribute");
   }
-  launch_pdl("gemv_one", kernel, dim3(static_cast<unsigned>(blocks)), dim3(32 * slices), smem, stream, p);
+  launch_pdl("gemv_one", kernel, dim3(static_cast<unsigned>(blocks)), dim3(32 * warps), smem, stream, p);
 }
 
 }  // namespace exl::kernels

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 
+#include "kernels/frag.cuh"
 #include "quant/tile_layout.h"
 
 namespace exl::kernels {
@@ -92,7 +93,17 @@ void set_gemv_one_mode(GemvOneMode mode);
 int gemv_one_slices(int32_t num_tiles);
 struct GemvPart;
 bool gemv_one_preferred(const GemvPart* parts, int num_parts, const __half* x_up);
-void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up, cudaStream_t stream);
+// Fragment-ordered inputs (frag.cuh) for a gemv_one launch: part i reads x[i] (16-byte aligned, at least its padded
+// rows) instead of gathering x through its perm; the launch's x and x_up are then unused (x_up must be null).
+// swiglu_pair: exactly 2 parts of one shape (gate, up) run in the same block, which also writes
+// half(silu(gate) * up) of each column to y_frag (the down projection's fragment-ordered input) and zeroes its pads.
+struct GemvOneFrag {
+  const __half* x[kGemvMaxParts] = {};
+  bool swiglu_pair = false;
+  FragTarget y_frag;
+};
+void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up, cudaStream_t stream,
+                    const GemvOneFrag* frag = nullptr);
 
 void dequant_quant(const QuantTilesView& w, int64_t col_begin, int64_t cols, __half* out, cudaStream_t stream);
 

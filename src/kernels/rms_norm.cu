@@ -138,6 +138,19 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(AddRmsNormArgs a
       }
     }
   }
+  // Fragment-ordered copies (one row): the same fp16 values, scattered to each target's dest, pads zeroed.
+  for (int f = 0; f < a.num_frag; ++f) {
+    const FragTarget& ft = a.frag[f];
+#pragma unroll
+    for (int k = 0; k < kSteps; ++k) {
+      const int i0 = (k * kThreads + tid) * W;
+      if (i0 < n) {
+#pragma unroll
+        for (int e = 0; e < W; ++e) ft.out[ft.dest[i0 + e]] = __float2half_rn(v[k][e] * inv * w[k][e]);
+      }
+    }
+    for (int i = tid; i < ft.num_pads; i += kThreads) ft.out[ft.pads[i]] = __ushort_as_half(0);
+  }
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -149,6 +162,14 @@ void launch_add_rms_norm(const AddRmsNormArgs& args, cudaStream_t stream) {
     raise_kernel_errorf(KernelErrorKind::kUnsupported, "rms_norm: hidden_size %lld is outside [1, %d]",
                         static_cast<long long>(args.hidden_size), kMaxHidden);
   if (args.num_rows == 0) return;
+  if (args.num_frag < 0 || args.num_frag > kMaxFragTargets || (args.num_frag > 0 && args.num_rows != 1))
+    raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
+                        "rms_norm: %d fragment-ordered outputs for %lld rows (at most %d, one row only)",
+                        static_cast<int>(args.num_frag), static_cast<long long>(args.num_rows), kMaxFragTargets);
+  for (int f = 0; f < args.num_frag; ++f)
+    if (args.frag[f].out == nullptr || args.frag[f].dest == nullptr ||
+        (args.frag[f].num_pads > 0 && args.frag[f].pads == nullptr))
+      raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "rms_norm: fragment-ordered output %d is incomplete", f);
   const dim3 grid(static_cast<unsigned>(args.num_rows));
   const bool vec = args.hidden_size % 8 == 0 && aligned16(args.x) && aligned16(args.weight) &&
                    aligned16(args.out) && (args.residual == nullptr || aligned16(args.residual));

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "kernels/frag.cuh"
+
 namespace exl::kernels {
 
 struct AddRmsNormArgs {
@@ -17,6 +19,10 @@ struct AddRmsNormArgs {
   int64_t num_rows = 0;
   int64_t hidden_size = 0;
   float eps = 1e-6f;
+  // One row only (num_rows == 1): the normalized row also goes, in fragment order, to each target (frag.cuh): the
+  // inputs of the one-token GEMVs that read it.
+  FragTarget frag[kMaxFragTargets];
+  int32_t num_frag = 0;
 };
 
 void launch_add_rms_norm(const AddRmsNormArgs& args, cudaStream_t stream);

@@ -36,4 +36,18 @@ __host__ __device__
 #endif
 inline int64_t tile_stride_words(int bits) { return 32 * int64_t{bits}; }
 
+// Fragment order of a one-token input: the half index at which padded row `row` (perm order) of x sits so that the
+// g == 0 lanes of gemv_one's mma B operand read a tile's words with two 16-byte loads. Within tile `row / 64`:
+// lane t (0..3) owns 8 contiguous words, word 2 * kstep + b of them holding rows 16 kstep + 8 b + 2t and +1.
+// Tile-linear: the rows of tiles [a, b) are the halves [64 a, 64 b).
+#if defined(__CUDACC__)
+__host__ __device__
+#endif
+constexpr int64_t frag_half_index(int64_t row) {
+  const int64_t tile = row >> 6;
+  const int rr = static_cast<int>(row & 63), kstep = rr >> 4, rem = rr & 15;
+  const int b = rem >> 3, t = (rem & 7) >> 1, hf = rem & 1;
+  return ((tile * 4 + t) * 8 + 2 * kstep + b) * 2 + hf;
+}
+
 }  // namespace exl::quant

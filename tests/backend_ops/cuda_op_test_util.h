@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -80,6 +81,26 @@ class GuardedArray {
   size_t n_;
   cuda::DeviceBuffer buf_;
 };
+
+
+// A synthetic fragment-ordered layout (kernels/frag.cuh) for n inputs and `pads` pad slots: a random one-to-one
+// placement over n + pads slots.
+struct SyntheticFrag {
+  std::vector<int32_t> dest, pads;
+};
+inline SyntheticFrag synthetic_frag(std::mt19937& rng, int64_t n, int64_t pads) {
+  std::vector<int32_t> slots(static_cast<size_t>(n + pads));
+  for (size_t i = 0; i < slots.size(); ++i) slots[i] = static_cast<int32_t>(i);
+  std::shuffle(slots.begin(), slots.end(), rng);
+  return {std::vector<int32_t>(slots.begin(), slots.begin() + n), std::vector<int32_t>(slots.begin() + n, slots.end())};
+}
+// frag must hold plain[i] at dest[i] (bit for bit) and 0 at every pad.
+inline void expect_frag_matches(const std::vector<uint16_t>& frag, const std::vector<uint16_t>& plain,
+                                const SyntheticFrag& f) {
+  for (size_t i = 0; i < f.dest.size(); ++i)
+    ASSERT_EQ(frag[static_cast<size_t>(f.dest[i])], plain[i]) << "element " << i << " at slot " << f.dest[i];
+  for (int32_t p : f.pads) ASSERT_EQ(frag[static_cast<size_t>(p)], 0) << "pad slot " << p << " not zeroed";
+}
 
 }  // namespace exl::testing
 

@@ -84,9 +84,18 @@ void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, T
     kernels::launch_attention_prefill(a, max_q, nullptr);
   } else {
     GuardedArray<float> ws(static_cast<size_t>(kernels::decode_attention_workspace_floats(S, NH, D, splits)));
+    // One sequence: also the fragment-ordered copy for the o projection (a synthetic layout with 24 pads).
+    const SyntheticFrag layout = synthetic_frag(rng, NH * D, 24);
+    GuardedArray<int32_t> d_dest(layout.dest), d_pads(layout.pads);
+    GuardedArray<uint16_t> d_frag(static_cast<size_t>(NH * D + 24));
+    if (S == 1) a.out_frag = {reinterpret_cast<__half*>(d_frag.get()), d_dest.get(), d_pads.get(), 24};
     kernels::launch_attention_decode(a, {splits, ws.get()}, nullptr);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     EXPECT_TRUE(ws.guards_intact());
+    if (S == 1) {
+      expect_frag_matches(d_frag.download(), d_out.download(), layout);
+      EXPECT_TRUE(d_frag.guards_intact());
+    }
   }
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const Diff d = compare(from_half_bits(d_out.download()), want);
@@ -128,6 +137,7 @@ TEST(AttentionOps, DecodeMatchesCpu) {
            kernels::choose_decode_splits(1, 8, 8192, 132), rng, pool);
   run_case({32, 8, 128, 256, 1000, {{1, 4000}, {1, 999}}}, Kernel::kDecode, 16, rng, pool);
   run_case({64, 4, 128, 256, 0, {{1, 300}}}, Kernel::kDecode, 5, rng, pool);  // 16 query heads per KV head
+  for (int64_t D : {64, 128, 256}) run_case({8, 2, D, 16, 0, {{1, 333}}}, Kernel::kDecode, 7, rng, pool);
 }
 
 TEST(AttentionOps, RejectsUnsupportedHeadDim) {

@@ -500,6 +500,165 @@ TEST(LinearOps, TinyLlamaExl2Layers) {
   if (checked == 0) GTEST_SKIP() << "tiny-llama exl2 models not found under " << testdata().string();
 }
 
+
+// ---- Fragment-ordered one-token inputs (kernels/frag.cuh) ----
+
+// A matrix's fragment target read back: dest (per input feature) and pads, checked to be disjoint and inside the
+// padded rows.
+struct FragLayout {
+  std::vector<int32_t> dest, pads;
+};
+FragLayout read_frag_layout(const CudaLinear& lin) {
+  const kernels::FragTarget t = lin.frag_target(nullptr);
+  FragLayout f;
+  f.dest.resize(static_cast<size_t>(lin.in_features()));
+  f.pads.resize(static_cast<size_t>(t.num_pads));
+  EXL_CUDA_CHECK(cudaMemcpy(f.dest.data(), t.dest, f.dest.size() * 4, cudaMemcpyDeviceToHost));
+  if (t.num_pads > 0) EXL_CUDA_CHECK(cudaMemcpy(f.pads.data(), t.pads, f.pads.size() * 4, cudaMemcpyDeviceToHost));
+  std::vector<int> seen(static_cast<size_t>(lin.padded_rows()), 0);
+  for (const std::vector<int32_t>* v : {&f.dest, &f.pads})
+    for (int32_t i : *v) {
+      EXPECT_TRUE(i >= 0 && i < lin.padded_rows()) << "fragment index " << i << " outside " << lin.padded_rows();
+      if (i >= 0 && i < lin.padded_rows()) ++seen[static_cast<size_t>(i)];
+    }
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], 1) << "fragment slot " << i;
+  EXPECT_EQ(static_cast<int64_t>(f.dest.size() + f.pads.size()), lin.padded_rows());
+  return f;
+}
+
+// What a producer writes: x[n] at dest[n], 0 at the pads (the buffer starts poisoned: nothing may be left unset).
+DeviceBuffer frag_buffer(const FragLayout& f, const std::vector<uint16_t>& x, int64_t padded) {
+  std::vector<uint16_t> h(static_cast<size_t>(padded), kPoison);
+  for (size_t n = 0; n < f.dest.size(); ++n) h[static_cast<size_t>(f.dest[n])] = x[n];
+  for (int32_t p : f.pads) h[static_cast<size_t>(p)] = 0;
+  DeviceBuffer b(h.size() * 2);
+  b.upload(h.data(), h.size() * 2);
+  return b;
+}
+
+std::vector<float> oracle(const LinearWeight& w, const std::vector<float>& x) {
+  const std::vector<float> w_nk = w.to_f32_nk();
+  std::vector<float> ref(static_cast<size_t>(w.out_features));
+  cpu::linear(pool(), x.data(), w_nk.data(), w.bias.empty() ? nullptr : w.bias.data(), ref.data(), 1, w.in_features,
+              w.out_features);
+  return ref;
+}
+
+std::vector<uint16_t> download_halves(const DeviceBuffer& b, int64_t n) {
+  std::vector<uint16_t> h(static_cast<size_t>(n));
+  b.download(h.data(), h.size() * 2);
+  return h;
+}
+
+TEST(LinearOps, FragInputOneToken) {
+  EXL_REQUIRE_GPU();
+  quant::GptqPackOptions act;
+  act.group_size = 128;
+  act.g_idx.resize(1024);
+  for (int64_t r = 0; r < 1024; ++r) act.g_idx[static_cast<size_t>(r)] = static_cast<int32_t>((r * 7) % 8);
+  std::vector<LinearWeight> ws;
+  for (int bits : {2, 3, 4, 5, 6, 8}) ws.push_back(exl2_weight(256, 1024, {{bits, 1.0, bits <= 3 ? 64 : 128}}, false, 400 + bits));
+  ws.push_back(exl2_weight(
+      200, 1056, {{8, 0.1, 32}, {6, 0.1, 64}, {5, 0.2, 32}, {4, 0.2, 128}, {3, 0.2, 64}, {2, 0.2, 32}}, true, 410));
+  ws.push_back(exl2_weight(256, 14336, {{4, 1.0, 128}}, true, 411));
+  ws.push_back(gptq_weight(384, 1024, act, true, 412));
+  Stream stream;
+  const LinearContext ctx{stream.get(), nullptr, nullptr, 0};
+  for (const LinearWeight& w : ws) {
+    SCOPED_TRACE(::testing::Message() << w.describe() << " N=" << w.out_features << " K=" << w.in_features);
+    const CudaLinear lin = CudaLinear::create(w);
+    ASSERT_TRUE(lin.frag_capable());
+    const FragLayout f = read_frag_layout(lin);
+    const RandomInput in = random_input(1, w.in_features, 77);
+    const DeviceBuffer xf = frag_buffer(f, in.half_bits, lin.padded_rows());
+    DeviceBuffer y(static_cast<size_t>(w.out_features) * 2);
+    EXL_CUDA_CHECK(cudaMemset(y.get(), 0xff, y.bytes()));
+    lin.forward_frag(xf.as<__half>(), y.as<__half>(), ctx);
+    stream.synchronize();
+    EXL_CUDA_CHECK(cudaGetLastError());
+    Checker::compare(download_halves(y, w.out_features), oracle(w, in.floats));
+  }
+  const LinearWeight fw = float_weight(64, 256, DType::kF16, false, 413);
+  const CudaLinear flin = CudaLinear::create(fw);
+  EXPECT_FALSE(flin.frag_capable());
+  EXPECT_THROW(flin.frag_target(nullptr), Error);
+}
+
+// q/k/v as one fragment-ordered launch; then gate/up as a SwiGLU pair whose product feeds a down projection.
+TEST(LinearOps, FragGroupAndSwigluPair) {
+  EXL_REQUIRE_GPU();
+  Stream stream;
+  const LinearContext ctx{stream.get(), nullptr, nullptr, 0};
+  const int64_t K = 1024;
+  const RandomInput in = random_input(1, K, 99);
+  {
+    const LinearWeight q = exl2_weight(512, K, {{4, 0.5, 32}, {3, 0.5, 64}}, false, 451);
+    const LinearWeight k = exl2_weight(128, K, {{6, 0.3, 32}, {4, 0.7, 128}}, true, 452);
+    const LinearWeight v = exl2_weight(200, K, {{8, 0.2, 32}, {5, 0.3, 32}, {2, 0.5, 64}}, false, 453);
+    const CudaLinear lq = CudaLinear::create(q), lk = CudaLinear::create(k), lv = CudaLinear::create(v);
+    const CudaLinearGroup g = CudaLinearGroup::create({&lq, &lk, &lv});
+    ASSERT_TRUE(g.frag_capable());
+    const DeviceBuffer fq = frag_buffer(read_frag_layout(lq), in.half_bits, lq.padded_rows());
+    const DeviceBuffer fk = frag_buffer(read_frag_layout(lk), in.half_bits, lk.padded_rows());
+    const DeviceBuffer fv = frag_buffer(read_frag_layout(lv), in.half_bits, lv.padded_rows());
+    DeviceBuffer yq(512 * 2), yk(128 * 2), yv(200 * 2);
+    const __half* xs[] = {fq.as<__half>(), fk.as<__half>(), fv.as<__half>()};
+    __half* ys[] = {yq.as<__half>(), yk.as<__half>(), yv.as<__half>()};
+    g.forward_frag(xs, ys, nullptr, ctx);
+    stream.synchronize();
+    EXL_CUDA_CHECK(cudaGetLastError());
+    Checker::compare(download_halves(yq, 512), oracle(q, in.floats));
+    Checker::compare(download_halves(yk, 128), oracle(k, in.floats));
+    Checker::compare(download_halves(yv, 200), oracle(v, in.floats));
+  }
+  const int64_t I = 1056;  // not a multiple of 16 columns: padded strips
+  quant::GptqPackOptions opt;
+  opt.group_size = 128;
+  opt.g_idx.resize(static_cast<size_t>(K));
+  for (int64_t r = 0; r < K; ++r) opt.g_idx[static_cast<size_t>(r)] = static_cast<int32_t>((r * 3) % 8);
+  const LinearWeight gate = gptq_weight(I, K, opt, true, 461);
+  const LinearWeight up = exl2_weight(I, K, {{5, 0.4, 32}, {4, 0.6, 128}}, false, 462);
+  const LinearWeight down = exl2_weight(384, I, {{6, 0.2, 64}, {4, 0.5, 128}, {3, 0.3, 32}}, true, 463);
+  const CudaLinear lg = CudaLinear::create(gate), lu = CudaLinear::create(up), ld = CudaLinear::create(down);
+  const CudaLinearGroup gu = CudaLinearGroup::create({&lg, &lu});
+  const DeviceBuffer fg = frag_buffer(read_frag_layout(lg), in.half_bits, lg.padded_rows());
+  const DeviceBuffer fu = frag_buffer(read_frag_layout(lu), in.half_bits, lu.padded_rows());
+  const FragLayout fd = read_frag_layout(ld);
+  std::vector<uint16_t> poison(static_cast<size_t>(ld.padded_rows()), kPoison);
+  DeviceBuffer xdown(poison.size() * 2);
+  xdown.upload(poison.data(), poison.size() * 2);
+  DeviceBuffer yg(static_cast<size_t>(I) * 2), yu(static_cast<size_t>(I) * 2);
+  const __half* xs[] = {fg.as<__half>(), fu.as<__half>()};
+  __half* ys[] = {yg.as<__half>(), yu.as<__half>()};
+  const kernels::FragTarget target = ld.frag_target(xdown.as<__half>());
+  gu.forward_frag(xs, ys, &target, ctx);
+  stream.synchronize();
+  EXL_CUDA_CHECK(cudaGetLastError());
+  const std::vector<uint16_t> gh = download_halves(yg, I), uh = download_halves(yu, I);
+  Checker::compare(gh, oracle(gate, in.floats));
+  Checker::compare(uh, oracle(up, in.floats));
+  // The product, in down's fragment order, against silu(gate) * up of the stored outputs.
+  const std::vector<uint16_t> prod = download_halves(xdown, ld.padded_rows());
+  std::vector<float> act(static_cast<size_t>(I));
+  for (int64_t n = 0; n < I; ++n) {
+    const float g = half_to_float(gh[static_cast<size_t>(n)]), u = half_to_float(uh[static_cast<size_t>(n)]);
+    act[static_cast<size_t>(n)] = round_to_half(g / (1.0f + std::exp(-g)) * u);
+    const float got = half_to_float(prod[static_cast<size_t>(fd.dest[static_cast<size_t>(n)])]);
+    ASSERT_NEAR(got, act[static_cast<size_t>(n)], 2e-3f * std::fabs(act[static_cast<size_t>(n)]) + 1e-6f)
+        << "silu(gate) * up of column " << n;
+  }
+  for (int32_t p : fd.pads) ASSERT_EQ(prod[static_cast<size_t>(p)], 0) << "pad slot " << p << " not zeroed";
+  DeviceBuffer yd(384 * 2);
+  ld.forward_frag(xdown.as<__half>(), yd.as<__half>(), ctx);
+  stream.synchronize();
+  Checker::compare(download_halves(yd, 384), oracle(down, act));
+  // A pair needs two matrices of one shape.
+  const LinearWeight odd = exl2_weight(512, K, {{4, 1.0, 128}}, false, 464);
+  const CudaLinear lo = CudaLinear::create(odd);
+  const CudaLinearGroup bad = CudaLinearGroup::create({&lg, &lo});
+  EXPECT_THROW(bad.forward_frag(xs, ys, &target, ctx), Error);
+}
+
 }  // namespace
 }  // namespace exl::cuda
 

@@ -1,5 +1,7 @@
 // CUDA add + RMSNorm vs cpu::add_inplace + cpu::rms_norm (fp16 output: relative L2 1e-3).
 #ifdef EXL_HAVE_CUDA
+#include <memory>
+
 #include "backend/cpu/ops.h"
 #include "cuda_op_test_util.h"
 #include "kernels/rms_norm.cuh"
@@ -55,6 +57,49 @@ TEST(RmsNormOps, GathersRows) {
   for (size_t r = 0; r < pick.size(); ++r)
     cpu::rms_norm(x.data() + pick[r] * hidden, w.data(), want.data() + r * hidden, 1, hidden, 1e-6f);
   EXL_EXPECT_CLOSE(from_half_bits(d_out.download()), want, 1e-3);
+}
+
+TEST(RmsNormOps, FragmentOrderedCopies) {
+  EXL_REQUIRE_GPU();
+  std::mt19937 rng(4);
+  for (int64_t hidden : {4096, 77}) {
+    const std::vector<float> x = random_floats(rng, static_cast<size_t>(hidden), 3.0f);
+    const std::vector<float> res = round_half(random_floats(rng, static_cast<size_t>(hidden)));
+    const std::vector<float> w = random_floats(rng, static_cast<size_t>(hidden));
+    GuardedArray<float> d_x(x), d_w(w);
+    GuardedArray<uint16_t> d_res(to_half_bits(res)), d_out(static_cast<size_t>(hidden));
+    kernels::AddRmsNormArgs a{d_x.get(), reinterpret_cast<const __half*>(d_res.get()), d_w.get(),
+                              reinterpret_cast<__half*>(d_out.get()), nullptr, 1, hidden, 1e-5f};
+    std::vector<SyntheticFrag> layouts;
+    std::vector<std::unique_ptr<GuardedArray<int32_t>>> idx;
+    std::vector<std::unique_ptr<GuardedArray<uint16_t>>> outs;
+    for (int f = 0; f < kernels::kMaxFragTargets; ++f) {
+      layouts.push_back(synthetic_frag(rng, hidden, f * 40));
+      idx.push_back(std::make_unique<GuardedArray<int32_t>>(layouts.back().dest));
+      idx.push_back(std::make_unique<GuardedArray<int32_t>>(layouts.back().pads.empty() ? std::vector<int32_t>{0}
+                                                                                         : layouts.back().pads));
+      outs.push_back(std::make_unique<GuardedArray<uint16_t>>(static_cast<size_t>(hidden + f * 40)));
+      a.frag[f] = {reinterpret_cast<__half*>(outs.back()->get()), idx[2 * f]->get(),
+                   layouts.back().pads.empty() ? nullptr : idx[2 * f + 1]->get(),
+                   static_cast<int32_t>(layouts.back().pads.size())};
+    }
+    a.num_frag = kernels::kMaxFragTargets;
+    kernels::launch_add_rms_norm(a, nullptr);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<float> xs = x;
+    cpu::add_inplace(xs.data(), res.data(), hidden);
+    std::vector<float> want(static_cast<size_t>(hidden));
+    cpu::rms_norm(xs.data(), w.data(), want.data(), 1, hidden, 1e-5f);
+    const std::vector<uint16_t> plain = d_out.download();
+    EXL_EXPECT_CLOSE(from_half_bits(plain), want, 1e-3);
+    for (int f = 0; f < kernels::kMaxFragTargets; ++f) {
+      expect_frag_matches(outs[static_cast<size_t>(f)]->download(), plain, layouts[static_cast<size_t>(f)]);
+      EXPECT_TRUE(outs[static_cast<size_t>(f)]->guards_intact());
+    }
+    // Fragment copies are for one row only.
+    a.num_rows = 2;
+    EXPECT_THROW(kernels::launch_add_rms_norm(a, nullptr), Error);
+  }
 }
 
 TEST(RmsNormOps, RejectsOversizedRows) {

@@ -29,6 +29,10 @@ struct CudaLinear::Impl {
   kernels::QuantTilesView view;
   kernels::GemvSplitPlan plan;
   std::vector<int32_t> chunk_group_host;  // for re-planning the split in a CudaLinearGroup
+  // Fragment-ordered input (kernels/frag.cuh): half index of each input feature, and of each pad row.
+  DeviceBuffer frag_dest, frag_pads;
+  int32_t num_pads = 0;
+  int64_t padded_rows = 0;
 };
 
 namespace {
@@ -108,6 +112,27 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
   im.bias = upload_vector(t.bias, im.bytes);
   const int64_t col_blocks = (t.width + kernels::kGemvBlockCols - 1) / kernels::kGemvBlockCols;
   im.chunk_group_host = t.chunk_group;
+  {
+    std::vector<int32_t> dest(static_cast<size_t>(K), -1), pads;
+    for (int64_t r = 0; r < t.padded_rows; ++r) {
+      const int32_t src = t.perm[static_cast<size_t>(r)];
+      const auto at = static_cast<int32_t>(quant::frag_half_index(r));
+      if (src < 0) {
+        pads.push_back(at);
+        continue;
+      }
+      EXL_CHECK(src < K && dest[static_cast<size_t>(src)] < 0, kInvalidArgument,
+                "{}: the row permutation maps two rows to input feature {} (or it is >= {})", w.key, src, K);
+      dest[static_cast<size_t>(src)] = at;
+    }
+    for (int64_t n = 0; n < K; ++n)
+      EXL_CHECK(dest[static_cast<size_t>(n)] >= 0, kInvalidArgument,
+                "{}: the row permutation never reads input feature {}", w.key, n);
+    im.frag_dest = upload_vector(dest, im.bytes);
+    if (!pads.empty()) im.frag_pads = upload_vector(pads, im.bytes);
+    im.num_pads = static_cast<int32_t>(pads.size());
+    im.padded_rows = t.padded_rows;
+  }
   im.counters = DeviceBuffer(static_cast<size_t>(col_blocks) * 4);
   EXL_CUDA_CHECK(cudaMemset(im.counters.get(), 0, im.counters.bytes()));
 
@@ -221,6 +246,29 @@ void CudaLinear::run_gemv(const __half* x, const __half* x_up, __half* y, int64_
                       im.counters.as<uint32_t>(), ctx.stream);
 }
 
+bool CudaLinear::frag_capable() const { return impl_->format != quant::WeightFormat::kFloat; }
+
+int64_t CudaLinear::padded_rows() const { return impl_->padded_rows; }
+
+kernels::FragTarget CudaLinear::frag_target(__half* buffer) const {
+  EXL_CHECK(frag_capable(), kInvalidArgument, "CudaLinear::frag_target: FP16 weights read a plain input");
+  kernels::FragTarget t;
+  t.out = buffer;
+  t.dest = impl_->frag_dest.as<int32_t>();
+  t.pads = impl_->num_pads > 0 ? impl_->frag_pads.as<int32_t>() : nullptr;
+  t.num_pads = impl_->num_pads;
+  return t;
+}
+
+void CudaLinear::forward_frag(const __half* x_frag, __half* y, const LinearContext& ctx) const {
+  EXL_CHECK(frag_capable(), kInvalidArgument, "CudaLinear::forward_frag: needs EXL2/GPTQ weights");
+  const Impl& im = *impl_;
+  const kernels::GemvPart part{&im.view, &im.plan, y, nullptr, nullptr};
+  kernels::GemvOneFrag frag;
+  frag.x[0] = x_frag;
+  kernels::gemv_one_multi(&part, 1, nullptr, nullptr, ctx.stream, &frag);
+}
+
 bool CudaLinear::fuses_swiglu(int64_t num_tokens) const {
   // Up to 8 tokens (one n-tile): with more, the extra gather registers made the kernel spill (ptxas -v).
   return impl_->format != quant::WeightFormat::kFloat && num_tokens >= 1 && num_tokens <= kSwigluMaxTokens;
@@ -329,6 +377,31 @@ void CudaLinearGroup::forward(const __half* x, __half* const* ys, int64_t num_to
             "CudaLinearGroup::forward: {} tokens need {} scratch halves for split-K partials, context has {}",
             num_tokens, 2 * offset, ctx.scratch_elements);
   kernels::gemv_quant_multi(parts, static_cast<int>(g.parts.size()), x, nullptr, num_tokens, ctx.stream);
+}
+
+bool CudaLinearGroup::frag_capable() const {
+  if (!impl_) return false;
+  for (const CudaLinear* p : impl_->parts)
+    if (!p->frag_capable()) return false;
+  return true;
+}
+
+void CudaLinearGroup::forward_frag(const __half* const* x_frags, __half* const* ys,
+                                   const kernels::FragTarget* swiglu_out, const LinearContext& ctx) const {
+  EXL_CHECK(frag_capable(), kInvalidArgument, "CudaLinearGroup::forward_frag: needs EXL2/GPTQ weights in every layer");
+  const Impl& g = *impl_;
+  kernels::GemvPart parts[kMaxParts];
+  kernels::GemvOneFrag frag;
+  for (size_t i = 0; i < g.parts.size(); ++i) {
+    const CudaLinear::Impl& im = *g.parts[i]->impl_;
+    parts[i] = {&im.view, &im.plan, ys[i], nullptr, nullptr};
+    frag.x[i] = x_frags[i];
+  }
+  if (swiglu_out != nullptr) {
+    frag.swiglu_pair = true;
+    frag.y_frag = *swiglu_out;
+  }
+  kernels::gemv_one_multi(parts, static_cast<int>(g.parts.size()), nullptr, nullptr, ctx.stream, &frag);
 }
 
 }  // namespace exl::cuda

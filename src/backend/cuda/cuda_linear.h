@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/frag.cuh"
 #include "quant/linear_weight.h"
 
 namespace exl::cuda {
@@ -59,6 +60,13 @@ class CudaLinear {
   void forward_swiglu(const __half* gate, const __half* up, __half* y, int64_t num_tokens,
                       const LinearContext& ctx) const;
 
+  // One-token decode with a fragment-ordered input (kernels/frag.cuh): the producer of x writes it through
+  // frag_target(buffer) and forward_frag runs gemv_one without a gather. EXL2/GPTQ only (frag_capable()).
+  bool frag_capable() const;
+  int64_t padded_rows() const;  // halves of a fragment-ordered input buffer for this matrix
+  kernels::FragTarget frag_target(__half* buffer) const;
+  void forward_frag(const __half* x_frag, __half* y, const LinearContext& ctx) const;
+
  private:
   friend class CudaLinearGroup;
   struct Impl;
@@ -89,6 +97,12 @@ class CudaLinearGroup {
   int64_t scratch_elements_needed() const;
   // ys[i] [num_tokens, parts[i].out_features] = x . W_i (+ bias_i).
   void forward(const __half* x, __half* const* ys, int64_t num_tokens, const LinearContext& ctx) const;
+  // One token, fragment-ordered inputs (x_frags[i] written through parts[i]->frag_target): one gemv_one launch.
+  // swiglu_out non-null: the group is (gate, up) of one shape; each block also writes half(silu(gate) * up) through
+  // swiglu_out (the down projection's frag_target).
+  bool frag_capable() const;
+  void forward_frag(const __half* const* x_frags, __half* const* ys, const kernels::FragTarget* swiglu_out,
+                    const LinearContext& ctx) const;
 
  private:
   struct Impl;

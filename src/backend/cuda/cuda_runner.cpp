@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_graph.h"
@@ -118,7 +120,9 @@ class CudaRunner final : public model::Runner {
   };
   void run_chunk(std::span<const model::SequenceStep> seqs, const std::vector<Piece>& pieces, model::LogitsFor which,
                  std::vector<float>* logits);
-  void run_model(const StepView& v);  // embedding .. final norm into xn_ rows [0, num_final_rows)
+  // Embedding .. final norm into xn_ rows [0, num_final_rows). Returns whether the step ran the fragment-ordered
+  // one-token path (then the final norm also wrote the head's fragment-ordered input, when head_frag_).
+  bool run_model(const StepView& v);
   void run_head(int64_t row0, int64_t rows);  // logits_ = head(xn_[row0 .. row0 + rows))
   void decode_step_body();
   void ensure_meta(size_t ints);
@@ -140,6 +144,11 @@ class CudaRunner final : public model::Runner {
   int64_t scratch_elements_ = 0;
   // Activations for max_tokens_ rows.
   DeviceBuffer x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, logits_, attn_ws_;
+  // One-token steps with fragment-ordered GEMV inputs (kernels/frag.cuh): each producer (norm, attention combine,
+  // the gate/up SwiGLU pair) writes its consumer's input already permuted, so no GEMV gathers x. EXL_FRAG=0 in
+  // the environment turns it off (A/B runs); FP16 layers never use it.
+  bool frag_ = false, head_frag_ = false;
+  DeviceBuffer xf_q_, xf_k_, xf_v_, xf_o_, xf_gate_, xf_up_, xf_down_, xf_head_;
   int64_t attn_ws_floats_ = 0;
   // Rope.
   DeviceBuffer inv_freq_;
@@ -260,6 +269,41 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   attn_ws_ = DeviceBuffer(static_cast<size_t>(attn_ws_floats_) * 4);
   logits_host_ = PinnedBuffer(static_cast<size_t>(head_rows_ * c.vocab_size) * 2);
 
+  {
+    const char* env = std::getenv("EXL_FRAG");
+    const bool enabled = env == nullptr || std::string(env) != "0";
+    frag_ = enabled && !layers_.empty();
+    int64_t rq = 0, rk = 0, rv = 0, ro = 0, rg = 0, ru = 0, rd = 0;
+    for (const Layer& l : layers_) {
+      frag_ = frag_ && l.qkv.frag_capable() && l.gate_up.frag_capable() && l.o.frag_capable() &&
+              l.down.frag_capable() && l.gate.out_features() == l.up.out_features();
+      if (!frag_) break;
+      rq = std::max(rq, l.q.padded_rows());
+      rk = std::max(rk, l.k.padded_rows());
+      rv = std::max(rv, l.v.padded_rows());
+      ro = std::max(ro, l.o.padded_rows());
+      rg = std::max(rg, l.gate.padded_rows());
+      ru = std::max(ru, l.up.padded_rows());
+      rd = std::max(rd, l.down.padded_rows());
+    }
+    head_frag_ = frag_ && head_.frag_capable();
+    auto zeroed = [&](int64_t halves) {
+      DeviceBuffer b(static_cast<size_t>((halves + 7) / 8 * 8) * 2);
+      EXL_CUDA_CHECK(cudaMemset(b.get(), 0, b.bytes()));
+      return b;
+    };
+    if (frag_) {
+      xf_q_ = zeroed(rq);
+      xf_k_ = zeroed(rk);
+      xf_v_ = zeroed(rv);
+      xf_o_ = zeroed(ro);
+      xf_gate_ = zeroed(rg);
+      xf_up_ = zeroed(ru);
+      xf_down_ = zeroed(rd);
+    }
+    if (head_frag_) xf_head_ = zeroed(head_.padded_rows());
+  }
+
   const model::RopeTable rope = model::compute_rope(c, 1);
   inv_freq_host_ = rope.inv_freq;
   attention_factor_ = rope.attention_factor;
@@ -305,20 +349,32 @@ void CudaRunner::set_rope_length(int64_t seq_len) {
                                  cudaMemcpyHostToDevice, stream_.get()));
 }
 
-void CudaRunner::run_model(const StepView& v) {
+bool CudaRunner::run_model(const StepView& v) {
   const io::ModelConfig& c = config_;
   const cudaStream_t st = stream_.get();
   const LinearContext ctx = linear_context();
   const int64_t T = v.num_tokens, H = c.hidden_size, I = c.intermediate_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
+  const bool frag = frag_ && T == 1 && v.num_seqs == 1 && v.decode_splits > 0;
   kernels::launch_embedding({embedding_.as<__half>(), c.vocab_size, H, v.ids, T, x_.as<float>()}, st);
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& l = layers_[li];
-    kernels::launch_add_rms_norm({x_.as<float>(), li == 0 ? nullptr : o_.as<__half>(), l.attn_norm.as<float>(),
-                                  xn_.as<__half>(), nullptr, T, H, eps},
-                                 st);
+    kernels::AddRmsNormArgs norm{x_.as<float>(), li == 0 ? nullptr : o_.as<__half>(), l.attn_norm.as<float>(),
+                                 xn_.as<__half>(), nullptr, T, H, eps};
+    if (frag) {
+      norm.frag[0] = l.q.frag_target(xf_q_.as<__half>());
+      norm.frag[1] = l.k.frag_target(xf_k_.as<__half>());
+      norm.frag[2] = l.v.frag_target(xf_v_.as<__half>());
+      norm.num_frag = 3;
+    }
+    kernels::launch_add_rms_norm(norm, st);
     __half* const qkv_out[] = {q_.as<__half>(), k_.as<__half>(), v_.as<__half>()};
-    l.qkv.forward(xn_.as<__half>(), qkv_out, T, ctx);
+    if (frag) {
+      const __half* const qkv_in[] = {xf_q_.as<__half>(), xf_k_.as<__half>(), xf_v_.as<__half>()};
+      l.qkv.forward_frag(qkv_in, qkv_out, nullptr, ctx);
+    } else {
+      l.qkv.forward(xn_.as<__half>(), qkv_out, T, ctx);
+    }
     kernels::RopeArgs rope;
     rope.q = q_.as<__half>();
     rope.k = k_.as<__half>();
@@ -350,14 +406,31 @@ void CudaRunner::run_model(const StepView& v) {
     att.head_dim = c.head_dim;
     att.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     att.sliding_window = c.sliding_window.value_or(0);
+    if (frag) att.out_frag = l.o.frag_target(xf_o_.as<__half>());
     if (v.decode_splits > 0)
       kernels::launch_attention_decode(att, {v.decode_splits, attn_ws_.as<float>()}, st);
     else
       kernels::launch_attention_prefill(att, v.max_query_len, st);
-    l.o.forward(attn_.as<__half>(), o_.as<__half>(), T, ctx);
-    kernels::launch_add_rms_norm(
-        {x_.as<float>(), o_.as<__half>(), l.mlp_norm.as<float>(), xn_.as<__half>(), nullptr, T, H, eps}, st);
+    if (frag)
+      l.o.forward_frag(xf_o_.as<__half>(), o_.as<__half>(), ctx);
+    else
+      l.o.forward(attn_.as<__half>(), o_.as<__half>(), T, ctx);
+    kernels::AddRmsNormArgs norm2{x_.as<float>(), o_.as<__half>(), l.mlp_norm.as<float>(), xn_.as<__half>(), nullptr,
+                                  T, H, eps};
+    if (frag) {
+      norm2.frag[0] = l.gate.frag_target(xf_gate_.as<__half>());
+      norm2.frag[1] = l.up.frag_target(xf_up_.as<__half>());
+      norm2.num_frag = 2;
+    }
+    kernels::launch_add_rms_norm(norm2, st);
     __half* const gate_up_out[] = {gate_.as<__half>(), up_.as<__half>()};
+    if (frag) {
+      const __half* const gate_up_in[] = {xf_gate_.as<__half>(), xf_up_.as<__half>()};
+      const kernels::FragTarget down_in = l.down.frag_target(xf_down_.as<__half>());
+      l.gate_up.forward_frag(gate_up_in, gate_up_out, &down_in, ctx);
+      l.down.forward_frag(xf_down_.as<__half>(), o_.as<__half>(), ctx);
+      continue;
+    }
     l.gate_up.forward(xn_.as<__half>(), gate_up_out, T, ctx);
     if (l.down.fuses_swiglu(T)) {
       l.down.forward_swiglu(gate_.as<__half>(), up_.as<__half>(), o_.as<__half>(), T, ctx);
@@ -366,9 +439,15 @@ void CudaRunner::run_model(const StepView& v) {
       l.down.forward(gate_.as<__half>(), o_.as<__half>(), T, ctx);
     }
   }
-  kernels::launch_add_rms_norm({x_.as<float>(), layers_.empty() ? nullptr : o_.as<__half>(), final_norm_.as<float>(),
-                                xn_.as<__half>(), v.final_rows, v.num_final_rows, H, eps},
-                               st);
+  kernels::AddRmsNormArgs fin{x_.as<float>(), layers_.empty() ? nullptr : o_.as<__half>(), final_norm_.as<float>(),
+                              xn_.as<__half>(), v.final_rows, v.num_final_rows, H, eps};
+  const bool head_frag = frag && head_frag_ && v.num_final_rows == 1;
+  if (head_frag) {
+    fin.frag[0] = head_.frag_target(xf_head_.as<__half>());
+    fin.num_frag = 1;
+  }
+  kernels::launch_add_rms_norm(fin, st);
+  return head_frag;
 }
 
 void CudaRunner::run_head(int64_t row0, int64_t rows) {
@@ -484,11 +563,14 @@ void CudaRunner::run_chunk(std::span<const model::SequenceStep> seqs, const std:
     const int want = kernels::choose_decode_splits(S, config_.num_kv_heads, max_ctx, num_sms_);
     v.decode_splits = static_cast<int>(std::clamp<int64_t>(attn_ws_floats_ / per_split, 1, want));
   }
-  run_model(v);
+  const bool head_frag = run_model(v);
   const int64_t V = config_.vocab_size;
   for (int64_t r0 = 0; r0 < num_rows; r0 += head_rows_) {
     const int64_t n = std::min(head_rows_, num_rows - r0);
-    run_head(r0, n);
+    if (head_frag)
+      head_.forward_frag(xf_head_.as<__half>(), logits_.as<__half>(), linear_context());
+    else
+      run_head(r0, n);
     EXL_CUDA_CHECK(cudaMemcpyAsync(logits_host_.get(), logits_.get(), static_cast<size_t>(n * V) * 2,
                                    cudaMemcpyDeviceToHost, st));
     stream_.synchronize();
@@ -515,8 +597,10 @@ void CudaRunner::decode_step_body() {
   v.decode_splits = kernels::choose_decode_splits(1, config_.num_kv_heads, num_pages_ * page_size_, num_sms_);
   v.final_rows = decode_row_.as<int32_t>();
   v.num_final_rows = 1;
-  run_model(v);
-  run_head(0, 1);
+  if (run_model(v))
+    head_.forward_frag(xf_head_.as<__half>(), logits_.as<__half>(), linear_context());
+  else
+    run_head(0, 1);
   kernels::SampleArgs s;
   s.logits = logits_.as<__half>();
   s.vocab_size = config_.vocab_size;
