@@ -21,4 +21,32 @@ struct FragTarget {
 
 inline constexpr int kMaxFragTargets = 3;
 
+// The fp32 form, for an input that still needs its RMSNorm scale: out[dest[n]] = x[n] * norm_weight[n].
+struct FragTarget32 {
+  float* out = nullptr;           // [padded_rows]
+  const int32_t* dest = nullptr;  // [in_features]
+  const int32_t* pads = nullptr;  // [num_pads]
+  int32_t num_pads = 0;
+};
+
+// RMSNorm fused across a GEMV pair (one token), replacing the add_rms_norm launch between them:
+//  * the producer (a one-token GEMV whose output is added to the fp32 residual stream x) ends with, per column n:
+//    x[n] += half(y[n]); targets[t].out[dest[n]] = x[n] * weight[n]; and per block b the sum of x[n]^2 over its
+//    columns in partials[b] (FragResidual);
+//  * the consumer (the next GEMV) sums partials[0 .. count) in a fixed order, so the result is deterministic, and
+//    stages its input as half(x_frag32 * rsqrt(sum / hidden + eps)) (FragNorm).
+struct FragResidual {
+  float* x = nullptr;             // [hidden] residual stream, updated in place
+  const float* weight = nullptr;  // [hidden] the norm's weight
+  float* partials = nullptr;      // [producer blocks]
+  FragTarget32 targets[kMaxFragTargets];
+  int32_t num_targets = 0;
+};
+struct FragNorm {
+  const float* partials = nullptr;
+  int32_t count = 0;   // producer blocks
+  int32_t hidden = 0;
+  float eps = 1e-6f;
+};
+
 }  // namespace exl::kernels

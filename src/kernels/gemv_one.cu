@@ -58,6 +58,10 @@ struct Gemv1Params {
   int32_t pair;        // 1: SwiGLU pair (2 parts of one width; a block runs strip b of both, `slices` warps each)
   int32_t slices;      // warps per part in a block
   FragTarget y_frag;   // pair: half(silu(gate) * up) of every column goes to y_frag (the next matrix's input)
+  const float* x_frag32[kGemvMaxParts];  // non-null: part i's input is fp32 x * w in fragment order, scaled by norm
+  FragNorm norm;
+  int32_t res_on;      // 1 (one part, no pair): the output is added to the residual stream (FragResidual)
+  FragResidual res;
 };
 
 __device__ __forceinline__ void mma_16816_zero(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -212,13 +216,14 @@ __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::
 // across it cost ~40 registers per thread (ptxas -v) and spills at 3 blocks per SM.
 template <bool kSwiglu>
 __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const QuantTilesView& v, int64_t strip, int ts, int te,
-                                           const WarpTable& tab, __half* xs, const __half* x_frag, int lane) {
+                                           const WarpTable& tab, __half* xs, const __half* x_frag,
+                                           const float* x_frag32, int lane) {
   const int rows = (te - ts) * kTileRows;
   // The first permutation indices are loaded first: their latency overlaps the table's.
   constexpr int kIlp = 4;
   const int32_t* perm = v.perm + int64_t{ts} * kTileRows;
   int32_t src[kIlp];
-  if (x_frag == nullptr) {
+  if (x_frag == nullptr && x_frag32 == nullptr) {
 #pragma unroll
     for (int u = 0; u < kIlp; ++u) src[u] = lane + 32 * u < rows ? __ldg(perm + lane + 32 * u) : -1;
   }
@@ -247,6 +252,23 @@ __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const Quant
     uint4* to = reinterpret_cast<uint4*>(xs);
 #pragma unroll 4
     for (int i = lane; i < rows / 8; i += 32) to[i] = from[i];
+    __syncwarp();
+    return;
+  }
+  if (x_frag32 != nullptr) {  // x * w of the slice, and the producer's partial sums of squares for the norm scale
+    const float4* from = reinterpret_cast<const float4*>(x_frag32) + int64_t{ts} * (kTileRows / 4);
+    float ss = 0.0f;
+    for (int i = lane; i < gp.norm.count; i += 32) ss += gp.norm.partials[i];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);  // the same bits in every lane
+    const float rinv = 1.0f / sqrtf(ss / static_cast<float>(gp.norm.hidden) + gp.norm.eps);
+    __half2* to = reinterpret_cast<__half2*>(xs);
+#pragma unroll 4
+    for (int i = lane; i < rows / 4; i += 32) {
+      const float4 f = from[i];
+      to[2 * i] = __floats2half2_rn(f.x * rinv, f.y * rinv);
+      to[2 * i + 1] = __floats2half2_rn(f.z * rinv, f.w * rinv);
+    }
     __syncwarp();
     return;
   }
@@ -310,7 +332,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
     }
     break;
   }
-  warp_prologue<kSwiglu>(gp, v, strip, ts, te, tab, xs, gp.x_frag[part], lane);
+  warp_prologue<kSwiglu>(gp, v, strip, ts, te, tab, xs, gp.x_frag[part], gp.x_frag32[part], lane);
 
   float tot0 = 0.0f, tot1 = 0.0f;
 #pragma unroll 1
@@ -342,7 +364,17 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
         float val = 0.0f;
         for (int s = 0; s < slices; ++s) val += red[s * quant::kStripCols + tid];
         if (v.bias) val += __half2float(v.bias[col]);
-        p.y[col] = __float2half_rn(val);
+        const __half yh = __float2half_rn(val);
+        p.y[col] = yh;
+        if (gp.res_on) {  // residual add, as add_rms_norm (x += the fp16 output), and the next norm's inputs
+          const float xn = gp.res.x[col] + __half2float(yh);
+          gp.res.x[col] = xn;
+          red[tid] = xn * xn;  // read back below by lane 0 (the other slots are not read again)
+          const float xw = xn * gp.res.weight[col];
+#pragma unroll
+          for (int f = 0; f < kMaxFragTargets; ++f)
+            if (f < gp.res.num_targets) gp.res.targets[f].out[gp.res.targets[f].dest[col]] = xw;
+        }
       } else {
         // Warps [0, slices) ran the gate strip, [slices, 2 slices) the up strip; both rounded to fp16 before the
         // product, as kernels::silu_mul on the stored outputs.
@@ -363,6 +395,19 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
   }
   if (gp.pair && strip == 0)
     for (int i = tid; i < gp.y_frag.num_pads; i += blockDim.x) gp.y_frag.out[gp.y_frag.pads[i]] = __ushort_as_half(0);
+  if (gp.res_on) {
+    __syncwarp();
+    if (tid == 0) {  // this block's sum of squares, in column order
+      float ss = 0.0f;
+      for (int c = 0; c < quant::kStripCols; ++c)
+        if (strip * quant::kStripCols + c < v.out_features) ss += red[c];
+      gp.res.partials[blockIdx.x] = ss;
+    }
+    if (strip == 0)
+      for (int f = 0; f < gp.res.num_targets; ++f)
+        for (int i = tid; i < gp.res.targets[f].num_pads; i += blockDim.x)
+          gp.res.targets[f].out[gp.res.targets[f].pads[i]] = 0.0f;
+  }
 }
 
 // One body for all parts (the part picked by a run-time index into the __grid_constant__ parameters, read in place)
@@ -431,9 +476,30 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
   if (frag != nullptr) {
     for (int i = 0; i < num_parts; ++i) {
       p.x_frag[i] = frag->x[i];
-      if (p.x_frag[i] == nullptr || reinterpret_cast<uintptr_t>(p.x_frag[i]) % 16 != 0)
+      p.x_frag32[i] = frag->x32[i];
+      const void* in = p.x_frag32[i] != nullptr ? static_cast<const void*>(p.x_frag32[i]) : p.x_frag[i];
+      if (in == nullptr || reinterpret_cast<uintptr_t>(in) % 16 != 0 ||
+          (p.x_frag32[i] != nullptr && (p.x_frag[i] != nullptr || frag->norm.partials == nullptr ||
+                                        frag->norm.count < 1 || frag->norm.hidden < 1)))
         raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
-                            "gemv_one: fragment-ordered input %d is null or not 16-byte aligned", i);
+                            "gemv_one: fragment-ordered input %d is missing, not 16-byte aligned, or an fp32 input "
+                            "without its norm's partial sums",
+                            i);
+    }
+    p.norm = frag->norm;
+    if (frag->res_on) {
+      bool ok = num_parts == 1 && !frag->swiglu_pair && frag->res.x != nullptr && frag->res.weight != nullptr &&
+                frag->res.partials != nullptr && frag->res.num_targets >= 0 &&
+                frag->res.num_targets <= kMaxFragTargets;
+      for (int t = 0; ok && t < frag->res.num_targets; ++t)
+        ok = frag->res.targets[t].out != nullptr && frag->res.targets[t].dest != nullptr &&
+             (frag->res.targets[t].num_pads == 0 || frag->res.targets[t].pads != nullptr);
+      if (!ok)
+        raise_kernel_error(KernelErrorKind::kInvalidArgument,
+                           "gemv_one: a residual epilogue needs one matrix, the stream, the norm weight, the partial "
+                           "sums and complete targets");
+      p.res_on = 1;
+      p.res = frag->res;
     }
     if (x_up != nullptr)
       raise_kernel_error(KernelErrorKind::kInvalidArgument,

@@ -97,10 +97,16 @@ bool gemv_one_preferred(const GemvPart* parts, int num_parts, const __half* x_up
 // rows) instead of gathering x through its perm; the launch's x and x_up are then unused (x_up must be null).
 // swiglu_pair: exactly 2 parts of one shape (gate, up) run in the same block, which also writes
 // half(silu(gate) * up) of each column to y_frag (the down projection's fragment-ordered input) and zeroes its pads.
+// x32 instead of x: part i's input is fp32 x * w (FragTarget32) still to be scaled by the RMSNorm of `norm` (every
+// part, when any). res_on: one part; its output is also added to the residual stream (FragResidual).
 struct GemvOneFrag {
   const __half* x[kGemvMaxParts] = {};
+  const float* x32[kGemvMaxParts] = {};
+  FragNorm norm;
   bool swiglu_pair = false;
   FragTarget y_frag;
+  bool res_on = false;
+  FragResidual res;
 };
 void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up, cudaStream_t stream,
                     const GemvOneFrag* frag = nullptr);

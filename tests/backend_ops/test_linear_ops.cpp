@@ -659,6 +659,74 @@ TEST(LinearOps, FragGroupAndSwigluPair) {
   EXPECT_THROW(bad.forward_frag(xs, ys, &target, ctx), Error);
 }
 
+// RMSNorm fused across two GEMVs: o_proj-like producer adds its output to the residual stream and writes x * w with
+// per-block sums of squares; a (gate, up) pair finishes the norm while staging. Against add + norm + linear on
+// the CPU.
+TEST(LinearOps, FragFusedNormBetweenGemvs) {
+  EXL_REQUIRE_GPU();
+  Stream stream;
+  const LinearContext ctx{stream.get(), nullptr, nullptr, 0};
+  const int64_t H = 1040, I = 512;  // H: 65 strips of the producer
+  const LinearWeight o = exl2_weight(H, 768, {{4, 0.7, 128}, {6, 0.3, 32}}, true, 481);
+  const LinearWeight gate = exl2_weight(I, H, {{4, 0.5, 64}, {5, 0.5, 32}}, false, 482);
+  const LinearWeight up = exl2_weight(I, H, {{3, 0.4, 64}, {4, 0.6, 128}}, false, 483);
+  const CudaLinear lo = CudaLinear::create(o), lg = CudaLinear::create(gate), lu = CudaLinear::create(up);
+  const CudaLinearGroup gu = CudaLinearGroup::create({&lg, &lu});
+  const RandomInput in = random_input(1, 768, 5);
+  const DeviceBuffer xo = frag_buffer(read_frag_layout(lo), in.half_bits, lo.padded_rows());
+  std::mt19937 rng(6);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::vector<float> x(static_cast<size_t>(H)), w(static_cast<size_t>(H));
+  for (float& e : x) e = nd(rng);
+  for (float& e : w) e = 1.0f + 0.3f * nd(rng);
+  DeviceBuffer dx(x.size() * 4), dw(w.size() * 4), parts(static_cast<size_t>(lo.frag_blocks()) * 4);
+  dx.upload(x.data(), x.size() * 4);
+  dw.upload(w.data(), w.size() * 4);
+  std::vector<float> poison32(static_cast<size_t>(lg.padded_rows() + lu.padded_rows()), -12345.0f);
+  DeviceBuffer xg(static_cast<size_t>(lg.padded_rows()) * 4), xu(static_cast<size_t>(lu.padded_rows()) * 4);
+  xg.upload(poison32.data(), xg.bytes());
+  xu.upload(poison32.data(), xu.bytes());
+  kernels::FragResidual res;
+  res.x = dx.as<float>();
+  res.weight = dw.as<float>();
+  res.partials = parts.as<float>();
+  res.targets[0] = lg.frag_target32(xg.as<float>());
+  res.targets[1] = lu.frag_target32(xu.as<float>());
+  res.num_targets = 2;
+  DeviceBuffer yo(static_cast<size_t>(H) * 2), yg(static_cast<size_t>(I) * 2), yu(static_cast<size_t>(I) * 2);
+  DeviceBuffer xdown(static_cast<size_t>(I + 64) * 2);
+  lo.forward_frag(xo.as<__half>(), nullptr, nullptr, yo.as<__half>(), &res, ctx);
+  const float* x32[] = {xg.as<float>(), xu.as<float>()};
+  const kernels::FragNorm fn{parts.as<float>(), static_cast<int32_t>(lo.frag_blocks()), static_cast<int32_t>(H), 1e-5f};
+  __half* ys[] = {yg.as<__half>(), yu.as<__half>()};
+  const LinearWeight down = exl2_weight(256, I, {{4, 1.0, 128}}, false, 484);
+  const CudaLinear ld = CudaLinear::create(down);
+  const kernels::FragTarget dt = ld.frag_target(xdown.as<__half>());
+  gu.forward_frag(x32, fn, ys, &dt, ctx);
+  stream.synchronize();
+  EXL_CUDA_CHECK(cudaGetLastError());
+  // CPU: o = x_o . W_o; x += half(o); xn = half(rms_norm(x) * w); gate/up = xn . W.
+  const std::vector<uint16_t> oh = download_halves(yo, H);
+  Checker::compare(oh, oracle(o, in.floats));
+  std::vector<float> xnew = x;
+  for (int64_t n = 0; n < H; ++n) xnew[static_cast<size_t>(n)] += half_to_float(oh[static_cast<size_t>(n)]);
+  std::vector<float> got_x(x.size());
+  dx.download(got_x.data(), got_x.size() * 4);
+  for (int64_t n = 0; n < H; ++n) ASSERT_EQ(got_x[static_cast<size_t>(n)], xnew[static_cast<size_t>(n)]) << "x[" << n << "]";
+  std::vector<float> xn(static_cast<size_t>(H));
+  cpu::rms_norm(xnew.data(), w.data(), xn.data(), 1, H, 1e-5f);
+  for (float& e : xn) e = round_to_half(e);
+  Checker::compare(download_halves(yg, I), oracle(gate, xn));
+  Checker::compare(download_halves(yu, I), oracle(up, xn));
+  // Pads of the fp32 inputs were zeroed (the poison would otherwise have spoiled the outputs above).
+  std::vector<float> g32(static_cast<size_t>(lg.padded_rows()));
+  xg.download(g32.data(), g32.size() * 4);
+  for (int32_t p : read_frag_layout(lg).pads) ASSERT_EQ(g32[static_cast<size_t>(p)], 0.0f) << "pad slot " << p;
+  // Bad combinations are refused.
+  EXPECT_THROW(lo.forward_frag(xo.as<__half>(), x32[0], &fn, yo.as<__half>(), nullptr, ctx), Error);
+  EXPECT_THROW(lo.forward_frag(nullptr, x32[0], nullptr, yo.as<__half>(), nullptr, ctx), Error);
+}
+
 }  // namespace
 }  // namespace exl::cuda
 

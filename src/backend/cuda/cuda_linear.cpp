@@ -260,12 +260,32 @@ kernels::FragTarget CudaLinear::frag_target(__half* buffer) const {
   return t;
 }
 
+kernels::FragTarget32 CudaLinear::frag_target32(float* buffer) const {
+  const kernels::FragTarget t = frag_target(nullptr);
+  return {buffer, t.dest, t.pads, t.num_pads};
+}
+
+int64_t CudaLinear::frag_blocks() const { return (impl_->view.width + quant::kStripCols - 1) / quant::kStripCols; }
+
 void CudaLinear::forward_frag(const __half* x_frag, __half* y, const LinearContext& ctx) const {
+  forward_frag(x_frag, nullptr, nullptr, y, nullptr, ctx);
+}
+
+void CudaLinear::forward_frag(const __half* x_frag, const float* x_frag32, const kernels::FragNorm* norm, __half* y,
+                              const kernels::FragResidual* res, const LinearContext& ctx) const {
   EXL_CHECK(frag_capable(), kInvalidArgument, "CudaLinear::forward_frag: needs EXL2/GPTQ weights");
+  EXL_CHECK((x_frag32 != nullptr) == (norm != nullptr) && (x_frag != nullptr) != (x_frag32 != nullptr),
+            kInvalidArgument, "CudaLinear::forward_frag: one input, fp16 or fp32 (with its norm)");
   const Impl& im = *impl_;
   const kernels::GemvPart part{&im.view, &im.plan, y, nullptr, nullptr};
   kernels::GemvOneFrag frag;
   frag.x[0] = x_frag;
+  frag.x32[0] = x_frag32;
+  if (norm != nullptr) frag.norm = *norm;
+  if (res != nullptr) {
+    frag.res_on = true;
+    frag.res = *res;
+  }
   kernels::gemv_one_multi(&part, 1, nullptr, nullptr, ctx.stream, &frag);
 }
 
@@ -397,6 +417,25 @@ void CudaLinearGroup::forward_frag(const __half* const* x_frags, __half* const* 
     parts[i] = {&im.view, &im.plan, ys[i], nullptr, nullptr};
     frag.x[i] = x_frags[i];
   }
+  if (swiglu_out != nullptr) {
+    frag.swiglu_pair = true;
+    frag.y_frag = *swiglu_out;
+  }
+  kernels::gemv_one_multi(parts, static_cast<int>(g.parts.size()), nullptr, nullptr, ctx.stream, &frag);
+}
+
+void CudaLinearGroup::forward_frag(const float* const* x_frag32s, const kernels::FragNorm& norm, __half* const* ys,
+                                   const kernels::FragTarget* swiglu_out, const LinearContext& ctx) const {
+  EXL_CHECK(frag_capable(), kInvalidArgument, "CudaLinearGroup::forward_frag: needs EXL2/GPTQ weights in every layer");
+  const Impl& g = *impl_;
+  kernels::GemvPart parts[kMaxParts];
+  kernels::GemvOneFrag frag;
+  for (size_t i = 0; i < g.parts.size(); ++i) {
+    const CudaLinear::Impl& im = *g.parts[i]->impl_;
+    parts[i] = {&im.view, &im.plan, ys[i], nullptr, nullptr};
+    frag.x32[i] = x_frag32s[i];
+  }
+  frag.norm = norm;
   if (swiglu_out != nullptr) {
     frag.swiglu_pair = true;
     frag.y_frag = *swiglu_out;

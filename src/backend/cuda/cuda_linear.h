@@ -65,7 +65,13 @@ class CudaLinear {
   bool frag_capable() const;
   int64_t padded_rows() const;  // halves of a fragment-ordered input buffer for this matrix
   kernels::FragTarget frag_target(__half* buffer) const;
+  kernels::FragTarget32 frag_target32(float* buffer) const;  // fp32 x * w, for a fused norm (frag.cuh)
+  int64_t frag_blocks() const;  // blocks of the one-token launch: partial sums a residual epilogue writes
   void forward_frag(const __half* x_frag, __half* y, const LinearContext& ctx) const;
+  // x_frag32 + norm instead of x_frag: the input is fp32 x * w still to be normalized (FragNorm). res non-null:
+  // the output is also added to the residual stream and feeds the next norm (FragResidual).
+  void forward_frag(const __half* x_frag, const float* x_frag32, const kernels::FragNorm* norm, __half* y,
+                    const kernels::FragResidual* res, const LinearContext& ctx) const;
 
  private:
   friend class CudaLinearGroup;
@@ -103,6 +109,9 @@ class CudaLinearGroup {
   bool frag_capable() const;
   void forward_frag(const __half* const* x_frags, __half* const* ys, const kernels::FragTarget* swiglu_out,
                     const LinearContext& ctx) const;
+  // The same with fp32 x * w inputs (x_frag32s[i] through parts[i]->frag_target32) normalized by `norm`.
+  void forward_frag(const float* const* x_frag32s, const kernels::FragNorm& norm, __half* const* ys,
+                    const kernels::FragTarget* swiglu_out, const LinearContext& ctx) const;
 
  private:
   struct Impl;

@@ -149,6 +149,11 @@ class CudaRunner final : public model::Runner {
   // the environment turns it off (A/B runs); FP16 layers never use it.
   bool frag_ = false, head_frag_ = false;
   DeviceBuffer xf_q_, xf_k_, xf_v_, xf_o_, xf_gate_, xf_up_, xf_down_, xf_head_;
+  // On top of that (EXL_FUSE_NORM=0 turns it off): the RMSNorms between layers run inside the GEMVs. o_proj and
+  // down_proj add their output to the residual stream and write x * w (fp32) for the next GEMV plus per-block sums of
+  // squares; the next GEMV finishes the norm while staging its input (kernels/frag.cuh FragResidual / FragNorm).
+  bool fuse_norm_ = false;
+  DeviceBuffer xf32_q_, xf32_k_, xf32_v_, xf32_gate_, xf32_up_, norm_partials_a_, norm_partials_b_;
   int64_t attn_ws_floats_ = 0;
   // Rope.
   DeviceBuffer inv_freq_;
@@ -302,6 +307,24 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
       xf_down_ = zeroed(rd);
     }
     if (head_frag_) xf_head_ = zeroed(head_.padded_rows());
+    const char* fenv = std::getenv("EXL_FUSE_NORM");
+    fuse_norm_ = frag_ && (fenv == nullptr || std::string(fenv) != "0");
+    if (fuse_norm_) {
+      auto zeroed32 = [&](int64_t n) {
+        DeviceBuffer b(static_cast<size_t>((n + 3) / 4 * 4) * 4);
+        EXL_CUDA_CHECK(cudaMemset(b.get(), 0, b.bytes()));
+        return b;
+      };
+      int64_t blocks = 0;
+      for (const Layer& l : layers_) blocks = std::max({blocks, l.o.frag_blocks(), l.down.frag_blocks()});
+      xf32_q_ = zeroed32(rq);
+      xf32_k_ = zeroed32(rk);
+      xf32_v_ = zeroed32(rv);
+      xf32_gate_ = zeroed32(rg);
+      xf32_up_ = zeroed32(ru);
+      norm_partials_a_ = zeroed32(blocks);
+      norm_partials_b_ = zeroed32(blocks);
+    }
   }
 
   const model::RopeTable rope = model::compute_rope(c, 1);
@@ -356,24 +379,33 @@ bool CudaRunner::run_model(const StepView& v) {
   const int64_t T = v.num_tokens, H = c.hidden_size, I = c.intermediate_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
   const bool frag = frag_ && T == 1 && v.num_seqs == 1 && v.decode_splits > 0;
+  const bool fused = frag && fuse_norm_;
   kernels::launch_embedding({embedding_.as<__half>(), c.vocab_size, H, v.ids, T, x_.as<float>()}, st);
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& l = layers_[li];
-    kernels::AddRmsNormArgs norm{x_.as<float>(), li == 0 ? nullptr : o_.as<__half>(), l.attn_norm.as<float>(),
-                                 xn_.as<__half>(), nullptr, T, H, eps};
-    if (frag) {
-      norm.frag[0] = l.q.frag_target(xf_q_.as<__half>());
-      norm.frag[1] = l.k.frag_target(xf_k_.as<__half>());
-      norm.frag[2] = l.v.frag_target(xf_v_.as<__half>());
-      norm.num_frag = 3;
-    }
-    kernels::launch_add_rms_norm(norm, st);
     __half* const qkv_out[] = {q_.as<__half>(), k_.as<__half>(), v_.as<__half>()};
-    if (frag) {
-      const __half* const qkv_in[] = {xf_q_.as<__half>(), xf_k_.as<__half>(), xf_v_.as<__half>()};
-      l.qkv.forward_frag(qkv_in, qkv_out, nullptr, ctx);
+    if (fused && li > 0) {
+      // The previous down_proj added its output to x and wrote x * w and its partial sums of squares.
+      const float* const qkv_in[] = {xf32_q_.as<float>(), xf32_k_.as<float>(), xf32_v_.as<float>()};
+      const kernels::FragNorm fn{norm_partials_b_.as<float>(), static_cast<int32_t>(layers_[li - 1].down.frag_blocks()),
+                                 static_cast<int32_t>(H), eps};
+      l.qkv.forward_frag(qkv_in, fn, qkv_out, nullptr, ctx);
     } else {
-      l.qkv.forward(xn_.as<__half>(), qkv_out, T, ctx);
+      kernels::AddRmsNormArgs norm{x_.as<float>(), li == 0 ? nullptr : o_.as<__half>(), l.attn_norm.as<float>(),
+                                   xn_.as<__half>(), nullptr, T, H, eps};
+      if (frag) {
+        norm.frag[0] = l.q.frag_target(xf_q_.as<__half>());
+        norm.frag[1] = l.k.frag_target(xf_k_.as<__half>());
+        norm.frag[2] = l.v.frag_target(xf_v_.as<__half>());
+        norm.num_frag = 3;
+      }
+      kernels::launch_add_rms_norm(norm, st);
+      if (frag) {
+        const __half* const qkv_in[] = {xf_q_.as<__half>(), xf_k_.as<__half>(), xf_v_.as<__half>()};
+        l.qkv.forward_frag(qkv_in, qkv_out, nullptr, ctx);
+      } else {
+        l.qkv.forward(xn_.as<__half>(), qkv_out, T, ctx);
+      }
     }
     kernels::RopeArgs rope;
     rope.q = q_.as<__half>();
@@ -411,6 +443,37 @@ bool CudaRunner::run_model(const StepView& v) {
       kernels::launch_attention_decode(att, {v.decode_splits, attn_ws_.as<float>()}, st);
     else
       kernels::launch_attention_prefill(att, v.max_query_len, st);
+    __half* const gate_up_out[] = {gate_.as<__half>(), up_.as<__half>()};
+    if (fused) {
+      kernels::FragResidual res;
+      res.x = x_.as<float>();
+      res.weight = l.mlp_norm.as<float>();
+      res.partials = norm_partials_a_.as<float>();
+      res.targets[0] = l.gate.frag_target32(xf32_gate_.as<float>());
+      res.targets[1] = l.up.frag_target32(xf32_up_.as<float>());
+      res.num_targets = 2;
+      l.o.forward_frag(xf_o_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res, ctx);
+      const float* const gate_up_in[] = {xf32_gate_.as<float>(), xf32_up_.as<float>()};
+      const kernels::FragNorm fn{norm_partials_a_.as<float>(), static_cast<int32_t>(l.o.frag_blocks()),
+                                 static_cast<int32_t>(H), eps};
+      const kernels::FragTarget down_in = l.down.frag_target(xf_down_.as<__half>());
+      l.gate_up.forward_frag(gate_up_in, fn, gate_up_out, &down_in, ctx);
+      kernels::FragResidual res2;
+      res2.x = x_.as<float>();
+      res2.partials = norm_partials_b_.as<float>();
+      if (li + 1 < layers_.size()) {
+        const Layer& nl = layers_[li + 1];
+        res2.weight = nl.attn_norm.as<float>();
+        res2.targets[0] = nl.q.frag_target32(xf32_q_.as<float>());
+        res2.targets[1] = nl.k.frag_target32(xf32_k_.as<float>());
+        res2.targets[2] = nl.v.frag_target32(xf32_v_.as<float>());
+        res2.num_targets = 3;
+      } else {
+        res2.weight = final_norm_.as<float>();  // the final norm runs on its own (no targets)
+      }
+      l.down.forward_frag(xf_down_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res2, ctx);
+      continue;
+    }
     if (frag)
       l.o.forward_frag(xf_o_.as<__half>(), o_.as<__half>(), ctx);
     else
@@ -423,7 +486,6 @@ bool CudaRunner::run_model(const StepView& v) {
       norm2.num_frag = 2;
     }
     kernels::launch_add_rms_norm(norm2, st);
-    __half* const gate_up_out[] = {gate_.as<__half>(), up_.as<__half>()};
     if (frag) {
       const __half* const gate_up_in[] = {xf_gate_.as<__half>(), xf_up_.as<__half>()};
       const kernels::FragTarget down_in = l.down.frag_target(xf_down_.as<__half>());
@@ -439,8 +501,9 @@ bool CudaRunner::run_model(const StepView& v) {
       l.down.forward(gate_.as<__half>(), o_.as<__half>(), T, ctx);
     }
   }
-  kernels::AddRmsNormArgs fin{x_.as<float>(), layers_.empty() ? nullptr : o_.as<__half>(), final_norm_.as<float>(),
-                              xn_.as<__half>(), v.final_rows, v.num_final_rows, H, eps};
+  // Fused: the last down_proj already added its output to x.
+  kernels::AddRmsNormArgs fin{x_.as<float>(), layers_.empty() || fused ? nullptr : o_.as<__half>(),
+                              final_norm_.as<float>(), xn_.as<__half>(), v.final_rows, v.num_final_rows, H, eps};
   const bool head_frag = frag && head_frag_ && v.num_final_rows == 1;
   if (head_frag) {
     fin.frag[0] = head_.frag_target(xf_head_.as<__half>());
