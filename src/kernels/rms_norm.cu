@@ -64,24 +64,6 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(AddRmsNormArgs a
     }
   }
 
-  // The fragment targets' indices of the thread's first step: constants too, loaded before the wait so the
-  // scatter at the end does not wait on them.
-  int32_t fd[kMaxFragTargets][W];
-#pragma unroll
-  for (int f = 0; f < kMaxFragTargets; ++f) {
-    const int i0 = tid * W;
-    if (f < a.num_frag && i0 < n) {
-      if constexpr (W == 8) {
-        const int4 d0 = *reinterpret_cast<const int4*>(a.frag[f].dest + i0);
-        const int4 d1 = *reinterpret_cast<const int4*>(a.frag[f].dest + i0 + 4);
-        fd[f][0] = d0.x, fd[f][1] = d0.y, fd[f][2] = d0.z, fd[f][3] = d0.w;
-        fd[f][4] = d1.x, fd[f][5] = d1.y, fd[f][6] = d1.z, fd[f][7] = d1.w;
-      } else {
-        fd[f][0] = a.frag[f].dest[i0];
-      }
-    }
-  }
-
   pdl_wait();
   pdl_launch_dependents();
 
@@ -157,17 +139,14 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(AddRmsNormArgs a
     }
   }
   // Fragment-ordered copies (one row): the same fp16 values, scattered to each target's dest, pads zeroed.
-#pragma unroll
-  for (int f = 0; f < kMaxFragTargets; ++f) {
-    if (f >= a.num_frag) break;
+  for (int f = 0; f < a.num_frag; ++f) {
     const FragTarget& ft = a.frag[f];
 #pragma unroll
     for (int k = 0; k < kSteps; ++k) {
       const int i0 = (k * kThreads + tid) * W;
       if (i0 < n) {
 #pragma unroll
-        for (int e = 0; e < W; ++e)
-          ft.out[k == 0 ? fd[f][e] : ft.dest[i0 + e]] = __float2half_rn(v[k][e] * inv * w[k][e]);
+        for (int e = 0; e < W; ++e) ft.out[ft.dest[i0 + e]] = __float2half_rn(v[k][e] * inv * w[k][e]);
       }
     }
     for (int i = tid; i < ft.num_pads; i += kThreads) ft.out[ft.pads[i]] = __ushort_as_half(0);
@@ -193,10 +172,7 @@ void launch_add_rms_norm(const AddRmsNormArgs& args, cudaStream_t stream) {
       raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "rms_norm: fragment-ordered output %d is incomplete", f);
   const dim3 grid(static_cast<unsigned>(args.num_rows));
   const bool vec = args.hidden_size % 8 == 0 && aligned16(args.x) && aligned16(args.weight) &&
-                   aligned16(args.out) && (args.residual == nullptr || aligned16(args.residual)) &&
-                   (args.num_frag < 1 || aligned16(args.frag[0].dest)) &&
-                   (args.num_frag < 2 || aligned16(args.frag[1].dest)) &&
-                   (args.num_frag < 3 || aligned16(args.frag[2].dest));
+                   aligned16(args.out) && (args.residual == nullptr || aligned16(args.residual));
   if (vec)
     launch_pdl("add_rms_norm", add_rms_norm_kernel<8, kMaxHidden / (8 * kThreads)>, grid, dim3(kThreads), 0, stream,
                args);

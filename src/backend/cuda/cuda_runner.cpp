@@ -149,9 +149,10 @@ class CudaRunner final : public model::Runner {
   // the environment turns it off (A/B runs); FP16 layers never use it.
   bool frag_ = false, head_frag_ = false;
   DeviceBuffer xf_q_, xf_k_, xf_v_, xf_o_, xf_gate_, xf_up_, xf_down_, xf_head_;
-  // On top of that (EXL_FUSE_NORM=0 turns it off): the RMSNorms between layers run inside the GEMVs. o_proj and
-  // down_proj add their output to the residual stream and write x * w (fp32) for the next GEMV plus per-block sums of
-  // squares; the next GEMV finishes the norm while staging its input (kernels/frag.cuh FragResidual / FragNorm).
+  // Opt-in with EXL_FUSE_NORM=1 (not yet run on a GPU: the device was not available when it was written, see
+  // docs/cuda-backend.md): the RMSNorms between layers run inside the GEMVs. o_proj and down_proj add their output to
+  // the residual stream and write x * w (fp32) for the next GEMV plus per-block sums of squares; the next GEMV
+  // finishes the norm while staging its input (kernels/frag.cuh FragResidual / FragNorm).
   bool fuse_norm_ = false;
   DeviceBuffer xf32_q_, xf32_k_, xf32_v_, xf32_gate_, xf32_up_, norm_partials_a_, norm_partials_b_;
   int64_t attn_ws_floats_ = 0;
@@ -308,7 +309,7 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
     }
     if (head_frag_) xf_head_ = zeroed(head_.padded_rows());
     const char* fenv = std::getenv("EXL_FUSE_NORM");
-    fuse_norm_ = frag_ && (fenv == nullptr || std::string(fenv) != "0");
+    fuse_norm_ = frag_ && fenv != nullptr && std::string(fenv) == "1";
     if (fuse_norm_) {
       auto zeroed32 = [&](int64_t n) {
         DeviceBuffer b(static_cast<size_t>((n + 3) / 4 * 4) * 4);
