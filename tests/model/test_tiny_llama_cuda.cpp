@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <memory>
+#include <string>
 #include <nlohmann/json.hpp>
 
 #include "backend/cuda/cuda_runner.h"
@@ -106,12 +108,34 @@ std::pair<float, float> logits_at(model::Runner& runner, std::vector<int32_t> id
 
 class TinyLlamaCudaGreedy : public ::testing::TestWithParam<Variant> {};
 
-TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferences) {
-  const Variant v = GetParam();
+// Sets an environment variable for one scope (runner options read at construction).
+struct EnvScope {
+  std::string name, saved;
+  bool had = false;
+  explicit EnvScope(const char* n, const char* value) : name(n) {
+    if (const char* old = std::getenv(n)) {
+      had = true;
+      saved = old;
+    }
+    setenv(n, value, 1);
+  }
+  ~EnvScope() {
+    if (had)
+      setenv(name.c_str(), saved.c_str(), 1);
+    else
+      unsetenv(name.c_str());
+  }
+};
+
+void check_greedy(const Variant& v, bool fuse_norm) {
   const auto root = (testing::testdata_dir() / "models/tiny-llama");
-  EXL_REQUIRE_GPU_AND(root / v.folder);
   const auto weights = model::ModelWeights::load(root / v.folder);
-  auto runner = cuda::make_cuda_runner(weights, {.cache_tokens = 1024, .page_size = 16});
+  std::unique_ptr<model::Runner> runner;
+  {
+    // EXL_FUSE_NORM=1: the RMSNorms between one-token GEMVs run inside them (cuda_runner.cpp).
+    const EnvScope env("EXL_FUSE_NORM", fuse_norm ? "1" : "0");
+    runner = cuda::make_cuda_runner(weights, {.cache_tokens = 1024, .page_size = 16});
+  }
   const auto tok = tokenizer::Tokenizer::from_dir(root / v.folder);
   const nlohmann::json ref = read_json_file(root / "refs.json");
   const auto& prompts = ref["prompts"];
@@ -135,6 +159,18 @@ TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferences) {
       std::printf("[ cuda %s ] prompt %zu: all %zu greedy tokens match\n", v.folder, p, want.size());
     }
   }
+}
+
+TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferences) {
+  const Variant v = GetParam();
+  EXL_REQUIRE_GPU_AND(testing::testdata_dir() / "models/tiny-llama" / v.folder);
+  check_greedy(v, false);
+}
+
+TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferencesWithFusedNorm) {
+  const Variant v = GetParam();
+  EXL_REQUIRE_GPU_AND(testing::testdata_dir() / "models/tiny-llama" / v.folder);
+  check_greedy(v, true);
 }
 
 TEST(TinyLlamaCudaRunner, DecodeStopsSamplesAndRejectsBadInput) {
