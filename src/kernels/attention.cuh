@@ -33,6 +33,19 @@ struct AttentionArgs {
   // Decode with one sequence only: the output row also goes, in fragment order, to the o projection's input
   // (frag.cuh). Ignored by prefill.
   FragTarget out_frag;
+  // Decode only: RoPE and the KV-cache write of the new token fused into the attention kernel (k_new non-null).
+  // q is then the unrotated query; the block whose key range holds the new token (pos = context_len - 1) rotates
+  // k_new and writes it and v_new into the cache slot of pos before reading its keys; every block rotates its
+  // group's q. Same arithmetic and fp16 roundings as launch_rope followed by the unfused kernel.
+  struct FusedRope {
+    const __half* k_new = nullptr;  // [num_seqs, num_kv_heads, head_dim], unrotated
+    const __half* v_new = nullptr;
+    __half* k_cache = nullptr;      // the same pools as k_pages / v_pages, written
+    __half* v_cache = nullptr;
+    const float* inv_freq = nullptr;  // [rotary_half]
+    int32_t rotary_half = 0;
+    float attention_factor = 1.0f;
+  } rope;
 };
 
 // Any number of new tokens per sequence; max_query_len (host) bounds the new tokens of every sequence.

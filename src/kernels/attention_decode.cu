@@ -98,7 +98,7 @@ struct DecodeSmem {
       sizeof(float) * (GP * D + kScoreFloats) + 2 * sizeof(__half) * DecodeShape<D>::kTileKeys * D;
 };
 
-template <int D, int GP>
+template <int D, int GP, bool kRope>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArgs a, int num_splits, float* ws) {
   using Shape = DecodeShape<D>;
   using Smem = DecodeSmem<D, GP>;
@@ -170,6 +170,31 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
     return (static_cast<int64_t>(page) * ps + (key - page_index * ps)) * kv_stride + static_cast<int64_t>(kvh) * D;
   };
 
+  // Fused RoPE: the split holding the new token writes its rotated k and its v into the cache (read back by this
+  // block's own tile loads, after the barrier below), as rope_kernel does.
+  constexpr bool fused_rope = kRope;  // a.rope.k_new != nullptr (a separate instance: the plain one is unchanged)
+  const int R = a.rope.rotary_half;
+  const float pos = static_cast<float>(len - 1);
+  if (fused_rope && begin <= len - 1 && len - 1 < end) {
+    const int64_t row = row_offset(len - 1);
+    const int64_t src = (static_cast<int64_t>(s) * a.num_kv_heads + kvh) * D;
+    for (int d = tid; d < D; d += kThreads) {
+      a.rope.v_cache[row + d] = a.rope.v_new[src + d];
+      if (d < R) {
+        float sn, cs;
+        sincosf(pos * a.rope.inv_freq[d], &sn, &cs);
+        cs *= a.rope.attention_factor;
+        sn *= a.rope.attention_factor;
+        const float va = __half2float(a.rope.k_new[src + d]), vb = __half2float(a.rope.k_new[src + d + R]);
+        a.rope.k_cache[row + d] = __float2half_rn(va * cs - vb * sn);
+        a.rope.k_cache[row + d + R] = __float2half_rn(vb * cs + va * sn);
+      } else if (d >= 2 * R) {
+        a.rope.k_cache[row + d] = a.rope.k_new[src + d];
+      }
+    }
+  }
+  const float q_scale = fused_rope ? 1.0f : a.scale;  // fused: scaled after the rotation
+
   // q (scaled; padded heads zero), the softmax state and the row tables of the first two tiles.
 #pragma unroll
   for (int i = 0; i < kQLoads; ++i) {
@@ -181,8 +206,8 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const float2 v = __half22float2(h[e]);
-          f[2 * e] = v.x * a.scale;
-          f[2 * e + 1] = v.y * a.scale;
+          f[2 * e] = v.x * q_scale;
+          f[2 * e + 1] = v.y * q_scale;
         }
       }
       reinterpret_cast<float4*>(q_s)[2 * idx] = make_float4(f[0], f[1], f[2], f[3]);
@@ -199,6 +224,24 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
     if (key < end) slot_s[tid / kTileKeys][tid % kTileKeys] = row_offset(key);
   }
   __syncthreads();
+  if constexpr (fused_rope) {  // rotate the group's q (fp16 rounding as rope_kernel's output), then scale
+    for (int idx = tid; idx < G * D; idx += kThreads) {
+      const int g = idx / D, d = idx - g * D;
+      float* qg = q_s + g * D;
+      if (d < R) {
+        float sn, cs;
+        sincosf(pos * a.rope.inv_freq[d], &sn, &cs);
+        cs *= a.rope.attention_factor;
+        sn *= a.rope.attention_factor;
+        const float va = qg[d], vb = qg[d + R];
+        qg[d] = __half2float(__float2half_rn(va * cs - vb * sn)) * a.scale;
+        qg[d + R] = __half2float(__float2half_rn(vb * cs + va * sn)) * a.scale;
+      } else if (d >= 2 * R) {
+        qg[d] *= a.scale;
+      }
+    }
+    __syncthreads();
+  }
 
   const int lane_in_key = tid % kTpk, key_slot = tid / kTpk;
   const int head_base = group_head_base<GP, kTpk / 2>(lane_in_key);
@@ -477,11 +520,10 @@ void launch_decode_main(const AttentionArgs& a, const DecodeSplit& split, cudaSt
   const dim3 grid(static_cast<unsigned>(split.num_splits), static_cast<unsigned>(a.num_kv_heads),
                   static_cast<unsigned>(a.num_seqs));
   constexpr size_t kSmem = DecodeSmem<D, GP>::kBytes;
-  check_cuda(cudaFuncSetAttribute(attention_decode_kernel<D, GP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(kSmem)),
+  auto kernel = a.rope.k_new != nullptr ? attention_decode_kernel<D, GP, true> : attention_decode_kernel<D, GP, false>;
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem)),
              "cudaFuncSetAttribute");
-  launch_pdl("attention_decode", attention_decode_kernel<D, GP>, grid, dim3(kThreads), kSmem, stream, a,
-             split.num_splits, split.workspace);
+  launch_pdl("attention_decode", kernel, grid, dim3(kThreads), kSmem, stream, a, split.num_splits, split.workspace);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -517,6 +559,12 @@ void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, c
       (a.num_seqs != 1 || a.out_frag.dest == nullptr || (a.out_frag.num_pads > 0 && a.out_frag.pads == nullptr)))
     raise_kernel_error(KernelErrorKind::kInvalidArgument,
                        "attention_decode: a fragment-ordered output needs one sequence and a complete target");
+  if (a.rope.k_new != nullptr &&
+      (a.rope.v_new == nullptr || a.rope.k_cache != a.k_pages || a.rope.v_cache != a.v_pages ||
+       a.rope.inv_freq == nullptr || a.rope.rotary_half < 1 || 2 * a.rope.rotary_half > a.head_dim))
+    raise_kernel_error(KernelErrorKind::kInvalidArgument,
+                       "attention_decode: fused RoPE needs k/v of the new token, the cache pools being read, and "
+                       "1 <= rotary_half <= head_dim / 2");
   if (!aligned16(a.q) || !aligned16(a.out) || !aligned16(a.k_pages) || !aligned16(a.v_pages) ||
       !aligned16(split.workspace))
     raise_kernel_error(KernelErrorKind::kInvalidArgument,

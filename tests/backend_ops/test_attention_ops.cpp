@@ -140,6 +140,114 @@ TEST(AttentionOps, DecodeMatchesCpu) {
   for (int64_t D : {64, 128, 256}) run_case({8, 2, D, 16, 0, {{1, 333}}}, Kernel::kDecode, 7, rng, pool);
 }
 
+// Decode with RoPE and the new token's KV write fused into the kernel (AttentionArgs::rope): raw q, k and v of the
+// new token in, against cpu::rope + cpu::write_kv + cpu::attention. The new token's cache slot starts poisoned.
+void run_fused_rope_case(int64_t NH, int64_t NKV, int64_t D, int64_t rotary_half, float attention_factor,
+                         std::vector<int32_t> lens, int splits, std::mt19937& rng, ThreadPool& pool) {
+  const int64_t S = static_cast<int64_t>(lens.size()), page_size = 16;
+  std::vector<int32_t> query_start{0}, positions;
+  int64_t max_pages = 1, total_pages = 0;
+  for (int32_t len : lens) {
+    query_start.push_back(query_start.back() + 1);
+    positions.push_back(len - 1);
+    max_pages = std::max<int64_t>(max_pages, (len + page_size - 1) / page_size);
+    total_pages += (len + page_size - 1) / page_size;
+  }
+  const int64_t num_pages = total_pages + 3;
+  std::vector<int32_t> perm(static_cast<size_t>(num_pages));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<int32_t> table(static_cast<size_t>(S * max_pages), 0);
+  int64_t used = 0;
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t p = 0; p * page_size < lens[static_cast<size_t>(s)]; ++p) table[s * max_pages + p] = perm[used++];
+  std::vector<float> inv_freq(static_cast<size_t>(rotary_half));
+  for (int64_t i = 0; i < rotary_half; ++i)
+    inv_freq[static_cast<size_t>(i)] = static_cast<float>(std::pow(10000.0, -2.0 * i / (2.0 * rotary_half)));
+  const size_t cache_n = static_cast<size_t>(num_pages * page_size * NKV * D);
+  std::vector<float> kc = round_half(random_floats(rng, cache_n, 1.5f));
+  std::vector<float> vc = round_half(random_floats(rng, cache_n));
+  cpu::PagedKv kv{kc.data(), vc.data(), num_pages, page_size, NKV, D};
+  cpu::AttentionBatch batch{S, query_start.data(), lens.data(), table.data(), max_pages};
+  // Poison the new tokens' slots on the device copy: the kernel must write them before reading.
+  std::vector<float> kc_dev = kc, vc_dev = vc;
+  for (int64_t s = 0; s < S; ++s) {
+    const int32_t pos = positions[static_cast<size_t>(s)];
+    const int64_t row = (static_cast<int64_t>(table[s * max_pages + pos / page_size]) * page_size + pos % page_size) * NKV * D;
+    for (int64_t e = 0; e < NKV * D; ++e) kc_dev[static_cast<size_t>(row + e)] = vc_dev[static_cast<size_t>(row + e)] = 7.0f;
+  }
+  const std::vector<float> q = round_half(random_floats(rng, static_cast<size_t>(S * NH * D)));
+  const std::vector<float> k_new = round_half(random_floats(rng, static_cast<size_t>(S * NKV * D), 1.5f));
+  const std::vector<float> v_new = round_half(random_floats(rng, static_cast<size_t>(S * NKV * D)));
+
+  // CPU: rotate (rounded to fp16 as the stored values are), write the new K/V, attend.
+  std::vector<float> q_rot = q, k_rot = k_new;
+  cpu::rope(q_rot.data(), positions, NH, D, inv_freq, attention_factor);
+  cpu::rope(k_rot.data(), positions, NKV, D, inv_freq, attention_factor);
+  q_rot = round_half(q_rot);
+  k_rot = round_half(k_rot);
+  cpu::write_kv(kv, batch, k_rot.data(), v_new.data());
+  std::vector<float> want(q.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+  cpu::attention(pool, {NH, NKV, D, scale, 0}, batch, kv, q_rot.data(), want.data());
+
+  GuardedArray<uint16_t> d_q(to_half_bits(q)), d_kc(to_half_bits(kc_dev)), d_vc(to_half_bits(vc_dev));
+  GuardedArray<uint16_t> d_kn(to_half_bits(k_new)), d_vn(to_half_bits(v_new)), d_out(q.size());
+  GuardedArray<int32_t> d_qs(query_start), d_cl(lens), d_table(table);
+  GuardedArray<float> d_inv(inv_freq);
+  kernels::AttentionArgs a;
+  a.q = reinterpret_cast<const __half*>(d_q.get());
+  a.out = reinterpret_cast<__half*>(d_out.get());
+  a.k_pages = reinterpret_cast<const __half*>(d_kc.get());
+  a.v_pages = reinterpret_cast<const __half*>(d_vc.get());
+  a.num_pages = num_pages;
+  a.page_size = page_size;
+  a.num_seqs = S;
+  a.query_start = d_qs.get();
+  a.context_len = d_cl.get();
+  a.block_table = d_table.get();
+  a.max_pages_per_seq = max_pages;
+  a.num_heads = NH;
+  a.num_kv_heads = NKV;
+  a.head_dim = D;
+  a.scale = scale;
+  a.rope = {reinterpret_cast<const __half*>(d_kn.get()), reinterpret_cast<const __half*>(d_vn.get()),
+            reinterpret_cast<__half*>(d_kc.get()), reinterpret_cast<__half*>(d_vc.get()), d_inv.get(),
+            static_cast<int32_t>(rotary_half), attention_factor};
+  GuardedArray<float> ws(static_cast<size_t>(kernels::decode_attention_workspace_floats(S, NH, D, splits)));
+  kernels::launch_attention_decode(a, {splits, ws.get()}, nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  SCOPED_TRACE(::testing::Message() << "fused rope: heads " << NH << "/" << NKV << " head_dim " << D << " rotary_half "
+                                    << rotary_half << " splits " << splits);
+  const Diff d = compare(from_half_bits(d_out.download()), want);
+  EXPECT_TRUE(d.finite);
+  EXPECT_LT(d.rel_l2, 3e-3) << "(max abs " << d.max_abs << ")";
+  // The new tokens' slots now hold the rotated k and the v (the rest of the cache is untouched).
+  EXL_EXPECT_CLOSE(from_half_bits(d_kc.download()), kc, 2e-3);
+  EXPECT_EQ(compare(from_half_bits(d_vc.download()), vc).max_abs, 0.0);
+  EXPECT_TRUE(d_out.guards_intact() && d_kc.guards_intact() && d_vc.guards_intact());
+}
+
+TEST(AttentionOps, DecodeWithFusedRopeMatchesCpu) {
+  EXL_REQUIRE_GPU();
+  std::mt19937 rng(12);
+  ThreadPool pool(0);
+  for (int64_t D : {64, 80, 96, 128, 256})
+    for (int splits : {1, 7}) run_fused_rope_case(8, 2, D, D / 2, 1.0f, {1, 37, 300}, splits, rng, pool);
+  run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool);   // llama3-8b decode shape
+  run_fused_rope_case(8, 8, 128, 32, 1.1f, {17, 129}, 5, rng, pool);  // partial rotary, attention factor
+  // Bad arguments: a rotary half beyond head_dim / 2.
+  kernels::AttentionArgs bad;
+  bad.num_heads = 8;
+  bad.num_kv_heads = 2;
+  bad.head_dim = 64;
+  bad.num_seqs = 1;
+  bad.rope.k_new = reinterpret_cast<const __half*>(&bad);
+  bad.rope.rotary_half = 40;
+  float dummy_ws[4];
+  EXPECT_THROW(kernels::launch_attention_decode(bad, {1, dummy_ws}, nullptr), Error);
+}
+
 TEST(AttentionOps, RejectsUnsupportedHeadDim) {
   EXL_REQUIRE_GPU();
   kernels::AttentionArgs a;

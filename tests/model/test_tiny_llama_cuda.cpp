@@ -127,13 +127,15 @@ struct EnvScope {
   }
 };
 
-void check_greedy(const Variant& v, bool fuse_norm) {
+// fused: the opt-in decode fusions of cuda_runner.cpp (EXL_FUSE_NORM=1: the RMSNorms between one-token GEMVs run
+// inside them; EXL_FUSE_ROPE=1: RoPE and the new token's KV write run inside the attention kernel).
+void check_greedy(const Variant& v, bool fused) {
   const auto root = (testing::testdata_dir() / "models/tiny-llama");
   const auto weights = model::ModelWeights::load(root / v.folder);
   std::unique_ptr<model::Runner> runner;
   {
-    // EXL_FUSE_NORM=1: the RMSNorms between one-token GEMVs run inside them (cuda_runner.cpp).
-    const EnvScope env("EXL_FUSE_NORM", fuse_norm ? "1" : "0");
+    const EnvScope norm("EXL_FUSE_NORM", fused ? "1" : "0");
+    const EnvScope rope("EXL_FUSE_ROPE", fused ? "1" : "0");
     runner = cuda::make_cuda_runner(weights, {.cache_tokens = 1024, .page_size = 16});
   }
   const auto tok = tokenizer::Tokenizer::from_dir(root / v.folder);
@@ -167,7 +169,7 @@ TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferences) {
   check_greedy(v, false);
 }
 
-TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferencesWithFusedNorm) {
+TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferencesWithDecodeFusions) {
   const Variant v = GetParam();
   EXL_REQUIRE_GPU_AND(testing::testdata_dir() / "models/tiny-llama" / v.folder);
   check_greedy(v, true);

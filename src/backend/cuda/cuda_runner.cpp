@@ -154,6 +154,9 @@ class CudaRunner final : public model::Runner {
   // the residual stream and write x * w (fp32) for the next GEMV plus per-block sums of squares; the next GEMV
   // finishes the norm while staging its input (kernels/frag.cuh FragResidual / FragNorm).
   bool fuse_norm_ = false;
+  // Opt-in with EXL_FUSE_ROPE=1 (not yet run on a GPU either): decode steps rotate q and k and write the new token's
+  // K/V inside the attention kernel (AttentionArgs::rope) instead of a rope launch per layer.
+  bool fuse_rope_ = false;
   DeviceBuffer xf32_q_, xf32_k_, xf32_v_, xf32_gate_, xf32_up_, norm_partials_a_, norm_partials_b_;
   int64_t attn_ws_floats_ = 0;
   // Rope.
@@ -308,6 +311,8 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
       xf_down_ = zeroed(rd);
     }
     if (head_frag_) xf_head_ = zeroed(head_.padded_rows());
+    const char* renv = std::getenv("EXL_FUSE_ROPE");
+    fuse_rope_ = renv != nullptr && std::string(renv) == "1";
     const char* fenv = std::getenv("EXL_FUSE_NORM");
     fuse_norm_ = frag_ && fenv != nullptr && std::string(fenv) == "1";
     if (fuse_norm_) {
@@ -421,7 +426,8 @@ bool CudaRunner::run_model(const StepView& v) {
     rope.attention_factor = attention_factor_;
     rope.slots = {v.positions, v.token_seq};
     rope.cache = paged(l, v);
-    kernels::launch_rope(rope, st);
+    const bool rope_in_attention = fuse_rope_ && v.decode_splits > 0;
+    if (!rope_in_attention) kernels::launch_rope(rope, st);
     kernels::AttentionArgs att;
     att.q = q_.as<__half>();
     att.out = attn_.as<__half>();
@@ -440,6 +446,9 @@ bool CudaRunner::run_model(const StepView& v) {
     att.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     att.sliding_window = c.sliding_window.value_or(0);
     if (frag) att.out_frag = l.o.frag_target(xf_o_.as<__half>());
+    if (rope_in_attention)
+      att.rope = {k_.as<__half>(), v_.as<__half>(), l.k_pages.as<__half>(), l.v_pages.as<__half>(),
+                  inv_freq_.as<float>(), static_cast<int32_t>(inv_freq_host_.size()), attention_factor_};
     if (v.decode_splits > 0)
       kernels::launch_attention_decode(att, {v.decode_splits, attn_ws_.as<float>()}, st);
     else
