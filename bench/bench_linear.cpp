@@ -2,6 +2,8 @@
 // 4-bit g128 and FP16 (head at EXL2 6-bit), num_tokens 2..32 for the MLP shapes, and a 2048-token GEMM; plus the
 // device-to-device copy bandwidth in the same run. Weight copies are rotated so the 50 MB L2 does not hold them;
 // each number is the median over repetitions of a CUDA graph of calls, timed with events.
+// One-token rows of EXL2/GPTQ layers are also timed on the decode path (format "...+frag": the input already in
+// fragment order, gemv_one without a gather; see kernels/frag.cuh).
 // Usage: bench_linear [--json out.json] [--quick]
 #include <cuda_runtime.h>
 
@@ -97,16 +99,15 @@ struct Result {
   double us, tbps, tflops, bytes;
 };
 
-// Median time of one forward over `reps` graph replays of `calls` forwards that rotate through the copies.
-double time_forward(std::vector<cuda::CudaLinear>& copies, int64_t M, cuda::LinearContext ctx, const __half* x,
-                    __half* y, int reps) {
-  cudaStream_t st = ctx.stream;
+// Median time of one call over `reps` graph replays of `calls` calls (run(copy)) that rotate through the copies.
+template <typename Run>
+double time_calls(std::vector<cuda::CudaLinear>& copies, cudaStream_t st, int reps, Run&& run) {
   const int calls = static_cast<int>(std::max<size_t>(copies.size(), 8));
-  for (int i = 0; i < 3; ++i) copies[i % copies.size()].forward(x, y, M, ctx);  // warm-up, outside capture
+  for (int i = 0; i < 3; ++i) run(copies[i % copies.size()]);  // warm-up, outside capture
   EXL_CUDA_CHECK(cudaStreamSynchronize(st));
   cudaGraph_t graph;
   EXL_CUDA_CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < calls; ++i) copies[i % copies.size()].forward(x, y, M, ctx);
+  for (int i = 0; i < calls; ++i) run(copies[i % copies.size()]);
   EXL_CUDA_CHECK(cudaStreamEndCapture(st, &graph));
   cudaGraphExec_t exec;
   EXL_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
@@ -123,6 +124,11 @@ double time_forward(std::vector<cuda::CudaLinear>& copies, int64_t M, cuda::Line
   cudaGraphDestroy(graph);
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
+}
+
+double time_forward(std::vector<cuda::CudaLinear>& copies, int64_t M, cuda::LinearContext ctx, const __half* x,
+                    __half* y, int reps) {
+  return time_calls(copies, ctx.stream, reps, [&](const cuda::CudaLinear& l) { l.forward(x, y, M, ctx); });
 }
 
 double copy_bandwidth(cudaStream_t st) {
@@ -223,6 +229,20 @@ int main(int argc, char** argv) {
                     static_cast<long long>(job.shape.in), static_cast<long long>(job.shape.out),
                     static_cast<long long>(M), us, tbps, tflops);
         std::fflush(stdout);
+        if (M == 1 && copies[0].frag_capable()) {
+          // The decode path: the input already in fragment order (kernels/frag.cuh), gemv_one without a gather.
+          // x's random halves stand in for it (the values do not change the work).
+          const double fus = time_calls(copies, stream.get(), quick ? 9 : 21, [&](const cuda::CudaLinear& l) {
+            l.forward_frag(x.as<__half>(), y.as<__half>(), ctx);
+          });
+          const std::string name = std::string(fmt_name(job.fmt)) + "+frag";
+          results.push_back({name, job.shape.name, job.shape.in, job.shape.out, 1, fus, bytes / (fus * 1e-6) / 1e12,
+                             2.0 * job.shape.in * job.shape.out / (fus * 1e-6) / 1e12, bytes});
+          std::printf("%-11s %-10s %6lld %6lld %6lld %10.2f %8.3f %8.2f\n", name.c_str(), job.shape.name,
+                      static_cast<long long>(job.shape.in), static_cast<long long>(job.shape.out), 1LL, fus,
+                      bytes / (fus * 1e-6) / 1e12, 2.0 * job.shape.in * job.shape.out / (fus * 1e-6) / 1e12);
+          std::fflush(stdout);
+        }
       }
     }
     // Split-K sweep for the 4-bit MLP shapes at one token (target shape: down_proj, out 4096, in 14336). One token
