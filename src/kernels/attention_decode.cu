@@ -18,6 +18,10 @@
 // issues all its splits' loads at once (together with the first warp's loads of the (m, l) pairs), so the merge
 // is about one memory round trip; groups are summed through shared memory in a fixed order (deterministic).
 // Both kernels use programmatic dependent launch (pdl.cuh): they wait for the previous kernel first.
+// Options: the combine also scatters its row to a fragment-ordered target (one sequence; frag.cuh). Fused RoPE
+// (AttentionArgs::rope, the kRope instance): q comes unrotated; the split holding the new token writes the rotated
+// k and the v of that token into the cache before its first tile load, and every block rotates its group's q in
+// shared memory (fp16 rounding between, as rope_kernel's stored output) before scaling it.
 // Constraints: head_dim in the dispatch list; G <= 16; num_splits <= 64; q, out, pages and workspace 16-byte
 // aligned.
 #include <algorithm>

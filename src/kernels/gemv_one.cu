@@ -17,6 +17,14 @@
 //     fp32 scale of its group and added to the lane's total (so the dequantized weight is (q - zero) * scale
 //     without the oracle's intermediate fp16 rounding: a relative difference of at most 2^-11 per weight);
 //   * split-K is reduced inside the block in shared memory, in warp order: deterministic, no atomics, no scratch.
+// Fragment-ordered inputs (GemvOneFrag, frag.cuh; one-token decode): the producer already wrote each part's x in
+// the order above, so a warp copies its slice (16-byte loads) instead of gathering through perm. Variants:
+//   * SwiGLU pair (2 parts, gate and up, of one shape): block b runs strip b of both parts, `slices` warps each, and
+//     also writes half(silu(gate) * up) of its columns through y_frag (down_proj's input), zeroing y_frag's pads;
+//   * fp32 input + FragNorm: the slice is x * w (fp32) from a residual epilogue, scaled by the RMSNorm factor that
+//     every warp computes from the producer's per-block sums of squares (fixed order: the same bits everywhere);
+//   * residual epilogue (FragResidual, one part): x[col] += half(y[col]); x * w goes to up to 3 fp32 targets, and
+//     the block's sum of x^2 to partials[blockIdx.x].
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>

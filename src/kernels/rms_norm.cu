@@ -8,7 +8,8 @@
 // are loaded before pdl_wait (programmatic dependent launch, pdl.cuh), x and the residual right after it, all
 // loads in flight at once; x stays in registers between the sum of squares and the scaling. Block sum: warp
 // shuffles, one shared-memory slot per warp, then every warp reduces the 16 slots with shuffles (one barrier).
-// Constraint: hidden_size <= 16384.
+// One row only: the normalized values are also scattered to up to 3 fragment-ordered targets (frag.cuh), each
+// target's pads zeroed. Constraint: hidden_size <= 16384.
 #include "kernels/rms_norm.cuh"
 
 #include <cstdint>
