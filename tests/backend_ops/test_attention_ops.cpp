@@ -28,26 +28,66 @@ struct AttnCase {
 
 enum class Kernel { kPrefill, kDecode };
 
+// Device arguments over guarded device copies (q, out, the two cache pools and the int arrays).
+kernels::AttentionArgs device_args(GuardedArray<uint16_t>& q, GuardedArray<uint16_t>& out, GuardedArray<uint16_t>& kc,
+                                   GuardedArray<uint16_t>& vc, GuardedArray<int32_t>& query_start,
+                                   GuardedArray<int32_t>& context_len, GuardedArray<int32_t>& table,
+                                   int64_t num_pages, int64_t page_size, int64_t num_seqs, int64_t max_pages,
+                                   int64_t NH, int64_t NKV, int64_t D) {
+  kernels::AttentionArgs a;
+  a.q = reinterpret_cast<const __half*>(q.get());
+  a.out = reinterpret_cast<__half*>(out.get());
+  a.k_pages = reinterpret_cast<const __half*>(kc.get());
+  a.v_pages = reinterpret_cast<const __half*>(vc.get());
+  a.num_pages = num_pages;
+  a.page_size = page_size;
+  a.num_seqs = num_seqs;
+  a.query_start = query_start.get();
+  a.context_len = context_len.get();
+  a.block_table = table.get();
+  a.max_pages_per_seq = max_pages;
+  a.num_heads = NH;
+  a.num_kv_heads = NKV;
+  a.head_dim = D;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(D));
+  return a;
+}
+
+// A ragged block table over a shuffled page pool for sequences of the given lengths (spare pages at the end).
+struct PageTable {
+  std::vector<int32_t> table;
+  int64_t num_pages = 0, max_pages = 1;
+};
+PageTable shuffled_pages(const std::vector<int32_t>& lens, int64_t page_size, int64_t spare, std::mt19937& rng) {
+  PageTable t;
+  int64_t total = 0;
+  for (int32_t len : lens) {
+    t.max_pages = std::max<int64_t>(t.max_pages, (len + page_size - 1) / page_size);
+    total += (len + page_size - 1) / page_size;
+  }
+  t.num_pages = total + spare;
+  std::vector<int32_t> perm(static_cast<size_t>(t.num_pages));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+  t.table.assign(lens.size() * static_cast<size_t>(t.max_pages), 0);
+  int64_t used = 0;
+  for (size_t s = 0; s < lens.size(); ++s)
+    for (int64_t p = 0; p * page_size < lens[s]; ++p) t.table[s * t.max_pages + p] = perm[used++];
+  return t;
+}
+
 void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, ThreadPool& pool) {
   const int64_t S = static_cast<int64_t>(c.seqs.size()), D = c.head_dim, NH = c.num_heads, NKV = c.num_kv_heads;
   std::vector<int32_t> query_start{0}, context_len;
-  int64_t max_pages = 1, total_pages = 0, max_q = 0;
+  int64_t max_q = 0;
   for (const auto& s : c.seqs) {
     query_start.push_back(query_start.back() + s.new_tokens);
     context_len.push_back(s.context_len);
-    const int64_t pages = (s.context_len + c.page_size - 1) / c.page_size;
-    max_pages = std::max(max_pages, pages);
-    total_pages += pages;
     max_q = std::max<int64_t>(max_q, s.new_tokens);
   }
-  const int64_t num_pages = total_pages + 5;
-  std::vector<int32_t> perm(static_cast<size_t>(num_pages));
-  std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), rng);
-  std::vector<int32_t> table(static_cast<size_t>(S * max_pages), 0);
-  int64_t used = 0;
-  for (int64_t s = 0; s < S; ++s)
-    for (int64_t p = 0; p * c.page_size < context_len[s]; ++p) table[s * max_pages + p] = perm[used++];
+  const PageTable pt = shuffled_pages(context_len, c.page_size, 5, rng);
+  const std::vector<int32_t>& table = pt.table;
+  const int64_t num_pages = pt.num_pages, max_pages = pt.max_pages;
   const int64_t T = query_start.back();
   const size_t cache_n = static_cast<size_t>(num_pages * c.page_size * NKV * D);
   const std::vector<float> q = round_half(random_floats(rng, static_cast<size_t>(T * NH * D)));
@@ -63,22 +103,8 @@ void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, T
   GuardedArray<uint16_t> d_q(to_half_bits(q)), d_kc(to_half_bits(kc)), d_vc(to_half_bits(vc));
   GuardedArray<uint16_t> d_out(q.size());
   GuardedArray<int32_t> d_qs(query_start), d_cl(context_len), d_table(table);
-  kernels::AttentionArgs a;
-  a.q = reinterpret_cast<const __half*>(d_q.get());
-  a.out = reinterpret_cast<__half*>(d_out.get());
-  a.k_pages = reinterpret_cast<const __half*>(d_kc.get());
-  a.v_pages = reinterpret_cast<const __half*>(d_vc.get());
-  a.num_pages = num_pages;
-  a.page_size = c.page_size;
-  a.num_seqs = S;
-  a.query_start = d_qs.get();
-  a.context_len = d_cl.get();
-  a.block_table = d_table.get();
-  a.max_pages_per_seq = max_pages;
-  a.num_heads = NH;
-  a.num_kv_heads = NKV;
-  a.head_dim = D;
-  a.scale = scale;
+  kernels::AttentionArgs a =
+      device_args(d_q, d_out, d_kc, d_vc, d_qs, d_cl, d_table, num_pages, c.page_size, S, max_pages, NH, NKV, D);
   a.sliding_window = c.window;
   if (kernel == Kernel::kPrefill) {
     kernels::launch_attention_prefill(a, max_q, nullptr);
@@ -146,21 +172,13 @@ void run_fused_rope_case(int64_t NH, int64_t NKV, int64_t D, int64_t rotary_half
                          std::vector<int32_t> lens, int splits, std::mt19937& rng, ThreadPool& pool) {
   const int64_t S = static_cast<int64_t>(lens.size()), page_size = 16;
   std::vector<int32_t> query_start{0}, positions;
-  int64_t max_pages = 1, total_pages = 0;
   for (int32_t len : lens) {
     query_start.push_back(query_start.back() + 1);
     positions.push_back(len - 1);
-    max_pages = std::max<int64_t>(max_pages, (len + page_size - 1) / page_size);
-    total_pages += (len + page_size - 1) / page_size;
   }
-  const int64_t num_pages = total_pages + 3;
-  std::vector<int32_t> perm(static_cast<size_t>(num_pages));
-  std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), rng);
-  std::vector<int32_t> table(static_cast<size_t>(S * max_pages), 0);
-  int64_t used = 0;
-  for (int64_t s = 0; s < S; ++s)
-    for (int64_t p = 0; p * page_size < lens[static_cast<size_t>(s)]; ++p) table[s * max_pages + p] = perm[used++];
+  const PageTable pt = shuffled_pages(lens, page_size, 3, rng);
+  const std::vector<int32_t>& table = pt.table;
+  const int64_t num_pages = pt.num_pages, max_pages = pt.max_pages;
   std::vector<float> inv_freq(static_cast<size_t>(rotary_half));
   for (int64_t i = 0; i < rotary_half; ++i)
     inv_freq[static_cast<size_t>(i)] = static_cast<float>(std::pow(10000.0, -2.0 * i / (2.0 * rotary_half)));
@@ -195,22 +213,8 @@ void run_fused_rope_case(int64_t NH, int64_t NKV, int64_t D, int64_t rotary_half
   GuardedArray<uint16_t> d_kn(to_half_bits(k_new)), d_vn(to_half_bits(v_new)), d_out(q.size());
   GuardedArray<int32_t> d_qs(query_start), d_cl(lens), d_table(table);
   GuardedArray<float> d_inv(inv_freq);
-  kernels::AttentionArgs a;
-  a.q = reinterpret_cast<const __half*>(d_q.get());
-  a.out = reinterpret_cast<__half*>(d_out.get());
-  a.k_pages = reinterpret_cast<const __half*>(d_kc.get());
-  a.v_pages = reinterpret_cast<const __half*>(d_vc.get());
-  a.num_pages = num_pages;
-  a.page_size = page_size;
-  a.num_seqs = S;
-  a.query_start = d_qs.get();
-  a.context_len = d_cl.get();
-  a.block_table = d_table.get();
-  a.max_pages_per_seq = max_pages;
-  a.num_heads = NH;
-  a.num_kv_heads = NKV;
-  a.head_dim = D;
-  a.scale = scale;
+  kernels::AttentionArgs a =
+      device_args(d_q, d_out, d_kc, d_vc, d_qs, d_cl, d_table, num_pages, page_size, S, max_pages, NH, NKV, D);
   a.rope = {reinterpret_cast<const __half*>(d_kn.get()), reinterpret_cast<const __half*>(d_vn.get()),
             reinterpret_cast<__half*>(d_kc.get()), reinterpret_cast<__half*>(d_vc.get()), d_inv.get(),
             static_cast<int32_t>(rotary_half), attention_factor};

@@ -408,24 +408,17 @@ bool CudaLinearGroup::frag_capable() const {
 
 void CudaLinearGroup::forward_frag(const __half* const* x_frags, __half* const* ys,
                                    const kernels::FragTarget* swiglu_out, const LinearContext& ctx) const {
-  EXL_CHECK(frag_capable(), kInvalidArgument, "CudaLinearGroup::forward_frag: needs EXL2/GPTQ weights in every layer");
-  const Impl& g = *impl_;
-  kernels::GemvPart parts[kMaxParts];
-  kernels::GemvOneFrag frag;
-  for (size_t i = 0; i < g.parts.size(); ++i) {
-    const CudaLinear::Impl& im = *g.parts[i]->impl_;
-    parts[i] = {&im.view, &im.plan, ys[i], nullptr, nullptr};
-    frag.x[i] = x_frags[i];
-  }
-  if (swiglu_out != nullptr) {
-    frag.swiglu_pair = true;
-    frag.y_frag = *swiglu_out;
-  }
-  kernels::gemv_one_multi(parts, static_cast<int>(g.parts.size()), nullptr, nullptr, ctx.stream, &frag);
+  run_frag(x_frags, nullptr, nullptr, ys, swiglu_out, ctx);
 }
 
 void CudaLinearGroup::forward_frag(const float* const* x_frag32s, const kernels::FragNorm& norm, __half* const* ys,
                                    const kernels::FragTarget* swiglu_out, const LinearContext& ctx) const {
+  run_frag(nullptr, x_frag32s, &norm, ys, swiglu_out, ctx);
+}
+
+void CudaLinearGroup::run_frag(const __half* const* x_frags, const float* const* x_frag32s,
+                               const kernels::FragNorm* norm, __half* const* ys, const kernels::FragTarget* swiglu_out,
+                               const LinearContext& ctx) const {
   EXL_CHECK(frag_capable(), kInvalidArgument, "CudaLinearGroup::forward_frag: needs EXL2/GPTQ weights in every layer");
   const Impl& g = *impl_;
   kernels::GemvPart parts[kMaxParts];
@@ -433,9 +426,10 @@ void CudaLinearGroup::forward_frag(const float* const* x_frag32s, const kernels:
   for (size_t i = 0; i < g.parts.size(); ++i) {
     const CudaLinear::Impl& im = *g.parts[i]->impl_;
     parts[i] = {&im.view, &im.plan, ys[i], nullptr, nullptr};
-    frag.x32[i] = x_frag32s[i];
+    if (x_frags != nullptr) frag.x[i] = x_frags[i];
+    if (x_frag32s != nullptr) frag.x32[i] = x_frag32s[i];
   }
-  frag.norm = norm;
+  if (norm != nullptr) frag.norm = *norm;
   if (swiglu_out != nullptr) {
     frag.swiglu_pair = true;
     frag.y_frag = *swiglu_out;

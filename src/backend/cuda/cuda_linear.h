@@ -115,6 +115,8 @@ class CudaLinearGroup {
 
  private:
   struct Impl;
+  void run_frag(const __half* const* x_frags, const float* const* x_frag32s, const kernels::FragNorm* norm,
+                __half* const* ys, const kernels::FragTarget* swiglu_out, const LinearContext& ctx) const;
   std::unique_ptr<Impl> impl_;
 };
 

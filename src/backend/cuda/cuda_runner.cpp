@@ -296,40 +296,27 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
       rd = std::max(rd, l.down.padded_rows());
     }
     head_frag_ = frag_ && head_.frag_capable();
-    auto zeroed = [&](int64_t halves) {
-      DeviceBuffer b(static_cast<size_t>((halves + 7) / 8 * 8) * 2);
+    // Zeroed buffers of n elements of `bytes` each, rounded up to 16 bytes (pads are rewritten every step anyway).
+    auto zeroed = [&](int64_t n, size_t bytes = 2) {
+      DeviceBuffer b((static_cast<size_t>(n) * bytes + 15) / 16 * 16);
       EXL_CUDA_CHECK(cudaMemset(b.get(), 0, b.bytes()));
       return b;
     };
-    if (frag_) {
-      xf_q_ = zeroed(rq);
-      xf_k_ = zeroed(rk);
-      xf_v_ = zeroed(rv);
-      xf_o_ = zeroed(ro);
-      xf_gate_ = zeroed(rg);
-      xf_up_ = zeroed(ru);
-      xf_down_ = zeroed(rd);
-    }
+    if (frag_)
+      for (auto [buf, n] : {std::pair{&xf_q_, rq}, {&xf_k_, rk}, {&xf_v_, rv}, {&xf_o_, ro}, {&xf_gate_, rg},
+                            {&xf_up_, ru}, {&xf_down_, rd}})
+        *buf = zeroed(n);
     if (head_frag_) xf_head_ = zeroed(head_.padded_rows());
     const char* renv = std::getenv("EXL_FUSE_ROPE");
     fuse_rope_ = renv != nullptr && std::string(renv) == "1";
     const char* fenv = std::getenv("EXL_FUSE_NORM");
     fuse_norm_ = frag_ && fenv != nullptr && std::string(fenv) == "1";
     if (fuse_norm_) {
-      auto zeroed32 = [&](int64_t n) {
-        DeviceBuffer b(static_cast<size_t>((n + 3) / 4 * 4) * 4);
-        EXL_CUDA_CHECK(cudaMemset(b.get(), 0, b.bytes()));
-        return b;
-      };
       int64_t blocks = 0;
       for (const Layer& l : layers_) blocks = std::max({blocks, l.o.frag_blocks(), l.down.frag_blocks()});
-      xf32_q_ = zeroed32(rq);
-      xf32_k_ = zeroed32(rk);
-      xf32_v_ = zeroed32(rv);
-      xf32_gate_ = zeroed32(rg);
-      xf32_up_ = zeroed32(ru);
-      norm_partials_a_ = zeroed32(blocks);
-      norm_partials_b_ = zeroed32(blocks);
+      for (auto [buf, n] : {std::pair{&xf32_q_, rq}, {&xf32_k_, rk}, {&xf32_v_, rv}, {&xf32_gate_, rg},
+                            {&xf32_up_, ru}, {&norm_partials_a_, blocks}, {&norm_partials_b_, blocks}})
+        *buf = zeroed(n, 4);
     }
   }
 
