@@ -5,6 +5,7 @@
 #   2k context on the EXL2 4.0 bpw llama3-8b shape with: no fusion, norm, rope, both.
 # PART=b: GPTQ with no fusion / both, an ncu per-kernel summary of one EXL2 decode step with both, and bench_linear
 #   --quick (one-token rows also on the fragment-ordered path, "+frag").
+# PART=c: gemv_one's B-operand variant (EXL_GEMV1_B_ALL_LANES=0/1): bench_linear --quick and EXL2 decode with each.
 # At most 8 files under $OUT. Usage (device): PART=a bash scripts/device/decode_fusions.sh .carry/perf
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -15,7 +16,15 @@ bench() {  # bench NAME NORM ROPE
   EXL_FUSE_NORM=$2 EXL_FUSE_ROPE=$3 $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 \
     --repetitions 2 --json-out $OUT/bench_$1_n$2_r$3.json 2>&1 | tail -4
 }
-if [ "${PART:-a}" = a ]; then
+if [ "${PART:-a}" = c ]; then
+  $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1
+  for b in 0 1; do
+    echo "== EXL_GEMV1_B_ALL_LANES=$b"
+    EXL_GEMV1_B_ALL_LANES=$b timeout 200 $B/bench_linear --quick --json $OUT/bench_linear_ball_$b.json 2>&1 | grep -E "frag|device"
+    EXL_GEMV1_B_ALL_LANES=$b $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --repetitions 2 \
+      --json-out $OUT/bench_exl2_ball_$b.json 2>&1 | tail -3
+  done
+elif [ "${PART:-a}" = a ]; then
   run_cuda_tests
   $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1 \
     || echo "make-random-model exl2 failed"

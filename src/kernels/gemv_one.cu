@@ -159,12 +159,14 @@ __device__ __forceinline__ void a_regs(const uint32_t (&w)[kBits], int kstep, __
 
 // One tile: 2 chunks of 32 rows, 2 k-steps each. `xf` = this warp's fragment-ordered x at the tile (32 words),
 // `chunk` = the tile's first chunk in the slice.
-template <int kBits>
+// kBAll (opt-in instance, EXL_GEMV1_B_ALL_LANES=1, not yet measured): every lane loads x, so all 8 B columns are x
+// and no lane needs the predicate or the zeroing; column 0 of the result (the one read) is the same.
+template <int kBits, bool kBAll>
 __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const uint32_t* xf, const WarpTable& tab,
                                          int chunk, int lane, float& tot0, float& tot1) {
   const int g = lane >> 2, t = lane & 3;
   uint4 xb0 = make_uint4(0u, 0u, 0u, 0u), xb1 = xb0;
-  if (g == 0) {  // token 0 of B lives in lanes 0..3; the other lanes' B columns are 0
+  if (kBAll || g == 0) {  // token 0 of B lives in lanes 0..3; the other lanes' B columns are 0
     xb0 = *reinterpret_cast<const uint4*>(xf + t * 8);
     xb1 = *reinterpret_cast<const uint4*>(xf + t * 8 + 4);
   }
@@ -192,7 +194,7 @@ __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const uint3
 }
 
 // Tiles [lo, hi) of one class (global tile indices) with a register double buffer of kU tiles per batch.
-template <int kBits>
+template <int kBits, bool kBAll>
 __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::TileClass& cls, int lo, int hi,
                                           int ts, int64_t strip, const uint32_t* xf, const WarpTable& tab, int lane,
                                           float& tot0, float& tot1) {
@@ -209,12 +211,12 @@ __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::
   for (int i = 0; i < count; i += 2 * kU) {
 #pragma unroll
     for (int u = 0; u < kU; ++u)
-      if (i + u < count) tile_one<kBits>(wa[u], x0 + (i + u) * 32, tab, c0 + 2 * (i + u), lane, tot0, tot1);
+      if (i + u < count) tile_one<kBits, kBAll>(wa[u], x0 + (i + u) * 32, tab, c0 + 2 * (i + u), lane, tot0, tot1);
     tile::load_batch<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + kU + u < count)
-        tile_one<kBits>(wb[u], x0 + (i + kU + u) * 32, tab, c0 + 2 * (i + kU + u), lane, tot0, tot1);
+        tile_one<kBits, kBAll>(wb[u], x0 + (i + kU + u) * 32, tab, c0 + 2 * (i + kU + u), lane, tot0, tot1);
     tile::load_batch<kBits, kU>(tiles, stride, i + 3 * kU, count, lane, wb);
   }
 }
@@ -304,7 +306,7 @@ __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const Quant
   __syncwarp();
 }
 
-template <bool kSwiglu>
+template <bool kSwiglu, bool kBAll>
 __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, int64_t strip, unsigned char* smem_raw) {
   const Gemv1Part& p = gp.parts[part];
   const QuantTilesView& v = p.w;
@@ -350,12 +352,12 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
     const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
     if (lo >= hi) continue;
     switch (cls.bits) {
-      case 2: class_one<2>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
-      case 3: class_one<3>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
-      case 4: class_one<4>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
-      case 5: class_one<5>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
-      case 6: class_one<6>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
-      default: class_one<8>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 2: class_one<2, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 3: class_one<3, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 4: class_one<4, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 5: class_one<5, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 6: class_one<6, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      default: class_one<8, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
     }
   }
 
@@ -421,7 +423,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
 // One body for all parts (the part picked by a run-time index into the __grid_constant__ parameters, read in place)
 // and a class loop that is not unrolled: 6 instances of the stream instead of 3 parts x 6 classes x 6 widths, a 12x
 // smaller kernel (bench/results/2026-11-23d-gemv-lab.md, run 8). Pair mode: block b is strip b of both parts.
-template <bool kSwiglu>
+template <bool kSwiglu, bool kBAll>
 __global__ void __launch_bounds__(kMaxSliceWarps * 32, EXL_GEMV1_MIN_BLOCKS)
     gemv_one_kernel(const __grid_constant__ Gemv1Params gp) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -430,7 +432,7 @@ __global__ void __launch_bounds__(kMaxSliceWarps * 32, EXL_GEMV1_MIN_BLOCKS)
                    : (gp.num_parts > 2 && b >= gp.parts[2].block_begin) ? 2
                    : (gp.num_parts > 1 && b >= gp.parts[1].block_begin) ? 1
                                                                         : 0;
-  gemv_one_body<kSwiglu>(gp, part, b - gp.parts[part].block_begin, smem_raw);
+  gemv_one_body<kSwiglu, kBAll>(gp, part, b - gp.parts[part].block_begin, smem_raw);
 }
 
 }  // namespace
@@ -456,6 +458,19 @@ std::atomic<int>& gemv_one_mode_ref() {
   return mode;
 }
 }  // namespace
+
+namespace {
+std::atomic<bool>& b_all_lanes_ref() {
+  static std::atomic<bool> on{[] {
+    const char* e = std::getenv("EXL_GEMV1_B_ALL_LANES");
+    return e != nullptr && std::strcmp(e, "1") == 0;
+  }()};
+  return on;
+}
+}  // namespace
+
+bool gemv_one_b_all_lanes() { return b_all_lanes_ref().load(); }
+void set_gemv_one_b_all_lanes(bool on) { b_all_lanes_ref().store(on); }
 
 GemvOneMode gemv_one_mode() { return static_cast<GemvOneMode>(gemv_one_mode_ref().load()); }
 void set_gemv_one_mode(GemvOneMode mode) { gemv_one_mode_ref().store(static_cast<int>(mode)); }
@@ -556,7 +571,9 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
   if (blocks <= 0 || blocks > (int64_t{1} << 31) - 1)
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_one: %lld blocks", static_cast<long long>(blocks));
   const size_t smem = sizeof(float) * kMaxSliceWarps * quant::kStripCols + static_cast<size_t>(warps) * p.warp_bytes;
-  auto kernel = x_up != nullptr ? gemv_one_kernel<true> : gemv_one_kernel<false>;
+  const bool b_all = gemv_one_b_all_lanes();
+  auto kernel = x_up != nullptr ? (b_all ? gemv_one_kernel<true, true> : gemv_one_kernel<true, false>)
+                                : (b_all ? gemv_one_kernel<false, true> : gemv_one_kernel<false, false>);
   if (smem > 48 * 1024) {
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                "gemv_one: cudaFuncSetAttribute");

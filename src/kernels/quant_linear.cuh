@@ -90,6 +90,11 @@ void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, con
 enum class GemvOneMode : int { kOff = 0, kAuto = 1, kAlways = 2 };
 GemvOneMode gemv_one_mode();
 void set_gemv_one_mode(GemvOneMode mode);
+// Which gemv_one instance runs: the default loads x (the mma B operand) in the lanes of token 0 only and zeroes the
+// others; "all lanes" (EXL_GEMV1_B_ALL_LANES=1 or this setter; opt-in until measured on a GPU) loads it in every
+// lane, without the predicate and the zeroing. The results are identical.
+bool gemv_one_b_all_lanes();
+void set_gemv_one_b_all_lanes(bool on);
 int gemv_one_slices(int32_t num_tiles);
 struct GemvPart;
 bool gemv_one_preferred(const GemvPart* parts, int num_parts, const __half* x_up);

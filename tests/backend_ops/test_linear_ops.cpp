@@ -550,8 +550,7 @@ std::vector<uint16_t> download_halves(const DeviceBuffer& b, int64_t n) {
   return h;
 }
 
-TEST(LinearOps, FragInputOneToken) {
-  EXL_REQUIRE_GPU();
+void check_frag_input_one_token() {
   quant::GptqPackOptions act;
   act.group_size = 128;
   act.g_idx.resize(1024);
@@ -583,6 +582,23 @@ TEST(LinearOps, FragInputOneToken) {
   EXPECT_FALSE(flin.frag_capable());
   EXPECT_THROW(flin.frag_target(nullptr), Error);
 }
+
+// Sets gemv_one's B-operand variant for one scope.
+struct BAllLanesScope {
+  bool saved = kernels::gemv_one_b_all_lanes();
+  explicit BAllLanesScope(bool on) { kernels::set_gemv_one_b_all_lanes(on); }
+  ~BAllLanesScope() { kernels::set_gemv_one_b_all_lanes(saved); }
+};
+
+TEST(LinearOps, FragInputOneToken) {
+  EXL_REQUIRE_GPU();
+  for (const bool b_all : {false, true}) {
+    SCOPED_TRACE(b_all ? "B in all lanes" : "B in token-0 lanes");
+    const BAllLanesScope scope(b_all);
+    check_frag_input_one_token();
+  }
+}
+
 
 // q/k/v as one fragment-ordered launch; then gate/up as a SwiGLU pair whose product feeds a down projection.
 TEST(LinearOps, FragGroupAndSwigluPair) {
