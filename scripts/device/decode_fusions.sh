@@ -2,8 +2,9 @@
 # Validation and A/B of the opt-in decode fusions (EXL_FUSE_NORM=1: RMSNorm inside the GEMVs; EXL_FUSE_ROPE=1:
 # RoPE + new-token KV write inside attention_decode), written while no GPU was available (2026-11-23e).
 # PART=a (default): CUDA op tests, CUDA model tests (including the greedy test with both fusions), then exl bench at
-#   2k context on the EXL2 4.0 bpw llama3-8b shape with: no fusion, norm, rope, both.
-# PART=b: GPTQ with no fusion / both, an ncu per-kernel summary of one EXL2 decode step with both, and bench_linear
+#   2k context on the EXL2 4.0 bpw llama3-8b shape with: the norm's fragment copies scattered (EXL_NORM_GATHER=0)
+#   or gathered (the default), and with the fusions: norm, rope, both.
+# PART=b: GPTQ scattered / gathered / both fusions, an ncu per-kernel summary of one EXL2 decode step with both, and bench_linear
 #   --quick (one-token rows also on the fragment-ordered path, "+frag").
 # PART=c: gemv_one's B-operand variant (EXL_GEMV1_B_ALL_LANES=0/1): bench_linear --quick and EXL2 decode with each.
 # At most 8 files under $OUT. Usage (device): PART=a bash scripts/device/decode_fusions.sh .carry/perf
@@ -11,10 +12,11 @@ set -uo pipefail
 source "$(dirname "$0")/common.sh"
 unpack_bins "${1:-.carry/perf}"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
-bench() {  # bench NAME NORM ROPE
-  echo "-- $1 EXL_FUSE_NORM=$2 EXL_FUSE_ROPE=$3"
-  EXL_FUSE_NORM=$2 EXL_FUSE_ROPE=$3 $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 \
-    --repetitions 2 --json-out $OUT/bench_$1_n$2_r$3.json 2>&1 | tail -4
+bench() {  # bench NAME VAR=VALUE...: exl bench at 2k context with those environment variables
+  local name=$1; shift
+  echo "-- $name $*"
+  env "$@" $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 \
+    --repetitions 2 --json-out $OUT/bench_$name.json 2>&1 | tail -4
 }
 if [ "${PART:-a}" = c ]; then
   $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1
@@ -28,20 +30,26 @@ elif [ "${PART:-a}" = a ]; then
   run_cuda_tests
   $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1 \
     || echo "make-random-model exl2 failed"
-  for nr in "0 0" "1 0" "0 1" "1 1"; do bench exl2 $nr; done
+  bench exl2_scatter EXL_NORM_GATHER=0
+  bench exl2_gather EXL_NORM_GATHER=1
+  bench exl2_norm EXL_FUSE_NORM=1
+  bench exl2_rope EXL_FUSE_ROPE=1
+  bench exl2_both EXL_FUSE_NORM=1 EXL_FUSE_ROPE=1
 else
   $B/exl make-random-model --preset llama3-8b --format gptq --output /tmp/m > /dev/null 2>&1 || echo "make-random-model gptq failed"
-  for nr in "0 0" "1 1"; do bench gptq $nr; done
+  bench gptq_scatter EXL_NORM_GATHER=0
+  bench gptq_gather EXL_NORM_GATHER=1
+  bench gptq_both EXL_FUSE_NORM=1 EXL_FUSE_ROPE=1
   rm -rf /tmp/m
   $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1
   NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  EXL_FUSE_NORM=1 EXL_FUSE_ROPE=1 timeout 150 $NCU --clock-control none --cache-control none \
+  env ${NCU_ENV:-EXL_FUSE_NORM=1 EXL_FUSE_ROPE=1} timeout 150 $NCU --clock-control none --cache-control none \
     --metrics gpu__time_duration.sum --csv --print-units base \
     -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
     $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 > /tmp/ncu.csv 2>/tmp/ncu.err
   tail -1 /tmp/ncu.err
-  # 197 launches per token with both fusions (292 - 63 norms - 32 ropes)
-  python3 scripts/device/ncu_summary.py /tmp/ncu.csv 197 > $OUT/ncu_summary.txt; cat $OUT/ncu_summary.txt
+  # 197 launches per token with both fusions (292 - 63 norms - 32 ropes); NCU_ENV / NCU_LAUNCHES pick another setup
+  python3 scripts/device/ncu_summary.py /tmp/ncu.csv ${NCU_LAUNCHES:-197} > $OUT/ncu_summary.txt; cat $OUT/ncu_summary.txt
   timeout 200 $B/bench_linear --quick --json $OUT/bench_linear.json 2>&1 | tail -30
 fi
 ls -la $OUT

@@ -437,11 +437,15 @@ __global__ void __launch_bounds__(kCombineThreads) attention_decode_combine_kern
   static_assert(kGroups >= 1 && kGroups * kCols <= kCombineThreads, "combine layout");
   __shared__ float weight_s[kMaxSplits];
   __shared__ float4 red_s[kGroups][kCols];
+  const int h = blockIdx.x, s = blockIdx.y, tid = threadIdx.x, lane = tid % 32;
+  // Fragment-ordered output indices (constants): loaded before the wait.
+  int4 frag_dest = make_int4(0, 0, 0, 0);
+  if (a.out_frag.out != nullptr && tid < kCols)
+    frag_dest = *reinterpret_cast<const int4*>(a.out_frag.dest + static_cast<int64_t>(h) * D + tid * 4);
 
   pdl_wait();
   pdl_launch_dependents();
 
-  const int h = blockIdx.x, s = blockIdx.y, tid = threadIdx.x, lane = tid % 32;
   const int col = tid % kCols, grp = tid / kCols;
   const int64_t base = (static_cast<int64_t>(s) * a.num_heads + h) * num_splits;
   const float4* acc = reinterpret_cast<const float4*>(ws + base * D) + col;  // split i: acc[i * kCols]
@@ -509,10 +513,11 @@ __global__ void __launch_bounds__(kCombineThreads) attention_decode_combine_kern
     reinterpret_cast<__half2*>(&packed)[1] = __floats2half2_rn(o.z, o.w);
     *reinterpret_cast<uint2*>(a.out + (static_cast<int64_t>(s) * a.num_heads + h) * D + tid * 4) = packed;
     if (a.out_frag.out != nullptr) {
-      const int32_t* dest = a.out_frag.dest + static_cast<int64_t>(h) * D + tid * 4;
       const __half* hv = reinterpret_cast<const __half*>(&packed);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) a.out_frag.out[dest[j]] = hv[j];
+      a.out_frag.out[frag_dest.x] = hv[0];
+      a.out_frag.out[frag_dest.y] = hv[1];
+      a.out_frag.out[frag_dest.z] = hv[2];
+      a.out_frag.out[frag_dest.w] = hv[3];
     }
   }
   if (a.out_frag.out != nullptr && h == 0)
@@ -560,9 +565,11 @@ void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, c
                        "attention_decode: needs 1 <= num_splits <= 64 and a workspace");
   if (a.num_seqs == 0) return;
   if (a.out_frag.out != nullptr &&
-      (a.num_seqs != 1 || a.out_frag.dest == nullptr || (a.out_frag.num_pads > 0 && a.out_frag.pads == nullptr)))
+      (a.num_seqs != 1 || a.out_frag.dest == nullptr || !aligned16(a.out_frag.dest) ||
+       (a.out_frag.num_pads > 0 && a.out_frag.pads == nullptr)))
     raise_kernel_error(KernelErrorKind::kInvalidArgument,
-                       "attention_decode: a fragment-ordered output needs one sequence and a complete target");
+                       "attention_decode: a fragment-ordered output needs one sequence and a complete, 16-byte "
+                       "aligned target");
   if (a.rope.k_new != nullptr &&
       (a.rope.v_new == nullptr || a.rope.k_cache != a.k_pages || a.rope.v_cache != a.v_pages ||
        a.rope.inv_freq == nullptr || a.rope.rotary_half < 1 || 2 * a.rope.rotary_half > a.head_dim))

@@ -17,6 +17,12 @@ struct FragTarget {
   const int32_t* dest = nullptr;  // [in_features]: half index of input feature n
   const int32_t* pads = nullptr;  // [num_pads]: half indices of pad rows (written as 0)
   int32_t num_pads = 0;
+  // The inverse map, for a producer that holds the whole row (add_rms_norm, one block): src[p] is the input feature
+  // at half p, or -1 for a pad, p < num_out (the padded rows). With it the producer gathers from shared memory and
+  // writes out with coalesced 16-byte stores instead of one scattered 2-byte store per feature. Optional (null: the
+  // producer scatters through dest).
+  const int32_t* src = nullptr;
+  int32_t num_out = 0;
 };
 
 inline constexpr int kMaxFragTargets = 3;

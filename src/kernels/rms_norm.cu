@@ -8,8 +8,11 @@
 // are loaded before pdl_wait (programmatic dependent launch, pdl.cuh), x and the residual right after it, all
 // loads in flight at once; x stays in registers between the sum of squares and the scaling. Block sum: warp
 // shuffles, one shared-memory slot per warp, then every warp reduces the 16 slots with shuffles (one barrier).
-// One row only: the normalized values are also scattered to up to 3 fragment-ordered targets (frag.cuh), each
-// target's pads zeroed. Constraint: hidden_size <= 16384.
+// One row only: the normalized values also go to up to 3 fragment-ordered targets (frag.cuh), each target's pads
+// zeroed. With every target's inverse map (FragTarget::src; the vector path) the row is staged in shared memory and
+// each thread writes 8 consecutive halves of a target with one 16-byte store, gathering through src (its first
+// 8 entries per target loaded before the wait); otherwise each value is stored at dest[n] (2-byte scattered stores:
+// one transaction each, from one SM). Constraint: hidden_size <= 16384.
 #include "kernels/rms_norm.cuh"
 
 #include <cstdint>
@@ -39,12 +42,15 @@ __device__ __forceinline__ float block_sum(float v, float* shared) {
   return total;
 }
 
-// W elements per thread per step (8: vectors; 1: scalars), kSteps steps of kThreads * W elements.
-template <int W, int kSteps>
+// W elements per thread per step (8: vectors; 1: scalars), kSteps steps of kThreads * W elements. kGather: the
+// fragment-ordered outputs are gathered through src from a shared-memory copy of the row (W == 8 only).
+template <int W, int kSteps, bool kGather>
 __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(AddRmsNormArgs a) {
   static_assert(W == 1 || W == 8, "element width");
+  static_assert(!kGather || W == 8, "the gather path is vectorized");
   static_assert(kThreads * W * kSteps >= kMaxHidden, "steps cover the largest row");
   __shared__ float partial[kWarps];
+  __shared__ __align__(16) __half row_s[kGather ? kMaxHidden : 8];
   const int n = static_cast<int>(a.hidden_size);
   const int tid = threadIdx.x;
 
@@ -61,6 +67,18 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(AddRmsNormArgs a
         w[k][4] = w1.x, w[k][5] = w1.y, w[k][6] = w1.z, w[k][7] = w1.w;
       } else {
         w[k][0] = a.weight[i0];
+      }
+    }
+  }
+
+  // Gather path: the thread's first 8 source indices of each target (constants), before the wait too.
+  int4 pre[kGather ? kMaxFragTargets : 1][2];
+  if constexpr (kGather) {
+#pragma unroll
+    for (int f = 0; f < kMaxFragTargets; ++f) {
+      if (f < a.num_frag && tid * 8 < a.frag[f].num_out) {
+        pre[f][0] = *reinterpret_cast<const int4*>(a.frag[f].src + tid * 8);
+        pre[f][1] = *reinterpret_cast<const int4*>(a.frag[f].src + tid * 8 + 4);
       }
     }
   }
@@ -134,23 +152,49 @@ __global__ void __launch_bounds__(kThreads) add_rms_norm_kernel(AddRmsNormArgs a
           oh[e] = __halves2half2(__float2half_rn(v[k][2 * e] * inv * w[k][2 * e]),
                                  __float2half_rn(v[k][2 * e + 1] * inv * w[k][2 * e + 1]));
         *reinterpret_cast<uint4*>(out + i0) = o;
+        if constexpr (kGather) *reinterpret_cast<uint4*>(row_s + i0) = o;
       } else {
         out[i0] = __float2half_rn(v[k][0] * inv * w[k][0]);
       }
     }
   }
-  // Fragment-ordered copies (one row): the same fp16 values, scattered to each target's dest, pads zeroed.
-  for (int f = 0; f < a.num_frag; ++f) {
-    const FragTarget& ft = a.frag[f];
+  if constexpr (kGather) {
+    // Fragment-ordered copies gathered from the staged row: 8 consecutive halves per thread and step.
+    __syncthreads();
 #pragma unroll
-    for (int k = 0; k < kSteps; ++k) {
-      const int i0 = (k * kThreads + tid) * W;
-      if (i0 < n) {
+    for (int f = 0; f < kMaxFragTargets; ++f) {
+      if (f >= a.num_frag) break;
+      const FragTarget& ft = a.frag[f];
+      for (int p0 = tid * 8; p0 < ft.num_out; p0 += kThreads * 8) {
+        int4 s0, s1;
+        if (p0 == tid * 8) {
+          s0 = pre[f][0], s1 = pre[f][1];
+        } else {
+          s0 = *reinterpret_cast<const int4*>(ft.src + p0);
+          s1 = *reinterpret_cast<const int4*>(ft.src + p0 + 4);
+        }
+        const int sidx[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+        uint4 o;
+        __half* oh = reinterpret_cast<__half*>(&o);
 #pragma unroll
-        for (int e = 0; e < W; ++e) ft.out[ft.dest[i0 + e]] = __float2half_rn(v[k][e] * inv * w[k][e]);
+        for (int e = 0; e < 8; ++e) oh[e] = sidx[e] >= 0 ? row_s[sidx[e]] : __ushort_as_half(0);
+        *reinterpret_cast<uint4*>(ft.out + p0) = o;
       }
     }
-    for (int i = tid; i < ft.num_pads; i += kThreads) ft.out[ft.pads[i]] = __ushort_as_half(0);
+  } else {
+    // Fragment-ordered copies (one row): the same fp16 values, scattered to each target's dest, pads zeroed.
+    for (int f = 0; f < a.num_frag; ++f) {
+      const FragTarget& ft = a.frag[f];
+#pragma unroll
+      for (int k = 0; k < kSteps; ++k) {
+        const int i0 = (k * kThreads + tid) * W;
+        if (i0 < n) {
+#pragma unroll
+          for (int e = 0; e < W; ++e) ft.out[ft.dest[i0 + e]] = __float2half_rn(v[k][e] * inv * w[k][e]);
+        }
+      }
+      for (int i = tid; i < ft.num_pads; i += kThreads) ft.out[ft.pads[i]] = __ushort_as_half(0);
+    }
   }
 }
 
@@ -174,11 +218,28 @@ void launch_add_rms_norm(const AddRmsNormArgs& args, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(args.num_rows));
   const bool vec = args.hidden_size % 8 == 0 && aligned16(args.x) && aligned16(args.weight) &&
                    aligned16(args.out) && (args.residual == nullptr || aligned16(args.residual));
-  if (vec)
-    launch_pdl("add_rms_norm", add_rms_norm_kernel<8, kMaxHidden / (8 * kThreads)>, grid, dim3(kThreads), 0, stream,
-               args);
+  bool gather = vec && args.num_frag > 0;
+  for (int f = 0; f < args.num_frag; ++f) {
+    const FragTarget& t = args.frag[f];
+    if (t.src == nullptr) {
+      gather = false;
+      continue;
+    }
+    if (t.num_out < args.hidden_size || t.num_out % 8 != 0 || !aligned16(t.src) || !aligned16(t.out))
+      raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
+                          "rms_norm: fragment-ordered output %d has an inverse map of %d halves for a row of %lld "
+                          "(needs at least the row, a multiple of 8, 16-byte aligned map and output)",
+                          f, static_cast<int>(t.num_out), static_cast<long long>(args.hidden_size));
+  }
+  if (gather)
+    launch_pdl("add_rms_norm", add_rms_norm_kernel<8, kMaxHidden / (8 * kThreads), true>, grid, dim3(kThreads), 0,
+               stream, args);
+  else if (vec)
+    launch_pdl("add_rms_norm", add_rms_norm_kernel<8, kMaxHidden / (8 * kThreads), false>, grid, dim3(kThreads), 0,
+               stream, args);
   else
-    launch_pdl("add_rms_norm", add_rms_norm_kernel<1, kMaxHidden / kThreads>, grid, dim3(kThreads), 0, stream, args);
+    launch_pdl("add_rms_norm", add_rms_norm_kernel<1, kMaxHidden / kThreads, false>, grid, dim3(kThreads), 0, stream,
+               args);
 }
 
 }  // namespace exl::kernels

@@ -523,6 +523,20 @@ FragLayout read_frag_layout(const CudaLinear& lin) {
     }
   for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], 1) << "fragment slot " << i;
   EXPECT_EQ(static_cast<int64_t>(f.dest.size() + f.pads.size()), lin.padded_rows());
+  // The inverse map (what add_rms_norm gathers through): the input feature at each slot, -1 at the pads.
+  EXPECT_EQ(t.num_out, lin.padded_rows());
+  std::vector<int32_t> src(static_cast<size_t>(lin.padded_rows()));
+  EXL_CUDA_CHECK(cudaMemcpy(src.data(), t.src, src.size() * 4, cudaMemcpyDeviceToHost));
+  for (size_t n = 0; n < f.dest.size(); ++n) {
+    if (f.dest[n] >= 0 && f.dest[n] < lin.padded_rows()) {
+      EXPECT_EQ(src[static_cast<size_t>(f.dest[n])], static_cast<int32_t>(n));
+    }
+  }
+  for (int32_t p : f.pads) {
+    if (p >= 0 && p < lin.padded_rows()) {
+      EXPECT_EQ(src[static_cast<size_t>(p)], -1) << "pad slot " << p;
+    }
+  }
   return f;
 }
 

@@ -62,43 +62,59 @@ TEST(RmsNormOps, GathersRows) {
 TEST(RmsNormOps, FragmentOrderedCopies) {
   EXL_REQUIRE_GPU();
   std::mt19937 rng(4);
-  for (int64_t hidden : {4096, 77}) {
-    const std::vector<float> x = random_floats(rng, static_cast<size_t>(hidden), 3.0f);
-    const std::vector<float> res = round_half(random_floats(rng, static_cast<size_t>(hidden)));
-    const std::vector<float> w = random_floats(rng, static_cast<size_t>(hidden));
-    GuardedArray<float> d_x(x), d_w(w);
-    GuardedArray<uint16_t> d_res(to_half_bits(res)), d_out(static_cast<size_t>(hidden));
-    kernels::AddRmsNormArgs a{d_x.get(), reinterpret_cast<const __half*>(d_res.get()), d_w.get(),
-                              reinterpret_cast<__half*>(d_out.get()), nullptr, 1, hidden, 1e-5f};
-    std::vector<SyntheticFrag> layouts;
-    std::vector<std::unique_ptr<GuardedArray<int32_t>>> idx;
-    std::vector<std::unique_ptr<GuardedArray<uint16_t>>> outs;
-    for (int f = 0; f < kernels::kMaxFragTargets; ++f) {
-      layouts.push_back(synthetic_frag(rng, hidden, f * 40));
-      idx.push_back(std::make_unique<GuardedArray<int32_t>>(layouts.back().dest));
-      idx.push_back(std::make_unique<GuardedArray<int32_t>>(layouts.back().pads.empty() ? std::vector<int32_t>{0}
-                                                                                         : layouts.back().pads));
-      outs.push_back(std::make_unique<GuardedArray<uint16_t>>(static_cast<size_t>(hidden + f * 40)));
-      a.frag[f] = {reinterpret_cast<__half*>(outs.back()->get()), idx[2 * f]->get(),
-                   layouts.back().pads.empty() ? nullptr : idx[2 * f + 1]->get(),
-                   static_cast<int32_t>(layouts.back().pads.size())};
+  // with_src: the targets also carry their inverse maps, so the kernel gathers from shared memory (8192: a second
+  // step beyond the preloaded one); without, it scatters through dest.
+  for (int64_t hidden : {4096, 8192, 77}) {
+    for (bool with_src : {false, true}) {
+      const std::vector<float> x = random_floats(rng, static_cast<size_t>(hidden), 3.0f);
+      const std::vector<float> res = round_half(random_floats(rng, static_cast<size_t>(hidden)));
+      const std::vector<float> w = random_floats(rng, static_cast<size_t>(hidden));
+      GuardedArray<float> d_x(x), d_w(w);
+      GuardedArray<uint16_t> d_res(to_half_bits(res)), d_out(static_cast<size_t>(hidden));
+      kernels::AddRmsNormArgs a{d_x.get(), reinterpret_cast<const __half*>(d_res.get()), d_w.get(),
+                                reinterpret_cast<__half*>(d_out.get()), nullptr, 1, hidden, 1e-5f};
+      std::vector<SyntheticFrag> layouts;
+      std::vector<std::unique_ptr<GuardedArray<int32_t>>> idx;
+      std::vector<std::unique_ptr<GuardedArray<uint16_t>>> outs;
+      for (int f = 0; f < kernels::kMaxFragTargets; ++f) {
+        const int64_t pads = f * 40;
+        layouts.push_back(synthetic_frag(rng, hidden, pads));
+        const SyntheticFrag& l = layouts.back();
+        std::vector<int32_t> inverse(static_cast<size_t>(hidden + pads), -1);
+        for (size_t n = 0; n < l.dest.size(); ++n) inverse[static_cast<size_t>(l.dest[n])] = static_cast<int32_t>(n);
+        idx.push_back(std::make_unique<GuardedArray<int32_t>>(l.dest));
+        idx.push_back(std::make_unique<GuardedArray<int32_t>>(l.pads.empty() ? std::vector<int32_t>{0} : l.pads));
+        idx.push_back(std::make_unique<GuardedArray<int32_t>>(inverse));
+        outs.push_back(std::make_unique<GuardedArray<uint16_t>>(static_cast<size_t>(hidden + pads)));
+        a.frag[f] = {reinterpret_cast<__half*>(outs.back()->get()), idx[3 * f]->get(),
+                     l.pads.empty() ? nullptr : idx[3 * f + 1]->get(), static_cast<int32_t>(l.pads.size())};
+        if (with_src) {
+          a.frag[f].src = idx[3 * f + 2]->get();
+          a.frag[f].num_out = static_cast<int32_t>(hidden + pads);
+        }
+      }
+      a.num_frag = kernels::kMaxFragTargets;
+      if (with_src && hidden % 8 != 0) {
+        // An inverse map must cover a multiple of 8 halves (16-byte stores).
+        EXPECT_THROW(kernels::launch_add_rms_norm(a, nullptr), Error);
+        continue;
+      }
+      kernels::launch_add_rms_norm(a, nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      std::vector<float> xs = x;
+      cpu::add_inplace(xs.data(), res.data(), hidden);
+      std::vector<float> want(static_cast<size_t>(hidden));
+      cpu::rms_norm(xs.data(), w.data(), want.data(), 1, hidden, 1e-5f);
+      const std::vector<uint16_t> plain = d_out.download();
+      EXL_EXPECT_CLOSE(from_half_bits(plain), want, 1e-3);
+      for (int f = 0; f < kernels::kMaxFragTargets; ++f) {
+        expect_frag_matches(outs[static_cast<size_t>(f)]->download(), plain, layouts[static_cast<size_t>(f)]);
+        EXPECT_TRUE(outs[static_cast<size_t>(f)]->guards_intact());
+      }
+      // Fragment copies are for one row only.
+      a.num_rows = 2;
+      EXPECT_THROW(kernels::launch_add_rms_norm(a, nullptr), Error);
     }
-    a.num_frag = kernels::kMaxFragTargets;
-    kernels::launch_add_rms_norm(a, nullptr);
-    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-    std::vector<float> xs = x;
-    cpu::add_inplace(xs.data(), res.data(), hidden);
-    std::vector<float> want(static_cast<size_t>(hidden));
-    cpu::rms_norm(xs.data(), w.data(), want.data(), 1, hidden, 1e-5f);
-    const std::vector<uint16_t> plain = d_out.download();
-    EXL_EXPECT_CLOSE(from_half_bits(plain), want, 1e-3);
-    for (int f = 0; f < kernels::kMaxFragTargets; ++f) {
-      expect_frag_matches(outs[static_cast<size_t>(f)]->download(), plain, layouts[static_cast<size_t>(f)]);
-      EXPECT_TRUE(outs[static_cast<size_t>(f)]->guards_intact());
-    }
-    // Fragment copies are for one row only.
-    a.num_rows = 2;
-    EXPECT_THROW(kernels::launch_add_rms_norm(a, nullptr), Error);
   }
 }
 

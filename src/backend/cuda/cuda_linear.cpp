@@ -30,7 +30,7 @@ struct CudaLinear::Impl {
   kernels::GemvSplitPlan plan;
   std::vector<int32_t> chunk_group_host;  // for re-planning the split in a CudaLinearGroup
   // Fragment-ordered input (kernels/frag.cuh): half index of each input feature, and of each pad row.
-  DeviceBuffer frag_dest, frag_pads;
+  DeviceBuffer frag_dest, frag_pads, frag_src;  // frag_src: the inverse (input feature of each half, -1: pad)
   int32_t num_pads = 0;
   int64_t padded_rows = 0;
 };
@@ -113,10 +113,13 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
   const int64_t col_blocks = (t.width + kernels::kGemvBlockCols - 1) / kernels::kGemvBlockCols;
   im.chunk_group_host = t.chunk_group;
   {
-    std::vector<int32_t> dest(static_cast<size_t>(K), -1), pads;
+    std::vector<int32_t> dest(static_cast<size_t>(K), -1), pads, inverse(static_cast<size_t>(t.padded_rows), -1);
     for (int64_t r = 0; r < t.padded_rows; ++r) {
       const int32_t src = t.perm[static_cast<size_t>(r)];
       const auto at = static_cast<int32_t>(quant::frag_half_index(r));
+      EXL_CHECK(at >= 0 && at < t.padded_rows && inverse[static_cast<size_t>(at)] == -1, kInternal,
+                "{}: fragment slot {} of padded row {} is outside {} rows or taken twice", w.key, at, r, t.padded_rows);
+      inverse[static_cast<size_t>(at)] = src < 0 ? -2 : src;
       if (src < 0) {
         pads.push_back(at);
         continue;
@@ -128,7 +131,9 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
     for (int64_t n = 0; n < K; ++n)
       EXL_CHECK(dest[static_cast<size_t>(n)] >= 0, kInvalidArgument,
                 "{}: the row permutation never reads input feature {}", w.key, n);
+    for (int32_t& i : inverse) i = i == -2 ? -1 : i;
     im.frag_dest = upload_vector(dest, im.bytes);
+    im.frag_src = upload_vector(inverse, im.bytes);
     if (!pads.empty()) im.frag_pads = upload_vector(pads, im.bytes);
     im.num_pads = static_cast<int32_t>(pads.size());
     im.padded_rows = t.padded_rows;
@@ -257,6 +262,8 @@ kernels::FragTarget CudaLinear::frag_target(__half* buffer) const {
   t.dest = impl_->frag_dest.as<int32_t>();
   t.pads = impl_->num_pads > 0 ? impl_->frag_pads.as<int32_t>() : nullptr;
   t.num_pads = impl_->num_pads;
+  t.src = impl_->frag_src.as<int32_t>();
+  t.num_out = static_cast<int32_t>(impl_->padded_rows);
   return t;
 }
 

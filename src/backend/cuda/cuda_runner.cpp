@@ -148,6 +148,14 @@ class CudaRunner final : public model::Runner {
   // the gate/up SwiGLU pair) writes its consumer's input already permuted, so no GEMV gathers x. EXL_FRAG=0 in
   // the environment turns it off (A/B runs); FP16 layers never use it.
   bool frag_ = false, head_frag_ = false;
+  // add_rms_norm writes its fragment-ordered copies by gathering through the inverse map (FragTarget::src); A/B
+  // switch EXL_NORM_GATHER=0: scattered through dest as before.
+  bool norm_gather_ = true;
+  kernels::FragTarget norm_target(const CudaLinear& lin, const DeviceBuffer& buf) const {
+    kernels::FragTarget t = lin.frag_target(buf.as<__half>());
+    if (!norm_gather_) t.src = nullptr;
+    return t;
+  }
   DeviceBuffer xf_q_, xf_k_, xf_v_, xf_o_, xf_gate_, xf_up_, xf_down_, xf_head_;
   // Opt-in with EXL_FUSE_NORM=1 (not yet run on a GPU: the device was not available when it was written, see
   // docs/cuda-backend.md): the RMSNorms between layers run inside the GEMVs. o_proj and down_proj add their output to
@@ -307,6 +315,8 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
                             {&xf_up_, ru}, {&xf_down_, rd}})
         *buf = zeroed(n);
     if (head_frag_) xf_head_ = zeroed(head_.padded_rows());
+    const char* genv = std::getenv("EXL_NORM_GATHER");
+    norm_gather_ = genv == nullptr || std::string(genv) != "0";
     const char* renv = std::getenv("EXL_FUSE_ROPE");
     fuse_rope_ = renv != nullptr && std::string(renv) == "1";
     const char* fenv = std::getenv("EXL_FUSE_NORM");
@@ -387,9 +397,9 @@ bool CudaRunner::run_model(const StepView& v) {
       kernels::AddRmsNormArgs norm{x_.as<float>(), li == 0 ? nullptr : o_.as<__half>(), l.attn_norm.as<float>(),
                                    xn_.as<__half>(), nullptr, T, H, eps};
       if (frag) {
-        norm.frag[0] = l.q.frag_target(xf_q_.as<__half>());
-        norm.frag[1] = l.k.frag_target(xf_k_.as<__half>());
-        norm.frag[2] = l.v.frag_target(xf_v_.as<__half>());
+        norm.frag[0] = norm_target(l.q, xf_q_);
+        norm.frag[1] = norm_target(l.k, xf_k_);
+        norm.frag[2] = norm_target(l.v, xf_v_);
         norm.num_frag = 3;
       }
       kernels::launch_add_rms_norm(norm, st);
@@ -478,8 +488,8 @@ bool CudaRunner::run_model(const StepView& v) {
     kernels::AddRmsNormArgs norm2{x_.as<float>(), o_.as<__half>(), l.mlp_norm.as<float>(), xn_.as<__half>(), nullptr,
                                   T, H, eps};
     if (frag) {
-      norm2.frag[0] = l.gate.frag_target(xf_gate_.as<__half>());
-      norm2.frag[1] = l.up.frag_target(xf_up_.as<__half>());
+      norm2.frag[0] = norm_target(l.gate, xf_gate_);
+      norm2.frag[1] = norm_target(l.up, xf_up_);
       norm2.num_frag = 2;
     }
     kernels::launch_add_rms_norm(norm2, st);
@@ -503,7 +513,7 @@ bool CudaRunner::run_model(const StepView& v) {
                               final_norm_.as<float>(), xn_.as<__half>(), v.final_rows, v.num_final_rows, H, eps};
   const bool head_frag = frag && head_frag_ && v.num_final_rows == 1;
   if (head_frag) {
-    fin.frag[0] = head_.frag_target(xf_head_.as<__half>());
+    fin.frag[0] = norm_target(head_, xf_head_);
     fin.num_frag = 1;
   }
   kernels::launch_add_rms_norm(fin, st);
