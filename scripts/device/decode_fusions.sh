@@ -6,6 +6,8 @@
 #   or gathered (the default), and with the fusions: norm, rope, both.
 # PART=b: GPTQ scattered / gathered / both fusions, an ncu per-kernel summary of one EXL2 decode step with both, and bench_linear
 #   --quick (one-token rows also on the fragment-ordered path, "+frag").
+# PART=d: the defaults chosen after PART=a (op and model tests, GPTQ and EXL2 decode, A/B without the fusions and
+#   with EXL_GEMV1_B_ALL_LANES=1, ncu summary of the default step).
 # PART=c: gemv_one's B-operand variant (EXL_GEMV1_B_ALL_LANES=0/1): bench_linear --quick and EXL2 decode with each.
 # At most 8 files under $OUT. Usage (device): PART=a bash scripts/device/decode_fusions.sh .carry/perf
 set -uo pipefail
@@ -18,7 +20,25 @@ bench() {  # bench NAME VAR=VALUE...: exl bench at 2k context with those environ
   env "$@" $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 \
     --repetitions 2 --json-out $OUT/bench_$name.json 2>&1 | tail -4
 }
-if [ "${PART:-a}" = c ]; then
+if [ "${PART:-a}" = d ]; then
+  # The defaults after run 1 of 2026-11-23f (gathered norm copies, fused norm and RoPE), each model also without the
+  # fusions and with gemv_one's B-in-all-lanes instance; then the ncu summary of the default EXL2 step (197 launches).
+  run_cuda_tests
+  $B/exl make-random-model --preset llama3-8b --format gptq --output /tmp/m > /dev/null 2>&1 || echo "make-random-model gptq failed"
+  bench gptq_default EXL_NORM_GATHER=1
+  bench gptq_nofuse EXL_FUSE_NORM=0 EXL_FUSE_ROPE=0
+  bench gptq_ball EXL_GEMV1_B_ALL_LANES=1
+  rm -rf /tmp/m
+  $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1
+  bench exl2_default EXL_NORM_GATHER=1
+  bench exl2_ball EXL_GEMV1_B_ALL_LANES=1
+  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  timeout 120 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
+    -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
+    $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 > /tmp/ncu.csv 2>/tmp/ncu.err
+  tail -1 /tmp/ncu.err
+  python3 scripts/device/ncu_summary.py /tmp/ncu.csv 197 > $OUT/ncu_summary.txt; cat $OUT/ncu_summary.txt
+elif [ "${PART:-a}" = c ]; then
   $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1
   for b in 0 1; do
     echo "== EXL_GEMV1_B_ALL_LANES=$b"

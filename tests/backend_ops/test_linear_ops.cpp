@@ -697,9 +697,9 @@ TEST(LinearOps, FragFusedNormBetweenGemvs) {
   Stream stream;
   const LinearContext ctx{stream.get(), nullptr, nullptr, 0};
   const int64_t H = 1040, I = 512;  // H: 65 strips of the producer
-  const LinearWeight o = exl2_weight(H, 768, {{4, 0.7, 128}, {6, 0.3, 32}}, true, 481);
-  const LinearWeight gate = exl2_weight(I, H, {{4, 0.5, 64}, {5, 0.5, 32}}, false, 482);
-  const LinearWeight up = exl2_weight(I, H, {{3, 0.4, 64}, {4, 0.6, 128}}, false, 483);
+  const LinearWeight o = exl2_weight(H, 768, {{6, 0.3, 32}, {4, 0.7, 128}}, true, 481);
+  const LinearWeight gate = exl2_weight(I, H, {{5, 0.5, 32}, {4, 0.5, 64}}, false, 482);
+  const LinearWeight up = exl2_weight(I, H, {{4, 0.6, 128}, {3, 0.4, 64}}, false, 483);
   const CudaLinear lo = CudaLinear::create(o), lg = CudaLinear::create(gate), lu = CudaLinear::create(up);
   const CudaLinearGroup gu = CudaLinearGroup::create({&lg, &lu});
   const RandomInput in = random_input(1, 768, 5);

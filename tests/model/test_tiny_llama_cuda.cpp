@@ -127,8 +127,8 @@ struct EnvScope {
   }
 };
 
-// fused: the opt-in decode fusions of cuda_runner.cpp (EXL_FUSE_NORM=1: the RMSNorms between one-token GEMVs run
-// inside them; EXL_FUSE_ROPE=1: RoPE and the new token's KV write run inside the attention kernel).
+// fused: the decode fusions of cuda_runner.cpp, on by default (EXL_FUSE_NORM: the RMSNorms between one-token GEMVs run
+// inside them; EXL_FUSE_ROPE: RoPE and the new token's KV write run inside the attention kernel).
 void check_greedy(const Variant& v, bool fused) {
   const auto root = (testing::testdata_dir() / "models/tiny-llama");
   const auto weights = model::ModelWeights::load(root / v.folder);

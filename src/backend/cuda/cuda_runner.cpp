@@ -157,13 +157,14 @@ class CudaRunner final : public model::Runner {
     return t;
   }
   DeviceBuffer xf_q_, xf_k_, xf_v_, xf_o_, xf_gate_, xf_up_, xf_down_, xf_head_;
-  // Opt-in with EXL_FUSE_NORM=1 (not yet run on a GPU: the device was not available when it was written, see
-  // docs/cuda-backend.md): the RMSNorms between layers run inside the GEMVs. o_proj and down_proj add their output to
-  // the residual stream and write x * w (fp32) for the next GEMV plus per-block sums of squares; the next GEMV
-  // finishes the norm while staging its input (kernels/frag.cuh FragResidual / FragNorm).
+  // On the fragment-ordered path (EXL_FUSE_NORM=0 turns it off; measured in bench/results/2026-11-23f-*): the
+  // RMSNorms between layers run inside the GEMVs. o_proj and down_proj add their output to the residual stream and
+  // write x * w (fp32) for the next GEMV plus per-block sums of squares; the next GEMV finishes the norm while
+  // staging its input (kernels/frag.cuh FragResidual / FragNorm).
   bool fuse_norm_ = false;
-  // Opt-in with EXL_FUSE_ROPE=1 (not yet run on a GPU either): decode steps rotate q and k and write the new token's
-  // K/V inside the attention kernel (AttentionArgs::rope) instead of a rope launch per layer.
+  // On the same path (EXL_FUSE_ROPE=0 turns it off): the decode step rotates q and k and writes the new token's K/V
+  // inside the attention kernel (AttentionArgs::rope) instead of a rope launch per layer. Other steps (FP16 weights,
+  // several sequences, prefill) keep the rope kernel.
   bool fuse_rope_ = false;
   DeviceBuffer xf32_q_, xf32_k_, xf32_v_, xf32_gate_, xf32_up_, norm_partials_a_, norm_partials_b_;
   int64_t attn_ws_floats_ = 0;
@@ -318,9 +319,9 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
     const char* genv = std::getenv("EXL_NORM_GATHER");
     norm_gather_ = genv == nullptr || std::string(genv) != "0";
     const char* renv = std::getenv("EXL_FUSE_ROPE");
-    fuse_rope_ = renv != nullptr && std::string(renv) == "1";
+    fuse_rope_ = frag_ && (renv == nullptr || std::string(renv) != "0");
     const char* fenv = std::getenv("EXL_FUSE_NORM");
-    fuse_norm_ = frag_ && fenv != nullptr && std::string(fenv) == "1";
+    fuse_norm_ = frag_ && (fenv == nullptr || std::string(fenv) != "0");
     if (fuse_norm_) {
       int64_t blocks = 0;
       for (const Layer& l : layers_) blocks = std::max({blocks, l.o.frag_blocks(), l.down.frag_blocks()});
@@ -423,7 +424,7 @@ bool CudaRunner::run_model(const StepView& v) {
     rope.attention_factor = attention_factor_;
     rope.slots = {v.positions, v.token_seq};
     rope.cache = paged(l, v);
-    const bool rope_in_attention = fuse_rope_ && v.decode_splits > 0;
+    const bool rope_in_attention = fuse_rope_ && frag;
     if (!rope_in_attention) kernels::launch_rope(rope, st);
     kernels::AttentionArgs att;
     att.q = q_.as<__half>();
