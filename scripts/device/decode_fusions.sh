@@ -8,6 +8,7 @@
 #   --quick (one-token rows also on the fragment-ordered path, "+frag").
 # PART=d: the defaults chosen after PART=a (op and model tests, GPTQ and EXL2 decode, A/B without the fusions and
 #   with EXL_GEMV1_B_ALL_LANES=1, ncu summary of the default step).
+# PART=e: op and model tests, the defaults at 128 / 2k / 8k (EXL2, GPTQ), EXL2 with EXL_DECODE_SPLITS=16 and 64.
 # PART=c: gemv_one's B-operand variant (EXL_GEMV1_B_ALL_LANES=0/1): bench_linear --quick and EXL2 decode with each.
 # At most 8 files under $OUT. Usage (device): PART=a bash scripts/device/decode_fusions.sh .carry/perf
 set -uo pipefail
@@ -20,7 +21,22 @@ bench() {  # bench NAME VAR=VALUE...: exl bench at 2k context with those environ
   env "$@" $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 \
     --repetitions 2 --json-out $OUT/bench_$name.json 2>&1 | tail -4
 }
-if [ "${PART:-a}" = d ]; then
+if [ "${PART:-a}" = e ]; then
+  # Final record of the defaults (decode at 128 / 2k / 8k) and an A/B of the decode attention split count.
+  run_cuda_tests
+  $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1
+  echo "-- exl2 default, 128/2k/8k"
+  $B/exl bench --model /tmp/m --repetitions 2 --json-out $OUT/bench_exl2_final.json 2>&1 | tail -6
+  for n in 16 64; do
+    echo "-- exl2 EXL_DECODE_SPLITS=$n"
+    EXL_DECODE_SPLITS=$n $B/exl bench --model /tmp/m --contexts 2048 8192 --repetitions 2 \
+      --json-out $OUT/bench_exl2_splits$n.json 2>&1 | tail -4
+  done
+  rm -rf /tmp/m
+  $B/exl make-random-model --preset llama3-8b --format gptq --output /tmp/m > /dev/null 2>&1 || echo "make-random-model gptq failed"
+  echo "-- gptq default, 128/2k/8k"
+  $B/exl bench --model /tmp/m --repetitions 2 --json-out $OUT/bench_gptq_final.json 2>&1 | tail -6
+elif [ "${PART:-a}" = d ]; then
   # The defaults after run 1 of 2026-11-23f (gathered norm copies, fused norm and RoPE), each model also without the
   # fusions and with gemv_one's B-in-all-lanes instance; then the ncu summary of the default EXL2 step (197 launches).
   run_cuda_tests

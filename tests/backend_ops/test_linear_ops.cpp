@@ -696,7 +696,7 @@ TEST(LinearOps, FragFusedNormBetweenGemvs) {
   EXL_REQUIRE_GPU();
   Stream stream;
   const LinearContext ctx{stream.get(), nullptr, nullptr, 0};
-  const int64_t H = 1040, I = 512;  // H: 65 strips of the producer
+  const int64_t H = 1056, I = 512;  // H: 66 strips of the producer (in_features: multiples of 32)
   const LinearWeight o = exl2_weight(H, 768, {{6, 0.3, 32}, {4, 0.7, 128}}, true, 481);
   const LinearWeight gate = exl2_weight(I, H, {{5, 0.5, 32}, {4, 0.5, 64}}, false, 482);
   const LinearWeight up = exl2_weight(I, H, {{4, 0.6, 128}, {3, 0.4, 64}}, false, 483);

@@ -666,6 +666,13 @@ void CudaRunner::decode_step_body() {
   v.max_pages_per_seq = num_pages_;
   v.max_query_len = 1;
   v.decode_splits = kernels::choose_decode_splits(1, config_.num_kv_heads, num_pages_ * page_size_, num_sms_);
+  // A/B knob for the split count of one-sequence decode attention (the workspace holds kMaxDecodeSplits).
+  if (const char* env = std::getenv("EXL_DECODE_SPLITS")) {
+    const int n = std::atoi(env);
+    EXL_CHECK(n >= 1 && n <= kMaxDecodeSplits, kInvalidArgument, "EXL_DECODE_SPLITS={}: expected 1 to {}", env,
+              kMaxDecodeSplits);
+    v.decode_splits = n;
+  }
   v.final_rows = decode_row_.as<int32_t>();
   v.num_final_rows = 1;
   if (run_model(v))
