@@ -91,7 +91,7 @@ enum class GemvOneMode : int { kOff = 0, kAuto = 1, kAlways = 2 };
 GemvOneMode gemv_one_mode();
 void set_gemv_one_mode(GemvOneMode mode);
 // Which gemv_one instance runs: the default loads x (the mma B operand) in the lanes of token 0 only and zeroes the
-// others; "all lanes" (EXL_GEMV1_B_ALL_LANES=1 or this setter; opt-in until measured on a GPU) loads it in every
+// others; "all lanes" (EXL_GEMV1_B_ALL_LANES=1 or this setter; opt-in: within noise on H100) loads it in every
 // lane, without the predicate and the zeroing. The results are identical.
 bool gemv_one_b_all_lanes();
 void set_gemv_one_b_all_lanes(bool on);
