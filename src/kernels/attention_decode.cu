@@ -17,7 +17,10 @@
 // Combine: one block of 256 per (head, sequence), a thread per (group of splits, 4-float column); every thread
 // issues all its splits' loads at once (together with the first warp's loads of the (m, l) pairs), so the merge
 // is about one memory round trip; groups are summed through shared memory in a fixed order (deterministic).
-// Both kernels use programmatic dependent launch (pdl.cuh): they wait for the previous kernel first.
+// Both kernels use programmatic dependent launch (pdl.cuh). The main kernel reads the context length and block
+// table and issues its first tile's K/V loads before the wait, all but each sequence's newest row (the only one
+// the step's previous kernel, or the fused RoPE, writes); that row is loaded after the wait. The combine loads its
+// fragment-order indices before the wait.
 // Options: the combine also scatters its row to a fragment-ordered target (one sequence; frag.cuh). Fused RoPE
 // (AttentionArgs::rope, the kRope instance): q comes unrotated; the split holding the new token writes the rotated
 // k and the v of that token into the cache before its first tile load, and every block rotates its group's q in
@@ -27,6 +30,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
 #include "kernels/attention.cuh"
 #include "kernels/dispatch.h"
@@ -103,7 +108,8 @@ struct DecodeSmem {
 };
 
 template <int D, int GP, bool kRope>
-__global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArgs a, int num_splits, float* ws) {
+__global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArgs a, int num_splits, float* ws,
+                                                                    int early) {
   using Shape = DecodeShape<D>;
   using Smem = DecodeSmem<D, GP>;
   constexpr int kChunks = Shape::kChunks, kTpk = Shape::kTpk, kTileKeys = Shape::kTileKeys;
@@ -132,32 +138,34 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
   __shared__ float m_s[GP], l_s[GP], alpha_s[GP];
   __shared__ int64_t slot_s[2][kTileKeys];  // element offsets of the tile's (key, kvh) rows in the pages
 
-  pdl_wait();
-  pdl_launch_dependents();
-
+  // early == 0 (EXL_ATTN_EARLY=0, A/B runs): wait first, as before; the later calls then return at once.
+  if (!early) {
+    pdl_wait();
+    pdl_launch_dependents();
+  }
   const int split = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int G = static_cast<int>(a.num_heads) / static_cast<int>(a.num_kv_heads);
   const int64_t head0 = static_cast<int64_t>(s) * a.num_heads + static_cast<int64_t>(kvh) * G;
 
-  // The group's q chunks do not depend on the context length: their loads go first.
-  uint4 q_raw[kQLoads];
-#pragma unroll
-  for (int i = 0; i < kQLoads; ++i) {
-    const int idx = tid + i * kThreads;
-    if (idx < G * kChunks) q_raw[i] = *reinterpret_cast<const uint4*>(a.q + head0 * D + idx * 8);
-  }
-
+  // Before the PDL wait (pdl.cuh): the context length, the split's key range, the row tables of its first two
+  // tiles and the first tile's K/V loads. None of it is written by the step's previous kernel: lengths and block
+  // tables are set before the step, and every cache row but each sequence's newest was written by an earlier step
+  // (the newest comes from the rope kernel just before, or from this kernel's fused RoPE below). So the chain
+  // length -> block table -> K/V, two dependent round trips and a DRAM read, overlaps the previous kernel's tail.
   const int len = a.context_len[s];
   const int first = a.sliding_window > 0 && a.sliding_window < len ? len - static_cast<int>(a.sliding_window) : 0;
   const int chunk = (len - first + num_splits - 1) / num_splits;
   const int begin = first + split * chunk;
   const int end = min(len, begin + chunk);
+  const int newest = len - 1;
 
   const int64_t ml_base = head0 * num_splits + split;
   float* ws_acc = ws;
   float* ws_ml = ws + a.num_seqs * a.num_heads * num_splits * D;
   if (begin >= end) {  // block-uniform
+    pdl_wait();
+    pdl_launch_dependents();
     if (tid < G) {
       ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2] = -INFINITY;
       ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2 + 1] = 0.0f;
@@ -173,9 +181,41 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
     const int32_t page = table[page_index];
     return (static_cast<int64_t>(page) * ps + (key - page_index * ps)) * kv_stride + static_cast<int64_t>(kvh) * D;
   };
+  if (tid < 2 * kTileKeys) {
+    const int key = begin + tid;
+    if (key < end) slot_s[tid / kTileKeys][tid % kTileKeys] = row_offset(key);
+  }
+  __syncthreads();
+
+  uint4 k_r[kLoads], v_r[kLoads];
+  // skip_newest: leave the newest key's row out (the first tile before the wait); it is loaded after the wait.
+  auto issue_loads = [&](int tile0, int buf, bool skip_newest) {
+    const int nt = min(kTileKeys, end - tile0);
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int idx = tid + i * kThreads, j = idx / kChunks, c = idx % kChunks;
+      if (j < nt && !(skip_newest && tile0 + j == newest)) {
+        const int64_t off = slot_s[buf][j] + c * 8;
+        k_r[i] = *reinterpret_cast<const uint4*>(a.k_pages + off);
+        v_r[i] = *reinterpret_cast<const uint4*>(a.v_pages + off);
+      }
+    }
+  };
+  issue_loads(begin, 0, true);
+
+  pdl_wait();
+  pdl_launch_dependents();
+
+  // The group's q (written by the previous kernel).
+  uint4 q_raw[kQLoads];
+#pragma unroll
+  for (int i = 0; i < kQLoads; ++i) {
+    const int idx = tid + i * kThreads;
+    if (idx < G * kChunks) q_raw[i] = *reinterpret_cast<const uint4*>(a.q + head0 * D + idx * 8);
+  }
 
   // Fused RoPE: the split holding the new token writes its rotated k and its v into the cache (read back by this
-  // block's own tile loads, after the barrier below), as rope_kernel does.
+  // block's own load of the newest row, after the barrier below), as rope_kernel does.
   constexpr bool fused_rope = kRope;  // a.rope.k_new != nullptr (a separate instance: the plain one is unchanged)
   const int R = a.rope.rotary_half;
   const float pos = static_cast<float>(len - 1);
@@ -223,11 +263,20 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
     l_s[tid] = 0.0f;
     alpha_s[tid] = 0.0f;
   }
-  if (tid < 2 * kTileKeys) {
-    const int key = begin + tid;
-    if (key < end) slot_s[tid / kTileKeys][tid % kTileKeys] = row_offset(key);
-  }
   __syncthreads();
+  // The newest key's row, left out of the loads before the wait: now visible (the previous kernel's write, or the
+  // fused RoPE write above, before the barrier).
+  if (newest >= begin && newest < end && newest - begin < kTileKeys) {
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int idx = tid + i * kThreads, j = idx / kChunks, c = idx % kChunks;
+      if (begin + j == newest) {  // from L2 (__ldcg): never an L1 line filled before the wait
+        const int64_t off = slot_s[0][j] + c * 8;
+        k_r[i] = __ldcg(reinterpret_cast<const uint4*>(a.k_pages + off));
+        v_r[i] = __ldcg(reinterpret_cast<const uint4*>(a.v_pages + off));
+      }
+    }
+  }
   if constexpr (fused_rope) {  // rotate the group's q (fp16 rounding as rope_kernel's output), then scale
     for (int idx = tid; idx < G * D; idx += kThreads) {
       const int g = idx / D, d = idx - g * D;
@@ -274,20 +323,6 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[it][e] = 0.0f;
 
-  uint4 k_r[kLoads], v_r[kLoads];
-  auto issue_loads = [&](int tile0, int buf) {
-    const int nt = min(kTileKeys, end - tile0);
-#pragma unroll
-    for (int i = 0; i < kLoads; ++i) {
-      const int idx = tid + i * kThreads, j = idx / kChunks, c = idx % kChunks;
-      if (j < nt) {
-        const int64_t off = slot_s[buf][j] + c * 8;
-        k_r[i] = *reinterpret_cast<const uint4*>(a.k_pages + off);
-        v_r[i] = *reinterpret_cast<const uint4*>(a.v_pages + off);
-      }
-    }
-  };
-  issue_loads(begin, 0);
 
   int buf = 0;
   for (int tile0 = begin; tile0 < end; tile0 += kTileKeys, buf ^= 1) {
@@ -304,7 +339,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
     // Next tile's loads (rows in slot_s[buf ^ 1]) fly during this tile's math; the rows two tiles ahead go to
     // slot_s[buf], whose last reader (this tile's loads) was before the barrier above.
     const int next = tile0 + kTileKeys;
-    if (next < end) issue_loads(next, buf ^ 1);
+    if (next < end) issue_loads(next, buf ^ 1, false);
     if (tid < kTileKeys) {
       const int key = next + kTileKeys + tid;
       if (key < end) slot_s[buf][tid] = row_offset(key);
@@ -532,7 +567,12 @@ void launch_decode_main(const AttentionArgs& a, const DecodeSplit& split, cudaSt
   auto kernel = a.rope.k_new != nullptr ? attention_decode_kernel<D, GP, true> : attention_decode_kernel<D, GP, false>;
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem)),
              "cudaFuncSetAttribute");
-  launch_pdl("attention_decode", kernel, grid, dim3(kThreads), kSmem, stream, a, split.num_splits, split.workspace);
+  static const int early = [] {
+    const char* e = std::getenv("EXL_ATTN_EARLY");
+    return e != nullptr && std::string(e) == "0" ? 0 : 1;
+  }();
+  launch_pdl("attention_decode", kernel, grid, dim3(kThreads), kSmem, stream, a, split.num_splits, split.workspace,
+             early);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }

@@ -160,7 +160,8 @@ __device__ __forceinline__ void a_regs(const uint32_t (&w)[kBits], int kstep, __
 // One tile: 2 chunks of 32 rows, 2 k-steps each. `xf` = this warp's fragment-ordered x at the tile (32 words),
 // `chunk` = the tile's first chunk in the slice.
 // kBAll (opt-in instance, EXL_GEMV1_B_ALL_LANES=1; +0.2-0.3% decode on H100, within noise): every lane loads x,
-// so all 8 B columns are x and no lane needs the predicate or the zeroing; column 0 of the result (the one read) is the same.
+// so all 8 B columns are x and no lane needs the predicate or the zeroing; column 0 of the result (the one read)
+// is the same.
 template <int kBits, bool kBAll>
 __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const uint32_t* xf, const WarpTable& tab,
                                          int chunk, int lane, float& tot0, float& tot1) {

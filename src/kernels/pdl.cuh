@@ -1,7 +1,8 @@
 // Programmatic dependent launch (PDL, sm_90+): a kernel launched with launch_pdl may start while the previous kernel
 // on the stream is still running. Rules for every kernel launched this way:
-//   * before pdl_wait(): read only data no earlier kernel of the step writes (weights, scales, permutations) and
-//     write only registers and shared memory;
+//   * before pdl_wait(): read only data no earlier kernel of the step writes (weights, scales, permutations; and, in
+//     attention_decode, lengths, block tables and every KV cache row but each sequence's newest) and write only
+//     registers and shared memory;
 //   * pdl_wait() blocks until the previous grid has completed and its writes are visible (transitively: that grid
 //     waited on its own predecessor before it could complete);
 //   * pdl_launch_dependents() (after pdl_wait) lets the next kernel start its own pre-wait part; calling it after the

@@ -10,6 +10,7 @@
 #include "core/thread_pool.h"
 #include "cuda_op_test_util.h"
 #include "kernels/attention.cuh"
+#include "kernels/rope.cuh"
 
 namespace exl {
 namespace {
@@ -168,8 +169,12 @@ TEST(AttentionOps, DecodeMatchesCpu) {
 
 // Decode with RoPE and the new token's KV write fused into the kernel (AttentionArgs::rope): raw q, k and v of the
 // new token in, against cpu::rope + cpu::write_kv + cpu::attention. The new token's cache slot starts poisoned.
+// chained: instead of the fused RoPE, rope_kernel rotates q and k and writes the new rows, and attention_decode runs
+// right after it on the same stream (programmatic dependent launch: attention loads every other row before its
+// wait, the newest row after it).
 void run_fused_rope_case(int64_t NH, int64_t NKV, int64_t D, int64_t rotary_half, float attention_factor,
-                         std::vector<int32_t> lens, int splits, std::mt19937& rng, ThreadPool& pool) {
+                         std::vector<int32_t> lens, int splits, std::mt19937& rng, ThreadPool& pool,
+                         bool chained = false) {
   const int64_t S = static_cast<int64_t>(lens.size()), page_size = 16;
   std::vector<int32_t> query_start{0}, positions;
   for (int32_t len : lens) {
@@ -215,14 +220,41 @@ void run_fused_rope_case(int64_t NH, int64_t NKV, int64_t D, int64_t rotary_half
   GuardedArray<float> d_inv(inv_freq);
   kernels::AttentionArgs a =
       device_args(d_q, d_out, d_kc, d_vc, d_qs, d_cl, d_table, num_pages, page_size, S, max_pages, NH, NKV, D);
-  a.rope = {reinterpret_cast<const __half*>(d_kn.get()), reinterpret_cast<const __half*>(d_vn.get()),
-            reinterpret_cast<__half*>(d_kc.get()), reinterpret_cast<__half*>(d_vc.get()), d_inv.get(),
-            static_cast<int32_t>(rotary_half), attention_factor};
   GuardedArray<float> ws(static_cast<size_t>(kernels::decode_attention_workspace_floats(S, NH, D, splits)));
-  kernels::launch_attention_decode(a, {splits, ws.get()}, nullptr);
+  if (!chained) {
+    a.rope = {reinterpret_cast<const __half*>(d_kn.get()), reinterpret_cast<const __half*>(d_vn.get()),
+              reinterpret_cast<__half*>(d_kc.get()), reinterpret_cast<__half*>(d_vc.get()), d_inv.get(),
+              static_cast<int32_t>(rotary_half), attention_factor};
+    kernels::launch_attention_decode(a, {splits, ws.get()}, nullptr);
+  } else {
+    std::vector<int32_t> token_seq(static_cast<size_t>(S));
+    for (int64_t i = 0; i < S; ++i) token_seq[static_cast<size_t>(i)] = static_cast<int32_t>(i);
+    GuardedArray<int32_t> d_pos(positions), d_seq(token_seq);
+    kernels::RopeArgs r;
+    r.q = reinterpret_cast<__half*>(d_q.get());
+    r.k = reinterpret_cast<__half*>(d_kn.get());
+    r.v = reinterpret_cast<const __half*>(d_vn.get());
+    r.num_tokens = S;
+    r.num_heads = NH;
+    r.num_kv_heads = NKV;
+    r.head_dim = D;
+    r.inv_freq = d_inv.get();
+    r.rotary_half = rotary_half;
+    r.attention_factor = attention_factor;
+    r.slots = {d_pos.get(), d_seq.get()};
+    r.cache = {reinterpret_cast<__half*>(d_kc.get()), reinterpret_cast<__half*>(d_vc.get()), num_pages, page_size,
+               d_table.get(), max_pages};
+    cudaStream_t st = nullptr;
+    ASSERT_EQ(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), cudaSuccess);
+    kernels::launch_rope(r, st);
+    kernels::launch_attention_decode(a, {splits, ws.get()}, st);
+    ASSERT_EQ(cudaStreamSynchronize(st), cudaSuccess);
+    ASSERT_EQ(cudaStreamDestroy(st), cudaSuccess);
+  }
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  SCOPED_TRACE(::testing::Message() << "fused rope: heads " << NH << "/" << NKV << " head_dim " << D << " rotary_half "
-                                    << rotary_half << " splits " << splits);
+  SCOPED_TRACE(::testing::Message() << (chained ? "rope kernel then attention" : "fused rope") << ": heads " << NH
+                                    << "/" << NKV << " head_dim " << D << " rotary_half " << rotary_half << " splits "
+                                    << splits);
   const Diff d = compare(from_half_bits(d_out.download()), want);
   EXPECT_TRUE(d.finite);
   EXPECT_LT(d.rel_l2, 3e-3) << "(max abs " << d.max_abs << ")";
@@ -240,6 +272,10 @@ TEST(AttentionOps, DecodeWithFusedRopeMatchesCpu) {
     for (int splits : {1, 7}) run_fused_rope_case(8, 2, D, D / 2, 1.0f, {1, 37, 300}, splits, rng, pool);
   run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool);   // llama3-8b decode shape
   run_fused_rope_case(8, 8, 128, 32, 1.1f, {17, 129}, 5, rng, pool);  // partial rotary, attention factor
+  // The unfused chain: rope_kernel writes the newest rows just before attention_decode reads the cache.
+  for (int64_t D : {64, 80, 96, 128, 256})
+    for (int splits : {1, 7}) run_fused_rope_case(8, 2, D, D / 2, 1.0f, {1, 37, 300}, splits, rng, pool, true);
+  run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool, true);
   // Bad arguments: a rotary half beyond head_dim / 2.
   kernels::AttentionArgs bad;
   bad.num_heads = 8;
