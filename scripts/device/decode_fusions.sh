@@ -65,12 +65,7 @@ elif [ "${PART:-a}" = d ]; then
   $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1
   bench exl2_default EXL_NORM_GATHER=1
   bench exl2_ball EXL_GEMV1_B_ALL_LANES=1
-  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  timeout 120 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
-    -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
-    $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 > /tmp/ncu.csv 2>/tmp/ncu.err
-  tail -1 /tmp/ncu.err
-  python3 scripts/device/ncu_summary.py /tmp/ncu.csv 197 > $OUT/ncu_summary.txt; cat $OUT/ncu_summary.txt
+  ncu_step 197 $OUT/ncu_summary.txt
 elif [ "${PART:-a}" = c ]; then
   $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1
   for b in 0 1; do
@@ -95,14 +90,8 @@ else
   bench gptq_both EXL_FUSE_NORM=1 EXL_FUSE_ROPE=1
   rm -rf /tmp/m
   $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1
-  NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  env ${NCU_ENV:-EXL_FUSE_NORM=1 EXL_FUSE_ROPE=1} timeout 150 $NCU --clock-control none --cache-control none \
-    --metrics gpu__time_duration.sum --csv --print-units base \
-    -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
-    $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 > /tmp/ncu.csv 2>/tmp/ncu.err
-  tail -1 /tmp/ncu.err
   # 197 launches per token with both fusions (292 - 63 norms - 32 ropes); NCU_ENV / NCU_LAUNCHES pick another setup
-  python3 scripts/device/ncu_summary.py /tmp/ncu.csv ${NCU_LAUNCHES:-197} > $OUT/ncu_summary.txt; cat $OUT/ncu_summary.txt
+  ncu_step ${NCU_LAUNCHES:-197} $OUT/ncu_summary.txt ${NCU_ENV:-EXL_FUSE_NORM=1 EXL_FUSE_ROPE=1}
   timeout 200 $B/bench_linear --quick --json $OUT/bench_linear.json 2>&1 | tail -30
 fi
 ls -la $OUT

@@ -3,7 +3,7 @@
 # model tests, per-layer timings (bench_linear) and 2k-context decode (exl bench, EXL2 4.0 bpw + 6-bit head, GPTQ)
 # with both, plus an ncu per-kernel summary of one EXL2 decode step. At most 8 files under $OUT.
 # Env: EXL_GEMV1 values to compare in GEMV1_LINEAR / GEMV1_DECODE (default "1 0"; " " skips), GEMV1_NCU=0 skips ncu,
-# GEMV1_NCU_MODE = the EXL_GEMV1 value of the ncu run (default 1).
+# GEMV1_NCU_MODE = the EXL_GEMV1 value of the ncu run (default 1); NCU_LAUNCHES = launches per token (default 197).
 # AB_VAR names another environment variable to compare instead of EXL_GEMV1 (e.g. AB_VAR=EXL_FRAG).
 # Usage (device): bash scripts/device/gemv1_ab.sh DIR   (DIR as for gemv_iter.sh)
 set -uo pipefail
@@ -25,12 +25,7 @@ for spec in "exl2 --bpw 4.0 --head-bits 6" "gptq"; do
     env $V=$g $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --json-out $OUT/bench_$1_${V}_$g.json 2>&1 | tail -5
   done
   if [ "$1" = exl2 ] && [ "${GEMV1_NCU:-1}" = 1 ]; then
-    NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-    env $V=${GEMV1_NCU_MODE:-1} timeout 150 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
-      -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
-      $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 > /tmp/ncu.csv 2>/tmp/ncu.err
-    tail -1 /tmp/ncu.err
-    python3 scripts/device/ncu_summary.py /tmp/ncu.csv 292 > /tmp/ncu_summary.txt; cat /tmp/ncu_summary.txt
+    ncu_step ${NCU_LAUNCHES:-197} /tmp/ncu_summary.txt $V=${GEMV1_NCU_MODE:-1}
   fi
 done
 ls -la $OUT

@@ -21,12 +21,7 @@ for spec in "exl2 --bpw 4.0 --head-bits 6" "gptq"; do
       echo "-- exl2, EXL_GEMV_BLOCKS_PER_SM=$bps"
       EXL_GEMV_BLOCKS_PER_SM=$bps $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 512 2>&1 | tail -2
     done
-    NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-    timeout 200 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
-      -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
-      $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 > /tmp/ncu.csv 2>/tmp/ncu.err
-    tail -1 /tmp/ncu.err
-    python3 scripts/device/ncu_summary.py /tmp/ncu.csv 292 > $OUT/ncu_summary.txt; cat $OUT/ncu_summary.txt
+    ncu_step 197 $OUT/ncu_summary.txt
   fi
 done
 CUOBJ=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)
