@@ -10,6 +10,7 @@
 #   with EXL_GEMV1_B_ALL_LANES=1, ncu summary of the default step).
 # PART=e: op and model tests, the defaults at 128 / 2k / 8k (EXL2, GPTQ), EXL2 with EXL_DECODE_SPLITS=16 and 64.
 # PART=f: op and model tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and against EXL_ATTN_EARLY=0.
+# PART=g: op and model tests (with the fp16 tiny-llama carried), FP16 at 128 / 2k / 8k and against EXL_ATTN_EARLY=0.
 # PART=c: gemv_one's B-operand variant (EXL_GEMV1_B_ALL_LANES=0/1): bench_linear --quick and EXL2 decode with each.
 # At most 8 files under $OUT. Usage (device): PART=a bash scripts/device/decode_fusions.sh .carry/perf
 set -uo pipefail
@@ -22,7 +23,17 @@ bench() {  # bench NAME VAR=VALUE...: exl bench at 2k context with those environ
   env "$@" $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 \
     --repetitions 2 --json-out $OUT/bench_$name.json 2>&1 | tail -4
 }
-if [ "${PART:-a}" = f ]; then
+if [ "${PART:-a}" = g ]; then
+  # FP16: the CUDA model tests (carry testdata/models/tiny-llama/fp16 too) and exl bench at 128 / 2k / 8k; FP16 decode
+  # keeps the rope kernel but runs attention_decode's early loads.
+  run_cuda_tests
+  $B/exl make-random-model --preset llama3-8b --format fp16 --output /tmp/m > /dev/null 2>&1 || echo "make-random-model fp16 failed"
+  echo "-- fp16 default, 128/2k/8k"
+  $B/exl bench --model /tmp/m --repetitions 2 --json-out $OUT/bench_fp16_final.json 2>&1 | tail -6
+  echo "-- fp16 EXL_ATTN_EARLY=0"
+  EXL_ATTN_EARLY=0 $B/exl bench --model /tmp/m --contexts 2048 --repetitions 2 \
+    --json-out $OUT/bench_fp16_noearly.json 2>&1 | tail -3
+elif [ "${PART:-a}" = f ]; then
   # attention_decode's loads before the PDL wait (default) against EXL_ATTN_EARLY=0, and the final record.
   run_cuda_tests
   $B/exl make-random-model --preset llama3-8b --format exl2 --bpw 4.0 --head-bits 6 --output /tmp/m > /dev/null 2>&1
