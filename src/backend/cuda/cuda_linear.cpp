@@ -117,9 +117,8 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
     for (int64_t r = 0; r < t.padded_rows; ++r) {
       const int32_t src = t.perm[static_cast<size_t>(r)];
       const auto at = static_cast<int32_t>(quant::frag_half_index(r));
-      EXL_CHECK(at >= 0 && at < t.padded_rows && inverse[static_cast<size_t>(at)] == -1, kInternal,
-                "{}: fragment slot {} of padded row {} is outside {} rows or taken twice", w.key, at, r, t.padded_rows);
-      inverse[static_cast<size_t>(at)] = src < 0 ? -2 : src;
+      EXL_CHECK(at >= 0 && at < t.padded_rows, kInternal, "{}: fragment slot {} of padded row {} is outside {} rows",
+                w.key, at, r, t.padded_rows);
       if (src < 0) {
         pads.push_back(at);
         continue;
@@ -127,11 +126,11 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
       EXL_CHECK(src < K && dest[static_cast<size_t>(src)] < 0, kInvalidArgument,
                 "{}: the row permutation maps two rows to input feature {} (or it is >= {})", w.key, src, K);
       dest[static_cast<size_t>(src)] = at;
+      inverse[static_cast<size_t>(at)] = src;
     }
     for (int64_t n = 0; n < K; ++n)
       EXL_CHECK(dest[static_cast<size_t>(n)] >= 0, kInvalidArgument,
                 "{}: the row permutation never reads input feature {}", w.key, n);
-    for (int32_t& i : inverse) i = i == -2 ? -1 : i;
     im.frag_dest = upload_vector(dest, im.bytes);
     im.frag_src = upload_vector(inverse, im.bytes);
     if (!pads.empty()) im.frag_pads = upload_vector(pads, im.bytes);
