@@ -12,6 +12,9 @@
 # PART=e: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ), EXL2 with EXL_DECODE_SPLITS=16 and 64.
 # PART=f: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and against EXL_ATTN_EARLY=0.
 # PART=g: tests (with the fp16 tiny-llama carried), FP16 at 128 / 2k / 8k and against EXL_ATTN_EARLY=0.
+# PART=j: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and EXL2 at 2k with EXL_FUSE_COMBINE=0.
+# PART=i: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ); EXL2 at 2k with each kind of launch skipped (timing).
+# PART=h: tests (also with 12-warp blocks); EXL2 and GPTQ at 2k with gemv_one launch-shape / L1-prefetch configs.
 # At most 8 files under $OUT. Usage (device): PART=a bash scripts/device/decode_fusions.sh .carry/perf
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
@@ -102,6 +105,47 @@ case "${PART:-a}" in
     bench fp16_final "$ALL" EXL_ATTN_EARLY=1
     bench fp16_noearly 2048 EXL_ATTN_EARLY=0
     ;;
-  *) echo "decode_fusions.sh: PART=${PART} is not one of a-g" >&2; exit 2 ;;
+  h)
+    # gemv_one launch shapes and L1 prefetch (2026-11-24): tests with the defaults and with 12-warp blocks
+    # (EXL_GEMV1_SLICES="one-wave single, other, pair"), then EXL2 and GPTQ at 2k with H_CONFIGS.
+    if [ "${H_TESTS:-1}" = 1 ]; then
+      run_cuda_tests
+      echo "== tests with EXL_GEMV1_SLICES=${H_TEST_SLICES:-12,8,6}"
+      EXL_GEMV1_SLICES=${H_TEST_SLICES:-12,8,6} "$B/test_backend_ops" 2>&1 | grep -E "PASSED|FAILED|Failure" | head -10
+      EXL_GEMV1_SLICES=${H_TEST_SLICES:-12,8,6} "$B/test_model" --gtest_filter='*Cuda*' 2>&1 | grep -E "PASSED|FAILED|Failure" | head -10
+    fi
+    model exl2
+    for c in ${H_CONFIGS:-default EXL_GEMV1_L1=0 EXL_GEMV1_SLICES=12,8,4 EXL_GEMV1_SLICES=12,8,6 EXL_GEMV1_SLICES=12,8,3}; do
+      n=$(echo "$c" | tr -c 'A-Za-z0-9\n' '_' | sed 's/EXL_GEMV1_//'); bench exl2_$n 2048 ${c/#default/EXL_DEFAULTS=1}
+    done
+    model gptq
+    for c in ${H_GPTQ_CONFIGS:-default}; do
+      n=$(echo "$c" | tr -c 'A-Za-z0-9\n' '_' | sed 's/EXL_GEMV1_//'); bench gptq_$n 2048 ${c/#default/EXL_DEFAULTS=1}
+    done
+    ;;
+  i)
+    # The new defaults (pair slices 3) at 128 / 2k / 8k, and the marginal cost of each decode launch in the graph:
+    # EXL2 at 2k with one kind of launch left out (exl bench --skip-kernels; timing only).
+    run_cuda_tests
+    model exl2
+    bench exl2_final "$ALL" EXL_DEFAULTS=1
+    for k in ${I_SKIPS:-combine attn o gateup down qkv}; do
+      echo "-- skip $k"
+      $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --repetitions 2 --skip-kernels $k 2>&1 | tail -2
+    done
+    model gptq
+    bench gptq_final "$ALL" EXL_DEFAULTS=1
+    command -v nsys || ls /usr/local/cuda/bin | grep -i nsys || echo "no nsys"
+    ;;
+  j)
+    # The fused attention combine (default) against EXL_FUSE_COMBINE=0, and the final record (EXL2, GPTQ).
+    run_cuda_tests
+    model exl2
+    bench exl2_final "$ALL" EXL_DEFAULTS=1
+    bench exl2_nocombine 2048 EXL_FUSE_COMBINE=0
+    model gptq
+    bench gptq_final "$ALL" EXL_DEFAULTS=1
+    ;;
+  *) echo "decode_fusions.sh: PART=${PART} is not one of a-j" >&2; exit 2 ;;
 esac
 ls -la $OUT

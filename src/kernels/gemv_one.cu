@@ -27,6 +27,7 @@
 //     the block's sum of x^2 to partials[blockIdx.x].
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -41,12 +42,11 @@ namespace {
 
 using quant::kTileRows;
 
-constexpr int kMaxSliceWarps = 8;
-#ifndef EXL_GEMV1_MIN_BLOCKS
-// Resident 256-thread blocks per SM the register budget aims for (80 registers). 4 (64 registers, a few spills)
-// measured 5-10% faster per layer in isolation but not in decode (bench/results/2026-11-23d-gemv-lab.md, runs 5, 8).
-#define EXL_GEMV1_MIN_BLOCKS 3
-#endif
+// Up to 12 warps per block. The register budget (launch bounds 384 threads x 2 blocks: at most 85 registers, 80
+// used) is the one 256-thread blocks had at 3 per SM. (64 registers, 4 blocks of 256 per SM, measured 1-4% slower
+// in decode: bench/results/2026-11-23g-gemv-ring-and-codes.md, run 3.)
+constexpr int kMaxSliceWarps = 12;
+constexpr int kMinBlocksAtMax = 2;
 
 struct Gemv1Part {
   QuantTilesView w;
@@ -70,6 +70,7 @@ struct Gemv1Params {
   FragNorm norm;
   int32_t res_on;      // 1 (one part, no pair): the output is added to the residual stream (FragResidual)
   FragResidual res;
+  int32_t l1_first;    // 1: the first two batches of each warp's stream are prefetched into L1 (EXL_GEMV1_L1=0: L2)
 };
 
 __device__ __forceinline__ void mma_16816_zero(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -268,14 +269,30 @@ __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const Quant
   }
   if (x_frag32 != nullptr) {  // x * w of the slice, and the producer's partial sums of squares for the norm scale
     const float4* from = reinterpret_cast<const float4*>(x_frag32) + int64_t{ts} * (kTileRows / 4);
+    // The slice's first x * w values are loaded together with the partial sums (one round trip, not two).
+    constexpr int kPre = 4;
+    const int n4 = rows / 4;
+    float4 pre[kPre];
+#pragma unroll
+    for (int u = 0; u < kPre; ++u)
+      if (lane + 32 * u < n4) pre[u] = from[lane + 32 * u];
     float ss = 0.0f;
+#pragma unroll 8
     for (int i = lane; i < gp.norm.count; i += 32) ss += gp.norm.partials[i];
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);  // the same bits in every lane
     const float rinv = 1.0f / sqrtf(ss / static_cast<float>(gp.norm.hidden) + gp.norm.eps);
     __half2* to = reinterpret_cast<__half2*>(xs);
+#pragma unroll
+    for (int u = 0; u < kPre; ++u) {
+      const int i = lane + 32 * u;
+      if (i < n4) {
+        to[2 * i] = __floats2half2_rn(pre[u].x * rinv, pre[u].y * rinv);
+        to[2 * i + 1] = __floats2half2_rn(pre[u].z * rinv, pre[u].w * rinv);
+      }
+    }
 #pragma unroll 4
-    for (int i = lane; i < rows / 4; i += 32) {
+    for (int i = lane + 32 * kPre; i < n4; i += 32) {
       const float4 f = from[i];
       to[2 * i] = __floats2half2_rn(f.x * rinv, f.y * rinv);
       to[2 * i + 1] = __floats2half2_rn(f.z * rinv, f.w * rinv);
@@ -339,7 +356,14 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
     const int tile = lane / per_tile;
     if (tile < hi - lo && tile < 32 / per_tile) {
       const uint32_t* first = v.tiles + quant::tile_first_word(cls, lo + tile, strip, v.lane_words);
-      asm volatile("prefetch.global.L2 [%0];" ::"l"(first + 32 * (lane - tile * per_tile)));
+      const uint32_t* line = first + 32 * (lane - tile * per_tile);
+      // The stream's first two batches (class_one: 2 x kU tiles, at most 2 KB) go into L1 (gp.l1_first): the loads
+      // after the PDL wait and the x staging then hit L1 instead of making another L2 round trip.
+      const int first_batches = 2 * (cls.bits <= 4 ? 8 / cls.bits : 1);
+      if (gp.l1_first && tile < first_batches)
+        asm volatile("prefetch.global.L1 [%0];" ::"l"(line));
+      else
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(line));
     }
     break;
   }
@@ -425,7 +449,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
 // and a class loop that is not unrolled: 6 instances of the stream instead of 3 parts x 6 classes x 6 widths, a 12x
 // smaller kernel (bench/results/2026-11-23d-gemv-lab.md, run 8). Pair mode: block b is strip b of both parts.
 template <bool kSwiglu, bool kBAll>
-__global__ void __launch_bounds__(kMaxSliceWarps * 32, EXL_GEMV1_MIN_BLOCKS)
+__global__ void __launch_bounds__(kMaxSliceWarps * 32, kMinBlocksAtMax)
     gemv_one_kernel(const __grid_constant__ Gemv1Params gp) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int32_t b = static_cast<int32_t>(blockIdx.x);
@@ -438,15 +462,63 @@ __global__ void __launch_bounds__(kMaxSliceWarps * 32, EXL_GEMV1_MIN_BLOCKS)
 
 }  // namespace
 
-int gemv_one_slices(int32_t num_tiles) {
+namespace {
+int forced_slices() {
   static const int forced = [] {
     const char* e = std::getenv("EXL_GEMV1_WARPS");
     const int v = e != nullptr ? std::atoi(e) : 0;
     return v >= 1 && v <= kMaxSliceWarps ? v : 0;
   }();
-  if (forced > 0) return forced;
-  // About 8 tiles per warp: K = 4096 -> 8 warps, K = 14336 -> 16 warps of 14 tiles.
-  return std::clamp((num_tiles + 7) / 8, 1, kMaxSliceWarps);
+  return forced;
+}
+
+// Warps per block of a launch, by kind: [0] one part whose strips fit one wave of 12-warp blocks (2 per SM:
+// o_proj, down_proj of Llama-3-8B), [1] other single or grouped launches (q/k/v, the head), [2] per part of a
+// SwiGLU pair. EXL_GEMV1_SLICES="a,b,c" overrides (A/B runs); at most 8 tiles per warp are taken below 9 warps
+// (the measured rule), at least 4 tiles per warp above.
+struct SliceConfig {
+  int v[3] = {8, 8, 3};
+};
+const SliceConfig& slice_config() {
+  static const SliceConfig cfg = [] {
+    SliceConfig c;
+    if (const char* e = std::getenv("EXL_GEMV1_SLICES")) {
+      int a = 0, b = 0, d = 0;
+      if (std::sscanf(e, "%d,%d,%d", &a, &b, &d) == 3) {
+        c.v[0] = std::clamp(a, 1, kMaxSliceWarps);
+        c.v[1] = std::clamp(b, 1, kMaxSliceWarps);
+        c.v[2] = std::clamp(d, 1, kMaxSliceWarps / 2);
+      }
+    }
+    return c;
+  }();
+  return cfg;
+}
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+      return 0;
+    return v;
+  }();
+  return n;
+}
+
+int launch_slices(int32_t max_tiles, int64_t strips, bool pair) {
+  const int by_tiles = gemv_one_slices(max_tiles);
+  if (forced_slices() > 0) return pair ? std::min(by_tiles, kMaxSliceWarps / 2) : by_tiles;
+  const SliceConfig& cfg = slice_config();
+  const int want = pair ? cfg.v[2] : (strips <= int64_t{kMinBlocksAtMax} * sm_count() ? cfg.v[0] : cfg.v[1]);
+  if (want <= 8) return std::min(want, by_tiles);
+  return std::min(want, std::clamp((max_tiles + 3) / 4, 1, kMaxSliceWarps));
+}
+}  // namespace
+
+int gemv_one_slices(int32_t num_tiles) {
+  if (forced_slices() > 0) return forced_slices();
+  // About 8 tiles per warp, at most 8 warps: K = 4096 -> 8 warps, K = 14336 -> 8 warps of 28 tiles.
+  return std::clamp((num_tiles + 7) / 8, 1, 8);
 }
 
 namespace {
@@ -495,6 +567,11 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
   const bool pair = frag != nullptr && frag->swiglu_pair;
   Gemv1Params p{};
   p.num_parts = num_parts;
+  static const int l1_first = [] {
+    const char* e = std::getenv("EXL_GEMV1_L1");
+    return e != nullptr && std::strcmp(e, "0") == 0 ? 0 : 1;
+  }();
+  p.l1_first = l1_first;
   p.x = x;
   p.x_up = x_up;
   if (frag != nullptr) {
@@ -541,7 +618,9 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
   int32_t max_tiles = 0;
   for (int i = 0; i < num_parts; ++i) max_tiles = std::max(max_tiles, parts[i].w->num_tiles);
   // A pair runs both parts in one block of at most kMaxSliceWarps warps.
-  const int slices = pair ? std::min(gemv_one_slices(max_tiles), kMaxSliceWarps / 2) : gemv_one_slices(max_tiles);
+  int64_t strips = 0;
+  for (int i = 0; i < num_parts; ++i) strips += (parts[i].w->width + quant::kStripCols - 1) / quant::kStripCols;
+  const int slices = launch_slices(max_tiles, strips, pair);
   const int warps = pair ? 2 * slices : slices;
   p.slices = slices;
   const int per_warp_tiles = (max_tiles + slices - 1) / slices;

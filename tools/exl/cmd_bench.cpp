@@ -21,6 +21,7 @@ void add_bench_command(CLI::App& app) {
     int repetitions = 3;
     bool as_json = false;
     std::string json_out;
+    std::string skip_kernels;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("bench", "Benchmark prefill and batch-1 decode on the GPU");
@@ -31,6 +32,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--repetitions", o->repetitions, "Repetitions (median reported)")->capture_default_str();
   cmd->add_flag("--json", o->as_json, "Print JSON");
   cmd->add_option("--json-out", o->json_out, "Also write the JSON result to this file");
+  cmd->add_option("--skip-kernels", o->skip_kernels,
+                  "Timing only: leave these decode launches out (comma list of qkv, attn, combine, o, gateup, down, "
+                  "head); the generated tokens are meaningless");
   cmd->callback([o] {
 #ifdef EXL_HAVE_CUDA
     EXL_CHECK(cuda_available(), kUnsupported, "bench: no CUDA device found (the benchmark measures the GPU)");
@@ -40,6 +44,10 @@ void add_bench_command(CLI::App& app) {
     bo.decode_tokens = o->decode_tokens;
     bo.contexts = o->contexts;
     bo.repetitions = o->repetitions;
+    bo.skip_kernels = o->skip_kernels;
+    if (!o->skip_kernels.empty())
+      std::cerr << "bench: timing only, skipping decode launches: " << o->skip_kernels
+                << " (the outputs are meaningless)\n";
     const cuda::BenchResult r = cuda::run_decode_bench(weights, bo);
     std::cout << (o->as_json ? r.to_json() : r.to_table()) << std::endl;
     if (!o->json_out.empty()) {

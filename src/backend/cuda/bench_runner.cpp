@@ -90,7 +90,7 @@ BenchResult run_decode_bench(const model::ModelWeights& weights, const BenchOpti
   for (int64_t ctx : opt.contexts) max_ctx = std::max(max_ctx, ctx + opt.decode_tokens);
   auto runner = make_cuda_runner(
       weights, {.cache_tokens = max_ctx + opt.page_size, .page_size = opt.page_size, .device = opt.device,
-                .max_batch_tokens = opt.prompt_tokens});
+                .max_batch_tokens = opt.prompt_tokens, .timing_skip = opt.skip_kernels});
   std::mt19937 rng(static_cast<uint32_t>(opt.seed));
   cache::PageAllocator alloc(runner->num_pages());
   cache::SequenceCache seq;

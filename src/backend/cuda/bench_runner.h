@@ -18,6 +18,7 @@ struct BenchOptions {
   int64_t page_size = 256;
   int device = 0;
   uint64_t seed = 1;
+  std::string skip_kernels;  // timing only: CudaRunnerOptions::timing_skip
 };
 
 struct DecodePoint {

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_graph.h"
@@ -33,6 +34,9 @@ constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 constexpr size_t kHeadLogitsBytes = size_t{128} << 20;
 constexpr size_t kSafetyMarginBytes = size_t{256} << 20;  // CUDA context growth, cuBLAS, fragmentation
 constexpr int kMaxDecodeSplits = 64;
+// CudaRunnerOptions::timing_skip names, in bit order (CudaRunner::Skip).
+constexpr int kSkipNames = 7;
+constexpr const char* kSkipName[kSkipNames] = {"qkv", "attn", "combine", "o", "gateup", "down", "head"};
 
 size_t device_linear_bytes(const quant::LinearWeight& w) {
   if (w.format == quant::WeightFormat::kFloat)
@@ -162,6 +166,13 @@ class CudaRunner final : public model::Runner {
   // write x * w (fp32) for the next GEMV plus per-block sums of squares; the next GEMV finishes the norm while
   // staging its input (kernels/frag.cuh FragResidual / FragNorm).
   bool fuse_norm_ = false;
+  // On the same path (EXL_FUSE_COMBINE=0 turns it off): the decode attention merges its splits itself (the last
+  // split block per KV head; kernels::DecodeSplit::counters) instead of a combine launch. One word per KV head.
+  DeviceBuffer attn_counters_;
+  // Timing only (CudaRunnerOptions::timing_skip): one-token decode launches left out, bit i = kSkipName[i].
+  enum Skip : uint32_t { kSkipQkv = 1, kSkipAttn = 2, kSkipCombine = 4, kSkipO = 8, kSkipGateUp = 16, kSkipDown = 32,
+                         kSkipHead = 64 };
+  uint32_t skip_ = 0;
   // On the same path (EXL_FUSE_ROPE=0 turns it off): the decode step rotates q and k and writes the new token's K/V
   // inside the attention kernel (AttentionArgs::rope) instead of a rope launch per layer. Other steps (FP16 weights,
   // several sequences, prefill) keep the rope kernel.
@@ -186,6 +197,20 @@ class CudaRunner final : public model::Runner {
 CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& opt)
     : config_(w.config), device_(opt.device), page_size_(opt.page_size), max_tokens_(opt.max_batch_tokens) {
   const io::ModelConfig& c = config_;
+  if (!opt.timing_skip.empty()) {
+    std::string_view rest = opt.timing_skip;
+    while (!rest.empty()) {
+      const size_t comma = rest.find(',');
+      const std::string_view name = rest.substr(0, comma);
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+      int bit = -1;
+      for (int i = 0; i < kSkipNames; ++i)
+        if (name == kSkipName[i]) bit = i;
+      EXL_CHECK(bit >= 0, kInvalidArgument,
+                "cuda runner: timing_skip '{}' is not one of qkv, attn, combine, o, gateup, down, head", name);
+      skip_ |= 1u << bit;
+    }
+  }
   EXL_CHECK(page_size_ > 0 && opt.cache_tokens > 0 && max_tokens_ > 0, kInvalidArgument,
             "cuda runner: page_size ({}), cache_tokens ({}) and max_batch_tokens ({}) must be positive", page_size_,
             opt.cache_tokens, max_tokens_);
@@ -322,6 +347,8 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
     fuse_rope_ = frag_ && (renv == nullptr || std::string(renv) != "0");
     const char* fenv = std::getenv("EXL_FUSE_NORM");
     fuse_norm_ = frag_ && (fenv == nullptr || std::string(fenv) != "0");
+    const char* cenv = std::getenv("EXL_FUSE_COMBINE");
+    if (frag_ && (cenv == nullptr || std::string(cenv) != "0")) attn_counters_ = zeroed(c.num_kv_heads, 4);
     if (fuse_norm_) {
       int64_t blocks = 0;
       for (const Layer& l : layers_) blocks = std::max({blocks, l.o.frag_blocks(), l.down.frag_blocks()});
@@ -393,7 +420,7 @@ bool CudaRunner::run_model(const StepView& v) {
       const float* const qkv_in[] = {xf32_q_.as<float>(), xf32_k_.as<float>(), xf32_v_.as<float>()};
       const kernels::FragNorm fn{norm_partials_b_.as<float>(), static_cast<int32_t>(layers_[li - 1].down.frag_blocks()),
                                  static_cast<int32_t>(H), eps};
-      l.qkv.forward_frag(qkv_in, fn, qkv_out, nullptr, ctx);
+      if (!(skip_ & kSkipQkv)) l.qkv.forward_frag(qkv_in, fn, qkv_out, nullptr, ctx);
     } else {
       kernels::AddRmsNormArgs norm{x_.as<float>(), li == 0 ? nullptr : o_.as<__half>(), l.attn_norm.as<float>(),
                                    xn_.as<__half>(), nullptr, T, H, eps};
@@ -406,7 +433,7 @@ bool CudaRunner::run_model(const StepView& v) {
       kernels::launch_add_rms_norm(norm, st);
       if (frag) {
         const __half* const qkv_in[] = {xf_q_.as<__half>(), xf_k_.as<__half>(), xf_v_.as<__half>()};
-        l.qkv.forward_frag(qkv_in, qkv_out, nullptr, ctx);
+        if (!(skip_ & kSkipQkv)) l.qkv.forward_frag(qkv_in, qkv_out, nullptr, ctx);
       } else {
         l.qkv.forward(xn_.as<__half>(), qkv_out, T, ctx);
       }
@@ -447,8 +474,15 @@ bool CudaRunner::run_model(const StepView& v) {
     if (rope_in_attention)
       att.rope = {k_.as<__half>(), v_.as<__half>(), l.k_pages.as<__half>(), l.v_pages.as<__half>(),
                   inv_freq_.as<float>(), static_cast<int32_t>(inv_freq_host_.size()), attention_factor_};
-    if (v.decode_splits > 0)
-      kernels::launch_attention_decode(att, {v.decode_splits, attn_ws_.as<float>()}, st);
+    if (v.decode_splits > 0) {
+      const uint32_t skip = frag ? skip_ : 0u;
+      if (!(skip & kSkipAttn))
+        kernels::launch_attention_decode(att,
+                                         {v.decode_splits, attn_ws_.as<float>(), (skip & kSkipCombine) != 0,
+                                          frag && attn_counters_.get() != nullptr ? attn_counters_.as<uint32_t>()
+                                                                                  : nullptr},
+                                         st);
+    }
     else
       kernels::launch_attention_prefill(att, v.max_query_len, st);
     __half* const gate_up_out[] = {gate_.as<__half>(), up_.as<__half>()};
@@ -460,12 +494,12 @@ bool CudaRunner::run_model(const StepView& v) {
       res.targets[0] = l.gate.frag_target32(xf32_gate_.as<float>());
       res.targets[1] = l.up.frag_target32(xf32_up_.as<float>());
       res.num_targets = 2;
-      l.o.forward_frag(xf_o_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res, ctx);
+      if (!(skip_ & kSkipO)) l.o.forward_frag(xf_o_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res, ctx);
       const float* const gate_up_in[] = {xf32_gate_.as<float>(), xf32_up_.as<float>()};
       const kernels::FragNorm fn{norm_partials_a_.as<float>(), static_cast<int32_t>(l.o.frag_blocks()),
                                  static_cast<int32_t>(H), eps};
       const kernels::FragTarget down_in = l.down.frag_target(xf_down_.as<__half>());
-      l.gate_up.forward_frag(gate_up_in, fn, gate_up_out, &down_in, ctx);
+      if (!(skip_ & kSkipGateUp)) l.gate_up.forward_frag(gate_up_in, fn, gate_up_out, &down_in, ctx);
       kernels::FragResidual res2;
       res2.x = x_.as<float>();
       res2.partials = norm_partials_b_.as<float>();
@@ -479,7 +513,8 @@ bool CudaRunner::run_model(const StepView& v) {
       } else {
         res2.weight = final_norm_.as<float>();  // the final norm runs on its own (no targets)
       }
-      l.down.forward_frag(xf_down_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res2, ctx);
+      if (!(skip_ & kSkipDown))
+        l.down.forward_frag(xf_down_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res2, ctx);
       continue;
     }
     if (frag)
@@ -675,10 +710,11 @@ void CudaRunner::decode_step_body() {
   }
   v.final_rows = decode_row_.as<int32_t>();
   v.num_final_rows = 1;
-  if (run_model(v))
-    head_.forward_frag(xf_head_.as<__half>(), logits_.as<__half>(), linear_context());
-  else
+  if (run_model(v)) {
+    if (!(skip_ & kSkipHead)) head_.forward_frag(xf_head_.as<__half>(), logits_.as<__half>(), linear_context());
+  } else {
     run_head(0, 1);
+  }
   kernels::SampleArgs s;
   s.logits = logits_.as<__half>();
   s.vocab_size = config_.vocab_size;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "model/model_weights.h"
 #include "model/runner.h"
@@ -14,6 +15,9 @@ struct CudaRunnerOptions {
   int64_t page_size = 256;
   int device = 0;
   int64_t max_batch_tokens = 2048;  // largest forward() chunk; longer inputs are split
+  // Timing only (exl bench --skip-kernels): one-token decode steps leave these launches out, so the outputs are
+  // wrong. Comma-separated: qkv, attn (attention and its combine), combine, o, gateup, down, head. Empty: none.
+  std::string timing_skip;
 };
 
 // Refuses (kOutOfMemory, with needed vs free bytes) before allocating when the model and cache do not fit.
