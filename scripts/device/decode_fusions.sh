@@ -12,7 +12,7 @@
 # PART=e: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ), EXL2 with EXL_DECODE_SPLITS=16 and 64.
 # PART=f: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and against EXL_ATTN_EARLY=0.
 # PART=g: tests (with the fp16 tiny-llama carried), FP16 at 128 / 2k / 8k and against EXL_ATTN_EARLY=0.
-# PART=j: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and EXL2 at 2k with EXL_FUSE_COMBINE=0.
+# PART=j: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and both at 2k with J_VARIANT.
 # PART=i: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ); EXL2 at 2k with each kind of launch skipped (timing).
 # PART=h: tests (also with 12-warp blocks); EXL2 and GPTQ at 2k with gemv_one launch-shape / L1-prefetch configs.
 # At most 8 files under $OUT. Usage (device): PART=a bash scripts/device/decode_fusions.sh .carry/perf
@@ -138,13 +138,15 @@ case "${PART:-a}" in
     command -v nsys || ls /usr/local/cuda/bin | grep -i nsys || echo "no nsys"
     ;;
   j)
-    # The fused attention combine (default) against EXL_FUSE_COMBINE=0, and the final record (EXL2, GPTQ).
+    # Final record of the defaults (tests; EXL2 and GPTQ at 128 / 2k / 8k) and both at 2k with J_VARIANT.
+    # (Run 5 of 2026-11-24 ran an earlier PART=j: the fused attention combine, since reverted.)
     run_cuda_tests
     model exl2
     bench exl2_final "$ALL" EXL_DEFAULTS=1
-    bench exl2_nocombine 2048 EXL_FUSE_COMBINE=0
+    bench exl2_variant 2048 ${J_VARIANT:-EXL_GEMV1_SLICES=12,4,3}
     model gptq
     bench gptq_final "$ALL" EXL_DEFAULTS=1
+    bench gptq_variant 2048 ${J_VARIANT:-EXL_GEMV1_SLICES=12,4,3}
     ;;
   *) echo "decode_fusions.sh: PART=${PART} is not one of a-j" >&2; exit 2 ;;
 esac

@@ -58,10 +58,6 @@ struct DecodeSplit {
   int num_splits = 1;
   float* workspace = nullptr;  // decode_attention_workspace_floats(...) floats
   bool timing_skip_combine = false;  // timing only (exl bench --skip-kernels combine): the output is not written
-  // Non-null: the combine runs inside the main kernel (the last split block of each (sequence, KV head) merges the
-  // group's heads; same bits as the combine kernel) instead of a second launch. num_seqs * num_kv_heads words,
-  // zero before the first launch; the kernel leaves them zero.
-  uint32_t* counters = nullptr;
 };
 int64_t decode_attention_workspace_floats(int64_t num_seqs, int64_t num_heads, int64_t head_dim, int num_splits);
 // A split count that fills the GPU for `num_seqs * num_kv_heads` blocks of work over up to max_context tokens.

@@ -107,116 +107,9 @@ struct DecodeSmem {
       sizeof(float) * (GP * D + kScoreFloats) + 2 * sizeof(__half) * DecodeShape<D>::kTileKeys * D;
 };
 
-// The fused combine (DecodeSplit::counters): the last of a (sequence, KV head)'s split blocks to finish merges the
-// splits of the group's G query heads, with the same arithmetic in the same order as the combine kernel below
-// (split weights from the first warp's formula; per column, kGroups partial sums over splits grp, grp + kGroups, ...,
-// then added in group order), so both give the same bits. ws is read through L2 (__ldcg): other SMs wrote it.
-// wsm: >= G * kMaxSplits floats of shared memory.
-template <int D>
-__device__ __forceinline__ void combine_group(const AttentionArgs& a, int num_splits, const float* ws, int s, int kvh,
-                                              int G, float* wsm) {
-  constexpr int kCols = D / 4;
-  constexpr int kGroups = kCombineThreads / kCols;  // as the combine kernel (its thread layout sets the order)
-  constexpr int kPer = (kMaxSplits + kGroups - 1) / kGroups;
-  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-  const int64_t head0 = static_cast<int64_t>(s) * a.num_heads + static_cast<int64_t>(kvh) * G;
-  const float* ml_all = ws + a.num_seqs * a.num_heads * num_splits * D;
-  for (int g = warp; g < G; g += kThreads / 32) {
-    const float* ml = ml_all + (head0 + g) * num_splits * 2;
-    float m[2], l[2];
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int i = lane + 32 * k;
-      m[k] = i < num_splits ? __ldcg(ml + 2 * i) : -INFINITY;
-      l[k] = i < num_splits ? __ldcg(ml + 2 * i + 1) : 0.0f;
-    }
-    float mx = fmaxf(l[0] > 0.0f ? m[0] : -INFINITY, l[1] > 0.0f ? m[1] : -INFINITY);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float w[2], denom = 0.0f;
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      w[k] = l[k] > 0.0f ? __expf(m[k] - mx) : 0.0f;
-      denom += l[k] * w[k];
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) denom += __shfl_xor_sync(0xffffffffu, denom, o);
-#pragma unroll
-    for (int k = 0; k < 2; ++k)
-      if (lane + 32 * k < num_splits) wsm[g * kMaxSplits + lane + 32 * k] = w[k] / denom;
-  }
-  __syncthreads();
-  for (int item = tid; item < G * kCols; item += kThreads) {
-    const int g = item / kCols, col = item % kCols;
-    const int64_t h = head0 + g;
-    const float4* acc = reinterpret_cast<const float4*>(ws + h * num_splits * D) + col;
-    float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll 2
-    for (int grp = 0; grp < kGroups; ++grp) {
-      float4 part = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-      for (int u = 0; u < kPer; ++u) {
-        const int i = grp + u * kGroups;
-        if (i < num_splits) {
-          const float4 v = __ldcg(acc + static_cast<int64_t>(i) * kCols);
-          const float w = wsm[g * kMaxSplits + i];
-          if (w != 0.0f) {  // empty splits (weight 0) left their acc unwritten
-            part.x += v.x * w;
-            part.y += v.y * w;
-            part.z += v.z * w;
-            part.w += v.w * w;
-          }
-        }
-      }
-      if (grp == 0) {
-        o = part;
-      } else {
-        o.x += part.x;
-        o.y += part.y;
-        o.z += part.z;
-        o.w += part.w;
-      }
-    }
-    uint2 packed;
-    reinterpret_cast<__half2*>(&packed)[0] = __floats2half2_rn(o.x, o.y);
-    reinterpret_cast<__half2*>(&packed)[1] = __floats2half2_rn(o.z, o.w);
-    *reinterpret_cast<uint2*>(a.out + h * D + col * 4) = packed;
-    if (a.out_frag.out != nullptr) {
-      const int4 dest = *reinterpret_cast<const int4*>(a.out_frag.dest + (h - int64_t{s} * a.num_heads) * D + col * 4);
-      const __half* hv = reinterpret_cast<const __half*>(&packed);
-      a.out_frag.out[dest.x] = hv[0];
-      a.out_frag.out[dest.y] = hv[1];
-      a.out_frag.out[dest.z] = hv[2];
-      a.out_frag.out[dest.w] = hv[3];
-    }
-  }
-  if (a.out_frag.out != nullptr && kvh == 0)
-    for (int i = tid; i < a.out_frag.num_pads; i += kThreads) a.out_frag.out[a.out_frag.pads[i]] = __ushort_as_half(0);
-}
-
-// A split block's arrival (fused combine): its partials are made visible, it takes a ticket, and the last block of
-// its (sequence, KV head) resets the counter for the next step and runs combine_group. Block-uniform.
-template <int D>
-__device__ __forceinline__ void arrive_and_combine(const AttentionArgs& a, int num_splits, const float* ws,
-                                                   uint32_t* counters, int s, int kvh, int G, float* wsm) {
-  __shared__ int last_s;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    uint32_t* c = counters + static_cast<int64_t>(s) * a.num_kv_heads + kvh;
-    const uint32_t ticket = atomicAdd(c, 1u);
-    last_s = ticket == static_cast<uint32_t>(num_splits - 1);
-    if (last_s) *c = 0u;
-  }
-  __syncthreads();
-  if (!last_s) return;
-  __threadfence();
-  combine_group<D>(a, num_splits, ws, s, kvh, G, wsm);
-}
-
 template <int D, int GP, bool kRope>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArgs a, int num_splits, float* ws,
-                                                                    int early, uint32_t* counters) {
+                                                                    int early) {
   using Shape = DecodeShape<D>;
   using Smem = DecodeSmem<D, GP>;
   constexpr int kChunks = Shape::kChunks, kTpk = Shape::kTpk, kTileKeys = Shape::kTileKeys;
@@ -277,7 +170,6 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
       ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2] = -INFINITY;
       ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2 + 1] = 0.0f;
     }
-    if (counters != nullptr) arrive_and_combine<D>(a, num_splits, ws, counters, s, kvh, G, q_s);
     return;
   }
 
@@ -566,10 +458,6 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
     ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2] = m_s[tid];
     ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2 + 1] = l_s[tid];
   }
-  if (counters != nullptr) {
-    __syncthreads();  // q_s (reused by the combine) is no longer read
-    arrive_and_combine<D>(a, num_splits, ws, counters, s, kvh, G, q_s);
-  }
 }
 
 // out[s, h, d] = sum_i acc_i[d] * exp(m_i - M) / sum_i l_i * exp(m_i - M); one block per (head, sequence).
@@ -683,9 +571,8 @@ void launch_decode_main(const AttentionArgs& a, const DecodeSplit& split, cudaSt
     const char* e = std::getenv("EXL_ATTN_EARLY");
     return e != nullptr && std::string(e) == "0" ? 0 : 1;
   }();
-  static_assert(D >= kMaxSplits, "the fused combine's weights (G x kMaxSplits floats) fit in q_s (GP x D floats)");
   launch_pdl("attention_decode", kernel, grid, dim3(kThreads), kSmem, stream, a, split.num_splits, split.workspace,
-             early, split.counters);
+             early);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -745,7 +632,7 @@ void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, c
       launch_decode_main<D, 8>(a, split, stream);
     else
       launch_decode_main<D, 16>(a, split, stream);
-    if (split.timing_skip_combine || split.counters != nullptr) return;
+    if (split.timing_skip_combine) return;
     const dim3 grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(a.num_seqs));
     launch_pdl("attention_decode_combine", attention_decode_combine_kernel<D>, grid, dim3(kCombineThreads), 0,
                stream, a, split.num_splits, static_cast<const float*>(split.workspace));

@@ -123,28 +123,6 @@ void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, T
       expect_frag_matches(d_frag.download(), d_out.download(), layout);
       EXPECT_TRUE(d_frag.guards_intact());
     }
-    // The fused combine (DecodeSplit::counters): the same bits as the combine kernel, twice in a row (the last
-    // block of each KV head resets its counter), counters left zero.
-    const std::vector<uint16_t> separate = d_out.download(), separate_frag = d_frag.download();
-    GuardedArray<uint32_t> counters(std::vector<uint32_t>(static_cast<size_t>(S * NKV), 0u));
-    for (int rep = 0; rep < 2; ++rep) {
-      GuardedArray<uint16_t> fused_out(q.size()), fused_frag(static_cast<size_t>(NH * D + 24));
-      kernels::AttentionArgs af = a;
-      af.out = reinterpret_cast<__half*>(fused_out.get());
-      if (S == 1) af.out_frag.out = reinterpret_cast<__half*>(fused_frag.get());
-      kernels::DecodeSplit fs{splits, ws.get()};
-      fs.counters = counters.get();
-      kernels::launch_attention_decode(af, fs, nullptr);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      EXPECT_EQ(fused_out.download(), separate) << "fused combine, run " << rep << ", splits " << splits << " heads "
-                                                << NH << "/" << NKV << " head_dim " << D;
-      if (S == 1) {
-        EXPECT_EQ(fused_frag.download(), separate_frag) << "fused combine, fragment-ordered copy";
-      }
-      EXPECT_TRUE(fused_out.guards_intact() && fused_frag.guards_intact());
-    }
-    EXPECT_EQ(counters.download(), std::vector<uint32_t>(static_cast<size_t>(S * NKV), 0u));
-    EXPECT_TRUE(counters.guards_intact() && ws.guards_intact());
   }
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const Diff d = compare(from_half_bits(d_out.download()), want);

@@ -166,9 +166,6 @@ class CudaRunner final : public model::Runner {
   // write x * w (fp32) for the next GEMV plus per-block sums of squares; the next GEMV finishes the norm while
   // staging its input (kernels/frag.cuh FragResidual / FragNorm).
   bool fuse_norm_ = false;
-  // On the same path (EXL_FUSE_COMBINE=0 turns it off): the decode attention merges its splits itself (the last
-  // split block per KV head; kernels::DecodeSplit::counters) instead of a combine launch. One word per KV head.
-  DeviceBuffer attn_counters_;
   // Timing only (CudaRunnerOptions::timing_skip): one-token decode launches left out, bit i = kSkipName[i].
   enum Skip : uint32_t { kSkipQkv = 1, kSkipAttn = 2, kSkipCombine = 4, kSkipO = 8, kSkipGateUp = 16, kSkipDown = 32,
                          kSkipHead = 64 };
@@ -347,8 +344,6 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
     fuse_rope_ = frag_ && (renv == nullptr || std::string(renv) != "0");
     const char* fenv = std::getenv("EXL_FUSE_NORM");
     fuse_norm_ = frag_ && (fenv == nullptr || std::string(fenv) != "0");
-    const char* cenv = std::getenv("EXL_FUSE_COMBINE");
-    if (frag_ && (cenv == nullptr || std::string(cenv) != "0")) attn_counters_ = zeroed(c.num_kv_heads, 4);
     if (fuse_norm_) {
       int64_t blocks = 0;
       for (const Layer& l : layers_) blocks = std::max({blocks, l.o.frag_blocks(), l.down.frag_blocks()});
@@ -477,10 +472,7 @@ bool CudaRunner::run_model(const StepView& v) {
     if (v.decode_splits > 0) {
       const uint32_t skip = frag ? skip_ : 0u;
       if (!(skip & kSkipAttn))
-        kernels::launch_attention_decode(att,
-                                         {v.decode_splits, attn_ws_.as<float>(), (skip & kSkipCombine) != 0,
-                                          frag && attn_counters_.get() != nullptr ? attn_counters_.as<uint32_t>()
-                                                                                  : nullptr},
+        kernels::launch_attention_decode(att, {v.decode_splits, attn_ws_.as<float>(), (skip & kSkipCombine) != 0},
                                          st);
     }
     else
