@@ -483,12 +483,16 @@ const SliceConfig& slice_config() {
   static const SliceConfig cfg = [] {
     SliceConfig c;
     if (const char* e = std::getenv("EXL_GEMV1_SLICES")) {
-      int a = 0, b = 0, d = 0;
-      if (std::sscanf(e, "%d,%d,%d", &a, &b, &d) == 3) {
-        c.v[0] = std::clamp(a, 1, kMaxSliceWarps);
-        c.v[1] = std::clamp(b, 1, kMaxSliceWarps);
-        c.v[2] = std::clamp(d, 1, kMaxSliceWarps / 2);
-      }
+      int a = 0, b = 0, d = 0, end = 0;
+      if (std::sscanf(e, "%d,%d,%d%n", &a, &b, &d, &end) != 3 || e[end] != '\0' || a < 1 || a > kMaxSliceWarps ||
+          b < 1 || b > kMaxSliceWarps || d < 1 || d > kMaxSliceWarps / 2)
+        raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
+                            "EXL_GEMV1_SLICES='%s': expected three warp counts 'a,b,c' with a, b in 1..%d and c in "
+                            "1..%d",
+                            e, kMaxSliceWarps, kMaxSliceWarps / 2);
+      c.v[0] = a;
+      c.v[1] = b;
+      c.v[2] = d;
     }
     return c;
   }();

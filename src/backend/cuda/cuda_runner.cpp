@@ -344,6 +344,11 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
     fuse_rope_ = frag_ && (renv == nullptr || std::string(renv) != "0");
     const char* fenv = std::getenv("EXL_FUSE_NORM");
     fuse_norm_ = frag_ && (fenv == nullptr || std::string(fenv) != "0");
+    // The skips are wired into the fused one-token path only: anywhere else they would be ignored.
+    EXL_CHECK(skip_ == 0 || fuse_norm_, kUnsupported,
+              "cuda runner: timing_skip '{}' needs the fused one-token decode path (EXL2/GPTQ layers, EXL_FRAG and "
+              "EXL_FUSE_NORM not 0)",
+              opt.timing_skip);
     if (fuse_norm_) {
       int64_t blocks = 0;
       for (const Layer& l : layers_) blocks = std::max({blocks, l.o.frag_blocks(), l.down.frag_blocks()});
