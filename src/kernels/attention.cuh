@@ -58,6 +58,10 @@ struct DecodeSplit {
   int num_splits = 1;
   float* workspace = nullptr;  // decode_attention_workspace_floats(...) floats
   bool timing_skip_combine = false;  // timing only (exl bench --skip-kernels combine): the output is not written
+  // Non-null: the splits merge inside the same kernel (no combine launch); the workspace is still used.
+  // [2 * num_seqs * num_kv_heads] counters (a barrier's count and epoch per group), zeroed once by the owner; every
+  // launch leaves the counts at 0. One launch at a time may use them.
+  uint32_t* counters = nullptr;
 };
 int64_t decode_attention_workspace_floats(int64_t num_seqs, int64_t num_heads, int64_t head_dim, int num_splits);
 // A split count that fills the GPU for `num_seqs * num_kv_heads` blocks of work over up to max_context tokens.

@@ -107,9 +107,114 @@ struct DecodeSmem {
       sizeof(float) * (GP * D + kScoreFloats) + 2 * sizeof(__half) * DecodeShape<D>::kTileKeys * D;
 };
 
-template <int D, int GP, bool kRope>
+// In-kernel merge (DecodeSplit::counters): every block writes its partial to the workspace as for the combine
+// kernel, then meets the other num_splits - 1 blocks of its (sequence, KV head) group at a sense-reversing barrier
+// (an arrival count and an epoch per group: the last to arrive resets the count and advances the epoch, the
+// others wait for the epoch to move), then block `split` merges its share of the group's G * D / 4 float4 columns
+// (a warp per column, a lane per split; the combine kernel's arithmetic: weights w_i / sum_i l_i w_i with
+// w_i = exp(m_i - max m)). The barrier leaves the count at 0, so launches with different split counts can share
+// the counters. Forward progress: a group's blocks are consecutive in launch order (x = split), so the wait needs
+// only those num_splits blocks resident at once (launch_decode_main checks that they fit).
+template <int D>
+__device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int split, int kvh, int s, int G,
+                                           const float* ws_acc, const float* ws_ml, uint32_t* counters) {
+  __syncthreads();  // every thread's partial stores are issued
+  if (threadIdx.x == 0) {
+    uint32_t* count = counters + 2 * (static_cast<int64_t>(s) * a.num_kv_heads + kvh);
+    uint32_t* epoch = count + 1;
+    uint32_t e0;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(e0) : "l"(epoch) : "memory");
+    __threadfence();  // this block's partial (and the epoch read) before its arrival
+    if (atomicAdd(count, 1u) == static_cast<uint32_t>(n) - 1u) {
+      *count = 0u;  // no block of this launch reads the count again; the next launch starts after this one
+      __threadfence();
+      atomicAdd(epoch, 1u);
+    } else {
+      uint32_t e = e0;
+      while (e == e0) {
+        __nanosleep(32);
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(e) : "l"(epoch) : "memory");
+      }
+    }
+    __threadfence();
+  }
+  __syncthreads();
+  constexpr int kCols4 = D / 4;
+  const int total = G * kCols4;
+  const int per = (total + n - 1) / n;
+  const int lo = split * per, hi = min(total, lo + per);
+  const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+  const int64_t group0 = static_cast<int64_t>(s) * a.num_heads + static_cast<int64_t>(kvh) * G;  // first head
+  for (int idx = lo + warp; idx < hi; idx += kThreads / 32) {
+    const int g = idx / kCols4, c4 = idx - g * kCols4;
+    const int64_t h = group0 + g;  // row of (sequence, head) in the workspace
+    const float* ml = ws_ml + h * n * 2;
+    const float4* acc = reinterpret_cast<const float4*>(ws_acc + h * n * D) + c4;  // split i: acc[i * kCols4]
+    float m[2], l[2];
+    float4 v[2];
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int i = lane + 32 * k;
+      m[k] = -INFINITY;
+      l[k] = 0.0f;
+      v[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (i < n) {
+        const float2 p = __ldcg(reinterpret_cast<const float2*>(ml) + i);
+        m[k] = p.x;
+        l[k] = p.y;
+        if (l[k] > 0.0f) v[k] = __ldcg(acc + static_cast<int64_t>(i) * kCols4);  // empty splits left acc unwritten
+      }
+    }
+    float mx = fmaxf(l[0] > 0.0f ? m[0] : -INFINITY, l[1] > 0.0f ? m[1] : -INFINITY);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float w[2], denom = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      w[k] = l[k] > 0.0f ? __expf(m[k] - mx) : 0.0f;
+      denom += l[k] * w[k];
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) denom += __shfl_xor_sync(0xffffffffu, denom, o);
+    float4 o4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      if (w[k] != 0.0f) {
+        const float wt = w[k] / denom;
+        o4.x += v[k].x * wt;
+        o4.y += v[k].y * wt;
+        o4.z += v[k].z * wt;
+        o4.w += v[k].w * wt;
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      o4.x += __shfl_xor_sync(0xffffffffu, o4.x, o);
+      o4.y += __shfl_xor_sync(0xffffffffu, o4.y, o);
+      o4.z += __shfl_xor_sync(0xffffffffu, o4.z, o);
+      o4.w += __shfl_xor_sync(0xffffffffu, o4.w, o);
+    }
+    if (lane == 0) {
+      uint2 packed;
+      reinterpret_cast<__half2*>(&packed)[0] = __floats2half2_rn(o4.x, o4.y);
+      reinterpret_cast<__half2*>(&packed)[1] = __floats2half2_rn(o4.z, o4.w);
+      *reinterpret_cast<uint2*>(a.out + h * D + c4 * 4) = packed;
+      if (a.out_frag.out != nullptr) {
+        const int64_t hd = static_cast<int64_t>(kvh * G + g) * D + c4 * 4;  // one sequence
+        const __half* hv = reinterpret_cast<const __half*>(&packed);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) a.out_frag.out[a.out_frag.dest[hd + e]] = hv[e];
+      }
+    }
+  }
+  if (a.out_frag.out != nullptr && split == 0 && kvh == 0 && s == 0)
+    for (int i = static_cast<int>(threadIdx.x); i < a.out_frag.num_pads; i += kThreads)
+      a.out_frag.out[a.out_frag.pads[i]] = __ushort_as_half(0);
+}
+
+template <int D, int GP, bool kRope, bool kMerge>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArgs a, int num_splits, float* ws,
-                                                                    int early) {
+                                                                    int early, uint32_t* counters) {
   using Shape = DecodeShape<D>;
   using Smem = DecodeSmem<D, GP>;
   constexpr int kChunks = Shape::kChunks, kTpk = Shape::kTpk, kTileKeys = Shape::kTileKeys;
@@ -170,6 +275,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
       ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2] = -INFINITY;
       ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2 + 1] = 0.0f;
     }
+    if constexpr (kMerge) spin_merge<D>(a, num_splits, split, kvh, s, G, ws_acc, ws_ml, counters);
     return;
   }
 
@@ -443,21 +549,22 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
     }
   }
 #pragma unroll
-  for (int it = 0; it < kIt; ++it) {
-    const int item = item0 + it * kThreads;
-    if (kpart == 0 && item < kItems) {
-      const int g = item / kChunks, c = item % kChunks;
-      if (g < G) {
-        float4* dst = reinterpret_cast<float4*>(ws_acc + (ml_base + static_cast<int64_t>(g) * num_splits) * D + c * 8);
-        dst[0] = make_float4(acc[it][0], acc[it][1], acc[it][2], acc[it][3]);
-        dst[1] = make_float4(acc[it][4], acc[it][5], acc[it][6], acc[it][7]);
+    for (int it = 0; it < kIt; ++it) {
+      const int item = item0 + it * kThreads;
+      if (kpart == 0 && item < kItems) {
+        const int g = item / kChunks, c = item % kChunks;
+        if (g < G) {
+          float4* dst = reinterpret_cast<float4*>(ws_acc + (ml_base + static_cast<int64_t>(g) * num_splits) * D + c * 8);
+          dst[0] = make_float4(acc[it][0], acc[it][1], acc[it][2], acc[it][3]);
+          dst[1] = make_float4(acc[it][4], acc[it][5], acc[it][6], acc[it][7]);
+        }
       }
     }
-  }
   if (tid < G) {
     ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2] = m_s[tid];
     ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2 + 1] = l_s[tid];
   }
+  if constexpr (kMerge) spin_merge<D>(a, num_splits, split, kvh, s, G, ws_acc, ws_ml, counters);
 }
 
 // out[s, h, d] = sum_i acc_i[d] * exp(m_i - M) / sum_i l_i * exp(m_i - M); one block per (head, sequence).
@@ -564,15 +671,30 @@ void launch_decode_main(const AttentionArgs& a, const DecodeSplit& split, cudaSt
   const dim3 grid(static_cast<unsigned>(split.num_splits), static_cast<unsigned>(a.num_kv_heads),
                   static_cast<unsigned>(a.num_seqs));
   constexpr size_t kSmem = DecodeSmem<D, GP>::kBytes;
-  auto kernel = a.rope.k_new != nullptr ? attention_decode_kernel<D, GP, true> : attention_decode_kernel<D, GP, false>;
+  const bool rope = a.rope.k_new != nullptr, merge = split.counters != nullptr;
+  auto kernel = merge ? (rope ? attention_decode_kernel<D, GP, true, true> : attention_decode_kernel<D, GP, false, true>)
+                      : (rope ? attention_decode_kernel<D, GP, true, false>
+                              : attention_decode_kernel<D, GP, false, false>);
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem)),
              "cudaFuncSetAttribute");
+  if (merge) {  // the blocks of one group wait for each other: all of them must fit on the GPU at once
+    int device = 0, sms = 0, per_sm = 0;
+    check_cuda(cudaGetDevice(&device), "attention_decode: cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "attention_decode: SM count");
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, kSmem),
+               "attention_decode: occupancy");
+    if (static_cast<int64_t>(per_sm) * sms < split.num_splits)
+      raise_kernel_errorf(KernelErrorKind::kUnsupported,
+                          "attention_decode: the in-kernel merge needs the %d split blocks of a group resident at "
+                          "once; this GPU holds %d (%d SMs x %d)",
+                          split.num_splits, per_sm * sms, sms, per_sm);
+  }
   static const int early = [] {
     const char* e = std::getenv("EXL_ATTN_EARLY");
     return e != nullptr && std::string(e) == "0" ? 0 : 1;
   }();
   launch_pdl("attention_decode", kernel, grid, dim3(kThreads), kSmem, stream, a, split.num_splits, split.workspace,
-             early);
+             early, split.counters);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -603,6 +725,10 @@ void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, c
   if (split.num_splits < 1 || split.num_splits > kMaxSplits || split.workspace == nullptr)
     raise_kernel_error(KernelErrorKind::kInvalidArgument,
                        "attention_decode: needs 1 <= num_splits <= 64 and a workspace");
+  if (split.counters != nullptr && split.timing_skip_combine)
+    raise_kernel_error(KernelErrorKind::kUnsupported,
+                       "attention_decode: an in-kernel merge has no separate combine to leave out "
+                       "(EXL_ATTN_MERGE=0 measures the two-kernel path)");
   if (a.num_seqs == 0) return;
   if (a.out_frag.out != nullptr &&
       (a.num_seqs != 1 || a.out_frag.dest == nullptr || !aligned16(a.out_frag.dest) ||
@@ -632,7 +758,7 @@ void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, c
       launch_decode_main<D, 8>(a, split, stream);
     else
       launch_decode_main<D, 16>(a, split, stream);
-    if (split.timing_skip_combine) return;
+    if (split.timing_skip_combine || split.counters != nullptr) return;
     const dim3 grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(a.num_seqs));
     launch_pdl("attention_decode_combine", attention_decode_combine_kernel<D>, grid, dim3(kCombineThreads), 0,
                stream, a, split.num_splits, static_cast<const float*>(split.workspace));

@@ -102,6 +102,7 @@ struct StepView {
   int64_t max_pages_per_seq = 0;
   int64_t max_query_len = 0;  // 1 with decode_splits > 0: one token per sequence (flash-decoding path)
   int decode_splits = 0;
+  bool decode_merge = false;  // the splits merge inside the attention kernel (kernels::DecodeSplit::counters)
   const int32_t* final_rows = nullptr;  // rows of the final norm (gather), device
   int64_t num_final_rows = 0;
 };
@@ -137,6 +138,9 @@ class CudaRunner final : public model::Runner {
   io::ModelConfig config_;
   int device_ = 0;
   int num_sms_ = 1;
+  // One-token attention merges its splits inside the attention kernel (EXL_ATTN_MERGE=0: the two-kernel path
+  // with a separate combine, for A/B runs and --skip-kernels combine).
+  bool decode_merge_ = true;
   int64_t page_size_ = 0, num_pages_ = 0, max_tokens_ = 0, head_rows_ = 0;
   Stream stream_;
   CublasHandle cublas_;
@@ -148,6 +152,7 @@ class CudaRunner final : public model::Runner {
   int64_t scratch_elements_ = 0;
   // Activations for max_tokens_ rows.
   DeviceBuffer x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, logits_, attn_ws_;
+  DeviceBuffer attn_counters_;  // [2 * max_tokens * num_kv_heads] uint32, zeroed once (kernels::DecodeSplit::counters)
   // One-token steps with fragment-ordered GEMV inputs (kernels/frag.cuh): each producer (norm, attention combine,
   // the gate/up SwiGLU pair) writes its consumer's input already permuted, so no GEMV gathers x. EXL_FRAG=0 in
   // the environment turns it off (A/B runs); FP16 layers never use it.
@@ -225,6 +230,12 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
             device_, count);
   EXL_CUDA_CHECK(cudaSetDevice(device_));
   EXL_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, device_));
+  {
+    const char* env = std::getenv("EXL_ATTN_MERGE");
+    EXL_CHECK(env == nullptr || std::strcmp(env, "0") == 0 || std::strcmp(env, "1") == 0, kInvalidArgument,
+              "EXL_ATTN_MERGE={}: expected 0 or 1", env ? env : "");
+    decode_merge_ = env == nullptr || std::strcmp(env, "1") == 0;
+  }
 
   num_pages_ = kernels::ceil_div(opt.cache_tokens, page_size_);
   const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim, NH = c.num_heads, NKV = c.num_kv_heads;
@@ -245,7 +256,8 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   const size_t acts = static_cast<size_t>(T * H) * (4 + 2 + 2) + static_cast<size_t>(T * NH * D) * 2 * 2 +
                       static_cast<size_t>(T * NKV * D) * 2 * 2 + static_cast<size_t>(T * I) * 2 * 2 +
                       static_cast<size_t>(head_rows_ * c.vocab_size) * 2 +
-                      static_cast<size_t>(attn_ws_floats_) * 4 + static_cast<size_t>(scratch) * 2 +
+                      static_cast<size_t>(attn_ws_floats_) * 4 + static_cast<size_t>(T * NKV) * 8 +
+                      static_cast<size_t>(scratch) * 2 +
                       kCublasWorkspaceBytes;
   const size_t needed = weights + kv + acts + kSafetyMarginBytes;
   size_t free_b = 0, total_b = 0;
@@ -307,6 +319,8 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   up_ = DeviceBuffer(static_cast<size_t>(T * I) * 2);
   logits_ = DeviceBuffer(static_cast<size_t>(head_rows_ * c.vocab_size) * 2);
   attn_ws_ = DeviceBuffer(static_cast<size_t>(attn_ws_floats_) * 4);
+  attn_counters_ = DeviceBuffer(static_cast<size_t>(T * NKV) * 8);
+  EXL_CUDA_CHECK(cudaMemsetAsync(attn_counters_.get(), 0, attn_counters_.bytes(), stream_.get()));
   logits_host_ = PinnedBuffer(static_cast<size_t>(head_rows_ * c.vocab_size) * 2);
 
   {
@@ -477,8 +491,11 @@ bool CudaRunner::run_model(const StepView& v) {
     if (v.decode_splits > 0) {
       const uint32_t skip = frag ? skip_ : 0u;
       if (!(skip & kSkipAttn))
-        kernels::launch_attention_decode(att, {v.decode_splits, attn_ws_.as<float>(), (skip & kSkipCombine) != 0},
-                                         st);
+        kernels::launch_attention_decode(
+            att,
+            {v.decode_splits, attn_ws_.as<float>(), (skip & kSkipCombine) != 0,
+             v.decode_merge ? attn_counters_.as<uint32_t>() : nullptr},
+            st);
     }
     else
       kernels::launch_attention_prefill(att, v.max_query_len, st);
@@ -665,6 +682,7 @@ void CudaRunner::run_chunk(std::span<const model::SequenceStep> seqs, const std:
     const int64_t per_split = S * config_.num_heads * (config_.head_dim + 2);
     const int want = kernels::choose_decode_splits(S, config_.num_kv_heads, max_ctx, num_sms_);
     v.decode_splits = static_cast<int>(std::clamp<int64_t>(attn_ws_floats_ / per_split, 1, want));
+    v.decode_merge = decode_merge_;
   }
   const bool head_frag = run_model(v);
   const int64_t V = config_.vocab_size;
@@ -705,6 +723,7 @@ void CudaRunner::decode_step_body() {
               kMaxDecodeSplits);
     v.decode_splits = n;
   }
+  v.decode_merge = decode_merge_;
   v.final_rows = decode_row_.as<int32_t>();
   v.num_final_rows = 1;
   if (run_model(v)) {
