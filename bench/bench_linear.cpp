@@ -4,7 +4,8 @@
 // each number is the median over repetitions of a CUDA graph of calls, timed with events.
 // One-token rows of EXL2/GPTQ layers are also timed on the decode path (format "...+frag": the input already in
 // fragment order, gemv_one without a gather; see kernels/frag.cuh).
-// Usage: bench_linear [--json out.json] [--quick]
+// Usage: bench_linear [--json out.json] [--quick | --fp16-head]
+// --fp16-head: only the fp16 lm_head (4096 -> 128256) at 1 token (kernels::gemv_f16 unless EXL_F16_GEMV=0).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -151,10 +152,11 @@ double copy_bandwidth(cudaStream_t st) {
 
 int main(int argc, char** argv) {
   std::string json_path;
-  bool quick = false;
+  bool quick = false, fp16_head = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
     if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--fp16-head")) fp16_head = true;
   }
   try {
     cudaDeviceProp prop{};
@@ -183,6 +185,7 @@ int main(int argc, char** argv) {
       }
     }
     if (!quick) jobs.push_back({Fmt::kExl2Head6, shapes[5], {1, 8}});
+    if (fp16_head) jobs = {{Fmt::kFp16, shapes[5], {1}}};
 
     // Build the host weights in parallel (packing is the slow part of this program).
     std::vector<std::future<quant::LinearWeight>> weights;
@@ -247,8 +250,10 @@ int main(int argc, char** argv) {
     }
     // Split-K sweep for the 4-bit MLP shapes at one token (target shape: down_proj, out 4096, in 14336). One token
     // runs gemv_one (no split) unless EXL_GEMV1=0 is set.
-    std::printf("\nsplit-K sweep, exl2-4.0, 1 token\n%-10s %7s %10s %8s\n", "layer", "splits", "us", "TB/s");
+    if (!fp16_head)
+      std::printf("\nsplit-K sweep, exl2-4.0, 1 token\n%-10s %7s %10s %8s\n", "layer", "splits", "us", "TB/s");
     for (const LayerShape& s : {shapes[4], shapes[3], shapes[0]}) {
+      if (fp16_head) break;
       const quant::LinearWeight lw = make_weight(Fmt::kExl2_40, s, 77);
       const double bytes = weight_bytes(lw);
       const std::vector<int32_t> split_list = s.in == 14336    ? std::vector<int32_t>{0, 4, 6, 8, 12, 16, 24, 33}

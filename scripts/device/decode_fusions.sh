@@ -13,6 +13,8 @@
 # PART=f: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and against EXL_ATTN_EARLY=0.
 # PART=g: tests (with the fp16 tiny-llama carried), FP16 at 128 / 2k / 8k and against EXL_ATTN_EARLY=0.
 # PART=j: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and both at 2k with J_VARIANT.
+# PART=l: bench_linear --fp16-head with gemv_f16 batch variants and cuBLAS; GPTQ / EXL2 at 2k with variants.
+# PART=k: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and both at 2k with K_VARIANT1 and K_VARIANT2.
 # PART=i: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ); EXL2 at 2k with each kind of launch skipped (timing).
 # PART=h: tests (also with 12-warp blocks); EXL2 and GPTQ at 2k with gemv_one launch-shape / L1-prefetch configs.
 # At most 8 files under $OUT. Usage (device): PART=a bash scripts/device/decode_fusions.sh .carry/perf
@@ -148,6 +150,33 @@ case "${PART:-a}" in
     bench gptq_final "$ALL" EXL_DEFAULTS=1
     bench gptq_variant 2048 ${J_VARIANT:-EXL_GEMV1_SLICES=12,4,3}
     ;;
-  *) echo "decode_fusions.sh: PART=${PART} is not one of a-j" >&2; exit 2 ;;
+  k)
+    # Tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and both at 2k with K_VARIANT1 and K_VARIANT2.
+    run_cuda_tests
+    model exl2
+    bench exl2_final "$ALL" EXL_DEFAULTS=1
+    bench exl2_v1 2048 ${K_VARIANT1:-EXL_DECODE_SPLITS=24}
+    bench exl2_v2 2048 ${K_VARIANT2:-EXL_DECODE_SPLITS=48}
+    model gptq
+    bench gptq_final "$ALL" EXL_DEFAULTS=1
+    bench gptq_v1 2048 ${K_VARIANT1:-EXL_DECODE_SPLITS=24}
+    bench gptq_v2 2048 ${K_VARIANT2:-EXL_DECODE_SPLITS=48}
+    ;;
+  l)
+    # The fp16 head GEMV alone (bench_linear --fp16-head: gemv_f16 batch 8 / cuBLAS / batch 4 / batch 16), then
+    # GPTQ at 2k with each batch and EXL2 at 2k with 33 (default) and 48 attention splits. No tests.
+    for v in EXL_DEFAULTS=1 EXL_F16_GEMV=0 EXL_F16_GEMV_BATCH=4 EXL_F16_GEMV_BATCH=16; do
+      echo "-- bench_linear --fp16-head $v"
+      env $v $B/bench_linear --fp16-head 2>&1 | grep -E "device|lm_head"
+    done
+    model gptq
+    bench gptq_default 2048 EXL_DEFAULTS=1
+    bench gptq_b16 2048 EXL_F16_GEMV_BATCH=16
+    bench gptq_b4 2048 EXL_F16_GEMV_BATCH=4
+    model exl2
+    bench exl2_default 2048 EXL_DEFAULTS=1
+    bench exl2_s48 2048 EXL_DECODE_SPLITS=48
+    ;;
+  *) echo "decode_fusions.sh: PART=${PART} is not one of a-l" >&2; exit 2 ;;
 esac
 ls -la $OUT

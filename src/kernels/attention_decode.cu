@@ -132,7 +132,6 @@ __device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int sp
     } else {
       uint32_t e = e0;
       while (e == e0) {
-        __nanosleep(32);
         asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(e) : "l"(epoch) : "memory");
       }
     }
@@ -145,65 +144,75 @@ __device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int sp
   const int lo = split * per, hi = min(total, lo + per);
   const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
   const int64_t group0 = static_cast<int64_t>(s) * a.num_heads + static_cast<int64_t>(kvh) * G;  // first head
-  for (int idx = lo + warp; idx < hi; idx += kThreads / 32) {
-    const int g = idx / kCols4, c4 = idx - g * kCols4;
-    const int64_t h = group0 + g;  // row of (sequence, head) in the workspace
-    const float* ml = ws_ml + h * n * 2;
-    const float4* acc = reinterpret_cast<const float4*>(ws_acc + h * n * D) + c4;  // split i: acc[i * kCols4]
-    float m[2], l[2];
-    float4 v[2];
+  // A warp takes kCols columns per round (warp, warp + 4, ...) and issues all their loads (both (m, l) pairs and
+  // partials per lane: splits lane and lane + 32) before using any: one L2 round trip per round. Partials of empty
+  // splits are loaded too (unwritten workspace) and never used (weight 0).
+  constexpr int kWarpsM = kThreads / 32, kCols = 4;
+  for (int base = lo + warp; base < hi; base += kWarpsM * kCols) {
+    float2 ml[kCols][2];
+    float4 v[kCols][2];
 #pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int i = lane + 32 * k;
-      m[k] = -INFINITY;
-      l[k] = 0.0f;
-      v[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      if (i < n) {
-        const float2 p = __ldcg(reinterpret_cast<const float2*>(ml) + i);
-        m[k] = p.x;
-        l[k] = p.y;
-        if (l[k] > 0.0f) v[k] = __ldcg(acc + static_cast<int64_t>(i) * kCols4);  // empty splits left acc unwritten
-      }
-    }
-    float mx = fmaxf(l[0] > 0.0f ? m[0] : -INFINITY, l[1] > 0.0f ? m[1] : -INFINITY);
+    for (int q = 0; q < kCols; ++q) {
+      const int idx = base + q * kWarpsM;
+      const int g = idx / kCols4, c4 = idx - g * kCols4;
+      const int64_t h = group0 + g;  // row of (sequence, head) in the workspace
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float w[2], denom = 0.0f;
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      w[k] = l[k] > 0.0f ? __expf(m[k] - mx) : 0.0f;
-      denom += l[k] * w[k];
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) denom += __shfl_xor_sync(0xffffffffu, denom, o);
-    float4 o4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      if (w[k] != 0.0f) {
-        const float wt = w[k] / denom;
-        o4.x += v[k].x * wt;
-        o4.y += v[k].y * wt;
-        o4.z += v[k].z * wt;
-        o4.w += v[k].w * wt;
+      for (int k = 0; k < 2; ++k) {
+        const int i = lane + 32 * k;
+        ml[q][k] = make_float2(-INFINITY, 0.0f);
+        if (idx < hi && i < n) {
+          ml[q][k] = __ldcg(reinterpret_cast<const float2*>(ws_ml + h * n * 2) + i);
+          v[q][k] = __ldcg(reinterpret_cast<const float4*>(ws_acc + (h * n + i) * D) + c4);
+        }
       }
     }
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      o4.x += __shfl_xor_sync(0xffffffffu, o4.x, o);
-      o4.y += __shfl_xor_sync(0xffffffffu, o4.y, o);
-      o4.z += __shfl_xor_sync(0xffffffffu, o4.z, o);
-      o4.w += __shfl_xor_sync(0xffffffffu, o4.w, o);
-    }
-    if (lane == 0) {
-      uint2 packed;
-      reinterpret_cast<__half2*>(&packed)[0] = __floats2half2_rn(o4.x, o4.y);
-      reinterpret_cast<__half2*>(&packed)[1] = __floats2half2_rn(o4.z, o4.w);
-      *reinterpret_cast<uint2*>(a.out + h * D + c4 * 4) = packed;
-      if (a.out_frag.out != nullptr) {
-        const int64_t hd = static_cast<int64_t>(kvh * G + g) * D + c4 * 4;  // one sequence
-        const __half* hv = reinterpret_cast<const __half*>(&packed);
+    for (int q = 0; q < kCols; ++q) {
+      const int idx = base + q * kWarpsM;
+      if (idx >= hi) break;  // warp-uniform
+      const int g = idx / kCols4, c4 = idx - g * kCols4;
+      const int64_t h = group0 + g;
+      const float m0 = ml[q][0].x, l0 = ml[q][0].y, m1 = ml[q][1].x, l1 = ml[q][1].y;
+      float mx = fmaxf(l0 > 0.0f ? m0 : -INFINITY, l1 > 0.0f ? m1 : -INFINITY);
 #pragma unroll
-        for (int e = 0; e < 4; ++e) a.out_frag.out[a.out_frag.dest[hd + e]] = hv[e];
+      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      const float w0 = l0 > 0.0f ? __expf(m0 - mx) : 0.0f, w1 = l1 > 0.0f ? __expf(m1 - mx) : 0.0f;
+      float denom = l0 * w0 + l1 * w1;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) denom += __shfl_xor_sync(0xffffffffu, denom, o);
+      float4 o4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (w0 != 0.0f) {
+        const float wt = w0 / denom;
+        o4.x += v[q][0].x * wt;
+        o4.y += v[q][0].y * wt;
+        o4.z += v[q][0].z * wt;
+        o4.w += v[q][0].w * wt;
+      }
+      if (w1 != 0.0f) {
+        const float wt = w1 / denom;
+        o4.x += v[q][1].x * wt;
+        o4.y += v[q][1].y * wt;
+        o4.z += v[q][1].z * wt;
+        o4.w += v[q][1].w * wt;
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) {
+        o4.x += __shfl_xor_sync(0xffffffffu, o4.x, o);
+        o4.y += __shfl_xor_sync(0xffffffffu, o4.y, o);
+        o4.z += __shfl_xor_sync(0xffffffffu, o4.z, o);
+        o4.w += __shfl_xor_sync(0xffffffffu, o4.w, o);
+      }
+      if (lane == 0) {
+        uint2 packed;
+        reinterpret_cast<__half2*>(&packed)[0] = __floats2half2_rn(o4.x, o4.y);
+        reinterpret_cast<__half2*>(&packed)[1] = __floats2half2_rn(o4.z, o4.w);
+        *reinterpret_cast<uint2*>(a.out + h * D + c4 * 4) = packed;
+        if (a.out_frag.out != nullptr) {
+          const int64_t hd = static_cast<int64_t>(kvh * G + g) * D + c4 * 4;  // one sequence
+          const __half* hv = reinterpret_cast<const __half*>(&packed);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) a.out_frag.out[a.out_frag.dest[hd + e]] = hv[e];
+        }
       }
     }
   }

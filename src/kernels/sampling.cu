@@ -95,12 +95,35 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(SampleArgs a) {
   // Argmax (first index on ties) and max.
   float best = -INFINITY;
   int best_i = V;
-  for (int i = tid; i < V; i += kThreads) {
-    const float v = __half2float(l[i]);
+  auto take = [&](float v, int i) {
     if (v > best || (v == best && i < best_i)) {
       best = v;
       best_i = i;
     }
+  };
+  if (reinterpret_cast<uintptr_t>(l) % 16 == 0) {
+    // 16-byte loads, kArgmaxBatch in flight per thread (the one-token greedy step reads 256 KB of logits here).
+    constexpr int kArgmaxBatch = 4;
+    const int n8 = V / 8;
+    const uint4* l8 = reinterpret_cast<const uint4*>(l);
+    for (int v0 = tid; v0 < n8; v0 += kThreads * kArgmaxBatch) {
+      uint4 raw[kArgmaxBatch];
+#pragma unroll
+      for (int u = 0; u < kArgmaxBatch; ++u)
+        if (v0 + u * kThreads < n8) raw[u] = l8[v0 + u * kThreads];
+#pragma unroll
+      for (int u = 0; u < kArgmaxBatch; ++u) {
+        const int vi = v0 + u * kThreads;
+        if (vi < n8) {
+          const __half* h = reinterpret_cast<const __half*>(&raw[u]);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) take(__half2float(h[e]), 8 * vi + e);
+        }
+      }
+    }
+    for (int i = 8 * n8 + tid; i < V; i += kThreads) take(__half2float(l[i]), i);
+  } else {
+    for (int i = tid; i < V; i += kThreads) take(__half2float(l[i]), i);
   }
   for (int o = 16; o > 0; o >>= 1) {
     const float ov = __shfl_xor_sync(0xffffffffu, best, o);

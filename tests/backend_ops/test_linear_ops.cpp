@@ -15,6 +15,7 @@
 #include "backend/cuda/device_buffer.h"
 #include "backend/cuda/cuda_check.h"
 #include "core/fp16.h"
+#include "kernels/gemv_f16.cuh"
 #include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "kernels/quant_linear.cuh"
@@ -419,6 +420,27 @@ TEST(LinearOps, FloatWeights) {
     Checker c(lw);
     for (int64_t M : kTokenCounts) c.check(M, M + 9);
   }
+}
+
+// One token on fp16 weights runs kernels::gemv_f16 (PDL-launched, not cuBLAS): a head-like shape, the smallest
+// and the largest k it takes, with and without bias; k % 8 != 0 goes to cuBLAS. Bad arguments are errors.
+TEST(LinearOps, FloatWeightsOneTokenGemv) {
+  EXL_REQUIRE_GPU();
+  struct Shape {
+    int64_t n, k;
+    bool bias;
+  };
+  for (const Shape& sh : {Shape{5003, 4096, false}, Shape{7, 8, true}, Shape{65, 16384, true}, Shape{33, 1004, true},
+                          Shape{300, 14336, false}}) {
+    const LinearWeight lw = float_weight(sh.n, sh.k, DType::kF16, sh.bias, 500 + static_cast<uint64_t>(sh.n));
+    Checker c(lw);
+    c.check(1, static_cast<uint64_t>(sh.k));
+  }
+  kernels::GemvF16Args bad;
+  bad.n = 4;
+  bad.k = 12;  // not a multiple of 8
+  EXPECT_FALSE(kernels::gemv_f16_supported(bad));
+  EXPECT_THROW(kernels::launch_gemv_f16(bad, nullptr), Error);
 }
 
 TEST(LinearOps, CudaGraphReplay) {

@@ -81,6 +81,18 @@ TEST(SamplingOps, GreedyIsArgmaxWithFirstIndexOnTies) {
     const auto got_k1 = sample_rows(l, 1, {0.8f, 1, 1.0f, 0, 1, 0});
     EXPECT_EQ(got_k1[0], a);
   }
+  // 16-byte loads (16-byte aligned rows) and the scalar tail / unaligned rows (odd V: rows after the first): a tie
+  // inside one 8-element vector and a tie between a vector and the tail.
+  for (int64_t V : {1001, 4099, 128256}) {
+    std::vector<float> l = round_half(random_floats(rng, static_cast<size_t>(V), 4.0f));
+    l[17] = l[18] = 31.0f;
+    auto got = sample_rows(l, 3, {0.0f, 0, 1.0f, 0, 1, 0});
+    for (int32_t t : got) EXPECT_EQ(t, 17) << "V " << V;
+    l[static_cast<size_t>(V - 1)] = 32.0f;
+    l[static_cast<size_t>(V / 2)] = 32.0f;
+    got = sample_rows(l, 3, {0.0f, 0, 1.0f, 0, 1, 0});
+    for (int32_t t : got) EXPECT_EQ(t, static_cast<int32_t>(V / 2)) << "V " << V;
+  }
 }
 
 TEST(SamplingOps, DrawsFollowHostDistribution) {

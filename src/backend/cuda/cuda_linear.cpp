@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/device_buffer.h"
 #include "core/fp16.h"
+#include "kernels/gemv_f16.cuh"
 #include "kernels/quant_linear.cuh"
 #include "quant/exl2_repack.h"
 
@@ -215,6 +217,16 @@ void CudaLinear::forward(const __half* x, __half* y, int64_t num_tokens, const L
   }
   auto cublas = static_cast<cublasHandle_t>(ctx.cublas);
   if (im.format == quant::WeightFormat::kFloat) {
+    // One token: the PDL-launched GEMV (kernels/gemv_f16.cuh; EXL_F16_GEMV=0: cuBLAS, for A/B runs).
+    static const bool f16_gemv = [] {
+      const char* e = std::getenv("EXL_F16_GEMV");
+      return e == nullptr || std::string(e) != "0";
+    }();
+    const kernels::GemvF16Args g{im.weight.as<__half>(), x, im.bias.get() ? im.bias.as<__half>() : nullptr, y, N, K};
+    if (num_tokens == 1 && f16_gemv && kernels::gemv_f16_supported(g)) {
+      kernels::launch_gemv_f16(g, ctx.stream);
+      return;
+    }
     EXL_CUBLAS_CHECK(cublasSetStream(cublas, ctx.stream));
     gemm_f16(cublas, CUBLAS_OP_T, N, num_tokens, K, im.weight.as<__half>(), K, x, K, y, N);
     if (im.bias.get()) kernels::add_bias(y, im.bias.as<__half>(), num_tokens, N, ctx.stream);
