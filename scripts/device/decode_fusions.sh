@@ -13,6 +13,7 @@
 # PART=f: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and against EXL_ATTN_EARLY=0.
 # PART=g: tests (with the fp16 tiny-llama carried), FP16 at 128 / 2k / 8k and against EXL_ATTN_EARLY=0.
 # PART=j: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and both at 2k with J_VARIANT.
+# PART=m: FP16 defaults at 128 / 2k / 8k and with cuBLAS for one token (EXL_F16_GEMV=0) at 2k. No tests.
 # PART=l: bench_linear --fp16-head with gemv_f16 batch variants and cuBLAS; GPTQ / EXL2 at 2k with variants.
 # PART=k: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and both at 2k with K_VARIANT1 and K_VARIANT2.
 # PART=i: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ); EXL2 at 2k with each kind of launch skipped (timing).
@@ -177,6 +178,12 @@ case "${PART:-a}" in
     bench exl2_default 2048 EXL_DEFAULTS=1
     bench exl2_s48 2048 EXL_DECODE_SPLITS=48
     ;;
-  *) echo "decode_fusions.sh: PART=${PART} is not one of a-l" >&2; exit 2 ;;
+  m)
+    # FP16 with the one-token gemv_f16 (2026-11-24b): defaults at 128 / 2k / 8k and cuBLAS (EXL_F16_GEMV=0) at 2k.
+    model fp16
+    bench fp16_final "$ALL" EXL_DEFAULTS=1
+    bench fp16_cublas 2048 EXL_F16_GEMV=0
+    ;;
+  *) echo "decode_fusions.sh: PART=${PART} is not one of a-m" >&2; exit 2 ;;
 esac
 ls -la $OUT

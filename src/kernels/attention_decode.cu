@@ -1,6 +1,7 @@
 // out[s, h] = sum_j softmax_j(scale * q[s, h] . K[s, j, h/G]) V[s, j, h/G] over keys j in (pos - window, pos], one
 // query (the newest token, pos = context_len[s] - 1) per sequence; flash-decoding: each block covers one range of
-// the keys and writes an unnormalized partial (max, sum, acc), a second kernel merges the ranges.
+// the keys and writes an unnormalized partial (max, sum, acc); the ranges are merged either by the same blocks after
+// a per-group barrier (DecodeSplit::counters; spin_merge below) or by a second kernel (the combine).
 // Shapes: q, out fp16 [num_seqs, num_heads, head_dim]; pages fp16 [num_pages, page_size, num_kv_heads, head_dim];
 // workspace fp32: acc [num_seqs, num_heads, num_splits, head_dim] then (m, l) [num_seqs, num_heads, num_splits, 2].
 // Threads: grid (num_splits, num_kv_heads, num_seqs), 128 threads, templated on head_dim D and on GP, the number
@@ -716,6 +717,9 @@ int64_t decode_attention_workspace_floats(int64_t num_seqs, int64_t num_heads, i
 
 int choose_decode_splits(int64_t num_seqs, int64_t num_kv_heads, int64_t max_context, int num_sms) {
   const int64_t blocks = std::max<int64_t>(1, num_seqs * num_kv_heads);
+  // About 2 blocks per SM. Measured on H100 with the in-kernel merge (Llama-3-8B decode at 2k, 8 KV heads;
+  // bench/results/2026-11-24b-attention-merge.md): 33 splits best but for 48 (+0.9% EXL2, +0.1% GPTQ), which sits
+  // next to a cliff: 50 splits (400 blocks, more than the 396 that fit at 3 per SM) were 6% slower.
   const int64_t want = ceil_div(2 * static_cast<int64_t>(num_sms), blocks);
   const int64_t by_length = std::max<int64_t>(1, ceil_div(max_context, 32));
   return static_cast<int>(std::clamp<int64_t>(std::min(want, by_length), 1, kMaxSplits));
