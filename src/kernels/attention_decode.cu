@@ -29,6 +29,7 @@
 // Constraints: head_dim in the dispatch list; G <= 16; num_splits <= 64; q, out, pages and workspace 16-byte
 // aligned.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -173,28 +174,29 @@ __device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int sp
       if (idx >= hi) break;  // warp-uniform
       const int g = idx / kCols4, c4 = idx - g * kCols4;
       const int64_t h = group0 + g;
-      const float m0 = ml[q][0].x, l0 = ml[q][0].y, m1 = ml[q][1].x, l1 = ml[q][1].y;
-      float mx = fmaxf(l0 > 0.0f ? m0 : -INFINITY, l1 > 0.0f ? m1 : -INFINITY);
+      float mx = -INFINITY;
+#pragma unroll
+      for (int k = 0; k < 2; ++k) mx = fmaxf(mx, ml[q][k].y > 0.0f ? ml[q][k].x : -INFINITY);
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-      const float w0 = l0 > 0.0f ? __expf(m0 - mx) : 0.0f, w1 = l1 > 0.0f ? __expf(m1 - mx) : 0.0f;
-      float denom = l0 * w0 + l1 * w1;
+      float w[2], denom = 0.0f;
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        w[k] = ml[q][k].y > 0.0f ? __expf(ml[q][k].x - mx) : 0.0f;
+        denom += ml[q][k].y * w[k];
+      }
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) denom += __shfl_xor_sync(0xffffffffu, denom, o);
       float4 o4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      if (w0 != 0.0f) {
-        const float wt = w0 / denom;
-        o4.x += v[q][0].x * wt;
-        o4.y += v[q][0].y * wt;
-        o4.z += v[q][0].z * wt;
-        o4.w += v[q][0].w * wt;
-      }
-      if (w1 != 0.0f) {
-        const float wt = w1 / denom;
-        o4.x += v[q][1].x * wt;
-        o4.y += v[q][1].y * wt;
-        o4.z += v[q][1].z * wt;
-        o4.w += v[q][1].w * wt;
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        if (w[k] != 0.0f) {
+          const float wt = w[k] / denom;
+          o4.x += v[q][k].x * wt;
+          o4.y += v[q][k].y * wt;
+          o4.z += v[q][k].z * wt;
+          o4.w += v[q][k].w * wt;
+        }
       }
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) {
@@ -559,17 +561,17 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
     }
   }
 #pragma unroll
-    for (int it = 0; it < kIt; ++it) {
-      const int item = item0 + it * kThreads;
-      if (kpart == 0 && item < kItems) {
-        const int g = item / kChunks, c = item % kChunks;
-        if (g < G) {
-          float4* dst = reinterpret_cast<float4*>(ws_acc + (ml_base + static_cast<int64_t>(g) * num_splits) * D + c * 8);
-          dst[0] = make_float4(acc[it][0], acc[it][1], acc[it][2], acc[it][3]);
-          dst[1] = make_float4(acc[it][4], acc[it][5], acc[it][6], acc[it][7]);
-        }
+  for (int it = 0; it < kIt; ++it) {
+    const int item = item0 + it * kThreads;
+    if (kpart == 0 && item < kItems) {
+      const int g = item / kChunks, c = item % kChunks;
+      if (g < G) {
+        float4* dst = reinterpret_cast<float4*>(ws_acc + (ml_base + static_cast<int64_t>(g) * num_splits) * D + c * 8);
+        dst[0] = make_float4(acc[it][0], acc[it][1], acc[it][2], acc[it][3]);
+        dst[1] = make_float4(acc[it][4], acc[it][5], acc[it][6], acc[it][7]);
       }
     }
+  }
   if (tid < G) {
     ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2] = m_s[tid];
     ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2 + 1] = l_s[tid];
@@ -688,16 +690,27 @@ void launch_decode_main(const AttentionArgs& a, const DecodeSplit& split, cudaSt
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem)),
              "cudaFuncSetAttribute");
   if (merge) {  // the blocks of one group wait for each other: all of them must fit on the GPU at once
-    int device = 0, sms = 0, per_sm = 0;
-    check_cuda(cudaGetDevice(&device), "attention_decode: cudaGetDevice");
-    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "attention_decode: SM count");
-    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, kSmem),
-               "attention_decode: occupancy");
-    if (static_cast<int64_t>(per_sm) * sms < split.num_splits)
+    // Resident blocks of this instance (rope or not), per process (one kind of GPU), computed once: the batched
+    // forward launches this every step.
+    auto resident_blocks = [&] {
+      int device = 0, sms = 0, per_sm = 0;
+      check_cuda(cudaGetDevice(&device), "attention_decode: cudaGetDevice");
+      check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "attention_decode: SM count");
+      check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, kSmem),
+                 "attention_decode: occupancy");
+      return per_sm * sms;
+    };
+    static std::atomic<int> cached[2];  // [rope]; 0: not computed yet
+    int resident = cached[rope].load(std::memory_order_relaxed);
+    if (resident == 0) {
+      resident = resident_blocks();
+      cached[rope].store(resident, std::memory_order_relaxed);
+    }
+    if (resident < split.num_splits)
       raise_kernel_errorf(KernelErrorKind::kUnsupported,
                           "attention_decode: the in-kernel merge needs the %d split blocks of a group resident at "
-                          "once; this GPU holds %d (%d SMs x %d)",
-                          split.num_splits, per_sm * sms, sms, per_sm);
+                          "once; this GPU holds %d",
+                          split.num_splits, resident);
   }
   static const int early = [] {
     const char* e = std::getenv("EXL_ATTN_EARLY");

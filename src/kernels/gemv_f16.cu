@@ -115,16 +115,16 @@ void launch_gemv_f16(const GemvF16Args& a, cudaStream_t stream) {
     return v;
   }();
   auto kernel = batch == 4 ? gemv_f16_kernel<4> : batch == 16 ? gemv_f16_kernel<16> : gemv_f16_kernel<8>;
-  static int resident = 0;  // blocks per SM x SMs at the largest shared memory, per process (one kind of GPU)
-  if (resident == 0) {
+  // Blocks per SM x SMs at the largest shared memory, per process (one kind of GPU), computed once.
+  static const int resident = [&] {
     int device = 0, sms = 0, per_sm = 0;
     check_cuda(cudaGetDevice(&device), "gemv_f16: cudaGetDevice");
     check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "gemv_f16: SM count");
     check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads,
                                                              static_cast<size_t>(kGemvF16MaxK) * 2),
                "gemv_f16: occupancy");
-    resident = std::max(1, per_sm) * std::max(1, sms);
-  }
+    return std::max(1, per_sm) * std::max(1, sms);
+  }();
   const int64_t want = (a.n + kWarps - 1) / kWarps;
   const int blocks = static_cast<int>(std::min<int64_t>(want, resident));
   launch_pdl("gemv_f16", kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads),

@@ -77,6 +77,17 @@ PageTable shuffled_pages(const std::vector<int32_t>& lens, int64_t page_size, in
   return t;
 }
 
+// Shapes only (one sequence, 8 query heads over 2 KV heads, head_dim 64), no buffers: for launches that must fail
+// their argument checks.
+kernels::AttentionArgs small_decode_args() {
+  kernels::AttentionArgs a;
+  a.num_seqs = 1;
+  a.num_heads = 8;
+  a.num_kv_heads = 2;
+  a.head_dim = 64;
+  return a;
+}
+
 void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, ThreadPool& pool,
               uint32_t* counters = nullptr) {
   const int64_t S = static_cast<int64_t>(c.seqs.size()), D = c.head_dim, NH = c.num_heads, NKV = c.num_kv_heads;
@@ -193,13 +204,8 @@ TEST(AttentionOps, DecodeInKernelMergeMatchesCpu) {
   run_case({64, 4, 128, 256, 0, {{1, 300}}}, Kernel::kDecode, 5, rng, pool, c);  // 16 query heads per KV head
   EXPECT_TRUE(counters.guards_intact());
   // --skip-kernels combine on a launch that has no combine: an error.
-  kernels::AttentionArgs a;
-  a.num_seqs = 1;
-  a.num_heads = 8;
-  a.num_kv_heads = 2;
-  a.head_dim = 64;
   float dummy_ws[4];
-  EXPECT_THROW(kernels::launch_attention_decode(a, {4, dummy_ws, true, c}, nullptr), Error);
+  EXPECT_THROW(kernels::launch_attention_decode(small_decode_args(), {4, dummy_ws, true, c}, nullptr), Error);
 }
 
 // Decode with RoPE and the new token's KV write fused into the kernel (AttentionArgs::rope): raw q, k and v of the
@@ -321,11 +327,7 @@ TEST(AttentionOps, DecodeWithFusedRopeMatchesCpu) {
   run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool, true, counters.get());
   EXPECT_TRUE(counters.guards_intact());
   // Bad arguments: a rotary half beyond head_dim / 2.
-  kernels::AttentionArgs bad;
-  bad.num_heads = 8;
-  bad.num_kv_heads = 2;
-  bad.head_dim = 64;
-  bad.num_seqs = 1;
+  kernels::AttentionArgs bad = small_decode_args();
   bad.rope.k_new = reinterpret_cast<const __half*>(&bad);
   bad.rope.rotary_half = 40;
   float dummy_ws[4];
