@@ -12,6 +12,9 @@ rm -rf /tmp/m
   --output /tmp/m 2>&1 | tail -2
 du -sh /tmp/m
 $B/exl inspect --model /tmp/m 2>&1 | head -12
-$B/exl bench --model /tmp/m --contexts 128 2048 --prompt-tokens 2048 --repetitions 1 \
-  --json-out $OUT/bench_llama3_70b_2p5.json 2>&1 | tail -6
+# BIG_TESTS=1: the CUDA op and model tests first (the binaries of this carry).
+[ "${BIG_TESTS:-0}" = 1 ] && run_cuda_tests
+/usr/bin/time -f "exl bench (load, prefill, decode) %es, %MKB max RSS" \
+  $B/exl bench --model /tmp/m --contexts 128 2048 --prompt-tokens 2048 --repetitions 1 \
+  --json-out $OUT/bench_llama3_70b_2p5.json 2>&1 | tail -7
 rm -rf /tmp/m

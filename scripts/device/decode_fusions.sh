@@ -17,6 +17,10 @@
 # PART=l: bench_linear --fp16-head with gemv_f16 batch variants and cuBLAS; GPTQ / EXL2 at 2k with variants.
 # PART=k: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ) and both at 2k with K_VARIANT1 and K_VARIANT2.
 # PART=i: tests; the defaults at 128 / 2k / 8k (EXL2, GPTQ); EXL2 at 2k with each kind of launch skipped (timing).
+# PART=n: A/B at 2k without tests: EXL2 with the defaults and each ';'-separated config of N_VARIANTS (each a list
+#   of VAR=VALUE), then GPTQ the same way when N_GPTQ=1; every result JSON goes into one file, n_results.jsonl.
+#   N_AGAIN=0 skips the closing default run; N_TESTS=1 runs the CUDA op and model tests first; N_TEST_ENV (with
+#   N_TEST_FILTER) runs the op tests under that environment.
 # PART=h: tests (also with 12-warp blocks); EXL2 and GPTQ at 2k with gemv_one launch-shape / L1-prefetch configs.
 # At most 8 files under $OUT. Usage (device): PART=a bash scripts/device/decode_fusions.sh .carry/perf
 set -uo pipefail
@@ -184,6 +188,30 @@ case "${PART:-a}" in
     bench fp16_final "$ALL" EXL_DEFAULTS=1
     bench fp16_cublas 2048 EXL_F16_GEMV=0
     ;;
-  *) echo "decode_fusions.sh: PART=${PART} is not one of a-m" >&2; exit 2 ;;
+  n)
+    n_bench() {  # n_bench FORMAT NAME VAR=VALUE...
+      local fmt=$1 name=$2; shift 2
+      echo "-- ${fmt}_$name $*"
+      env "$@" $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --repetitions 2 \
+        --json-out /tmp/n.json 2>&1 | grep -E "decode|ceiling" | tail -2
+      python3 -c "import json,sys; d=json.load(open('/tmp/n.json')); d['config']=sys.argv[1]; print(json.dumps(d))" \
+        "${fmt} $*" >> $OUT/n_results.jsonl
+    }
+    n_all() {
+      model $1
+      n_bench $1 default EXL_DEFAULTS=1
+      local i=0
+      IFS=';' read -ra cfgs <<< "${N_VARIANTS:-EXL_DEFAULTS=1}"
+      for c in "${cfgs[@]}"; do i=$((i + 1)); n_bench $1 v$i $c; done
+      [ "${N_AGAIN:-1}" = 1 ] && n_bench $1 default_again EXL_DEFAULTS=1
+    }
+    [ "${N_TESTS:-0}" = 1 ] && run_cuda_tests
+    if [ -n "${N_TEST_ENV:-}" ]; then  # the op tests under that environment first (summary lines only)
+      env $N_TEST_ENV "$B/test_backend_ops" --gtest_filter="${N_TEST_FILTER:-*}" 2>&1 | grep -E "PASSED|FAILED|tests ran"
+    fi
+    n_all exl2
+    [ "${N_GPTQ:-0}" = 1 ] && n_all gptq
+    ;;
+  *) echo "decode_fusions.sh: PART=${PART} is not one of a-n" >&2; exit 2 ;;
 esac
 ls -la $OUT

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "core/thread_pool.h"
 
 namespace exl::quant {
 namespace {
@@ -40,7 +41,7 @@ struct ClassRows {
 // Lays out classes, perm, chunk groups and the tile words. code(stored_row, col) gives the code of a real row.
 template <typename CodeFn>
 void build_tiles(TiledQuantMatrix& t, const std::vector<ClassRows>& classes, const std::vector<int32_t>& stored_perm,
-                 const std::vector<int32_t>& stored_group, CodeFn&& code) {
+                 const std::vector<int32_t>& stored_group, ThreadPool* pool, CodeFn&& code) {
   int64_t padded = 0, lane_words = 0;
   for (const ClassRows& c : classes) {
     TileClass tc;
@@ -75,39 +76,46 @@ void build_tiles(TiledQuantMatrix& t, const std::vector<ClassRows>& classes, con
   }
   const int64_t strips = t.width / kStripCols;
   t.tiles.assign(static_cast<size_t>(strips * 32 * lane_words), 0u);
-  for (int64_t strip = 0; strip < strips; ++strip) {
-    for (const TileClass& tc : t.classes) {
-      const int b = tc.bits;
-      for (int32_t tile = tc.tile_begin; tile < tc.tile_end; ++tile) {
-        uint32_t* sw = t.tiles.data() + tile_first_word(tc, tile, strip, lane_words);
-        for (int lane = 0; lane < 32; ++lane) {
-          const int g = lane / 4, tq = lane % 4;
-          uint64_t lo[2] = {0, 0}, hi[2] = {0, 0};
-          for (int j = 0; j < 16; ++j) {
-            const int s = j / 4, r = j % 4;
-            const int64_t col = strip * kStripCols + g + 8 * (r & 1);
-            const int64_t row = int64_t{tile} * kTileRows + 16 * s + 2 * tq + 8 * (r >> 1);
-            uint32_t v[2];
-            for (int h = 0; h < 2; ++h) {
-              const int64_t st = padded_to_stored[row + h];
-              v[h] = st < 0 ? 0u : code(st, col);
+  // Strips own disjoint words: any split of them over threads writes the same result.
+  auto lay_out = [&](int64_t strip_begin, int64_t strip_end) {
+    for (int64_t strip = strip_begin; strip < strip_end; ++strip) {
+      for (const TileClass& tc : t.classes) {
+        const int b = tc.bits;
+        for (int32_t tile = tc.tile_begin; tile < tc.tile_end; ++tile) {
+          uint32_t* sw = t.tiles.data() + tile_first_word(tc, tile, strip, lane_words);
+          for (int lane = 0; lane < 32; ++lane) {
+            const int g = lane / 4, tq = lane % 4;
+            uint64_t lo[2] = {0, 0}, hi[2] = {0, 0};
+            for (int j = 0; j < 16; ++j) {
+              const int s = j / 4, r = j % 4;
+              const int64_t col = strip * kStripCols + g + 8 * (r & 1);
+              const int64_t row = int64_t{tile} * kTileRows + 16 * s + 2 * tq + 8 * (r >> 1);
+              uint32_t v[2];
+              for (int h = 0; h < 2; ++h) {
+                const int64_t st = padded_to_stored[row + h];
+                v[h] = st < 0 ? 0u : code(st, col);
+              }
+              const int p = j * b;
+              for (int h = 0; h < 2; ++h) {
+                uint64_t* stream = h == 0 ? lo : hi;
+                stream[p / 64] |= uint64_t{v[h]} << (p % 64);
+                if (p % 64 + b > 64) stream[p / 64 + 1] |= uint64_t{v[h]} >> (64 - p % 64);
+              }
             }
-            const int p = j * b;
-            for (int h = 0; h < 2; ++h) {
-              uint64_t* stream = h == 0 ? lo : hi;
-              stream[p / 64] |= uint64_t{v[h]} << (p % 64);
-              if (p % 64 + b > 64) stream[p / 64 + 1] |= uint64_t{v[h]} >> (64 - p % 64);
+            for (int i = 0; i < b; ++i) {
+              const uint32_t lh = static_cast<uint32_t>(lo[(16 * i) / 64] >> ((16 * i) % 64)) & 0xFFFFu;
+              const uint32_t hh = static_cast<uint32_t>(hi[(16 * i) / 64] >> ((16 * i) % 64)) & 0xFFFFu;
+              sw[word_index(b, lane, i)] = lh | (hh << 16);
             }
-          }
-          for (int i = 0; i < b; ++i) {
-            const uint32_t lh = static_cast<uint32_t>(lo[(16 * i) / 64] >> ((16 * i) % 64)) & 0xFFFFu;
-            const uint32_t hh = static_cast<uint32_t>(hi[(16 * i) / 64] >> ((16 * i) % 64)) & 0xFFFFu;
-            sw[word_index(b, lane, i)] = lh | (hh << 16);
           }
         }
       }
     }
-  }
+  };
+  if (pool != nullptr && pool->size() > 1)
+    pool->parallel_for(strips, lay_out, 8);
+  else
+    lay_out(0, strips);
 }
 
 uint16_t half_bits_of(float v) { return float_to_half(v); }
@@ -119,7 +127,7 @@ size_t TiledQuantMatrix::device_bytes() const {
          group_info.size() * 4 + gptq_scale.size() * 2 + gptq_zero.size() + bias.size() * 2;
 }
 
-TiledQuantMatrix tile_exl2(const Exl2Weight& w) {
+TiledQuantMatrix tile_exl2(const Exl2Weight& w, ThreadPool* pool) {
   TiledQuantMatrix t;
   t.in_features = w.in_features;
   t.out_features = w.out_features;
@@ -149,7 +157,7 @@ TiledQuantMatrix tile_exl2(const Exl2Weight& w) {
     t.group_info.push_back(float_to_half(m) | (zero << 16));
   }
   // Row of stored row i within its group, for the bitstream lookup.
-  build_tiles(t, classes, w.q_perm, stored_group, [&](int64_t st, int64_t col) -> uint32_t {
+  build_tiles(t, classes, w.q_perm, stored_group, pool, [&](int64_t st, int64_t col) -> uint32_t {
     const Exl2Group& grp = w.groups[stored_group[st]];
     const int b = grp.bits;
     const int64_t bitpos = (st - grp.row_start) * b;
@@ -163,7 +171,7 @@ TiledQuantMatrix tile_exl2(const Exl2Weight& w) {
   return t;
 }
 
-TiledQuantMatrix tile_gptq(const GptqWeight& w) {
+TiledQuantMatrix tile_gptq(const GptqWeight& w, ThreadPool* pool) {
   TiledQuantMatrix t;
   const int64_t K = w.in_features, N = w.out_features, G = w.num_groups;
   t.in_features = K;
@@ -200,7 +208,7 @@ TiledQuantMatrix tile_gptq(const GptqWeight& w) {
       t.gptq_scale[g * W + n] = w.scales[g * N + n];
     }
   }
-  build_tiles(t, classes, perm, stored_group, [&](int64_t st, int64_t col) -> uint32_t {
+  build_tiles(t, classes, perm, stored_group, pool, [&](int64_t st, int64_t col) -> uint32_t {
     if (col >= N) return 0u;
     const int64_t k = perm[st];
     return (w.qweight[(k / 8) * N + col] >> (4 * (k % 8))) & 15u;

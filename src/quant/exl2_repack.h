@@ -22,6 +22,10 @@
 #include "quant/gptq.h"
 #include "quant/tile_layout.h"
 
+namespace exl {
+class ThreadPool;
+}
+
 namespace exl::quant {
 
 struct TiledQuantMatrix {
@@ -48,8 +52,10 @@ struct TiledQuantMatrix {
 
 // kUnsupported when a group is not a whole number of 32-row chunks (2-bit groups of 16 rows, GPTQ act-order
 // groups of uneven size).
-TiledQuantMatrix tile_exl2(const Exl2Weight& w);
-TiledQuantMatrix tile_gptq(const GptqWeight& w);
+// pool non-null: the strips are laid out in parallel on it (the same words; loading a 70B model repacks about
+// 20 GB, minutes on one core).
+TiledQuantMatrix tile_exl2(const Exl2Weight& w, ThreadPool* pool = nullptr);
+TiledQuantMatrix tile_gptq(const GptqWeight& w, ThreadPool* pool = nullptr);
 
 // The kernels' decode run on the host: fp16 bits of the dequantized [K, W] matrix in original row order. Equal
 // to dequantize_exl2 / dequantize_gptq when the layout is right.

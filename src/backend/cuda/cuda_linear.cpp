@@ -101,7 +101,8 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
     return out;
   }
   const quant::TiledQuantMatrix t =
-      w.format == quant::WeightFormat::kExl2 ? quant::tile_exl2(w.exl2) : quant::tile_gptq(w.gptq);
+      w.format == quant::WeightFormat::kExl2 ? quant::tile_exl2(w.exl2, options.repack_pool)
+                                             : quant::tile_gptq(w.gptq, options.repack_pool);
   EXL_CHECK(K <= (int64_t{1} << 30) && t.width * t.padded_rows < (int64_t{1} << 40), kUnsupported,
             "{}: {}x{} is too large for the CUDA linear kernels", w.key, K, N);
   im.tiles = upload_vector(t.tiles, im.bytes);

@@ -13,6 +13,10 @@
 #include "kernels/frag.cuh"
 #include "quant/linear_weight.h"
 
+namespace exl {
+class ThreadPool;
+}
+
 namespace exl::cuda {
 
 // Scratch is shared by all layers run on one stream (never by two streams at once). The GEMV path (num_tokens <=
@@ -28,6 +32,7 @@ struct LinearContext {
 // Load-time tuning knobs (benchmarks); defaults are what the benchmark chose.
 struct LinearOptions {
   int32_t gemv_splits = 0;          // split-K slices of the GEMV kernel; 0 = one full wave of resident blocks
+  ThreadPool* repack_pool = nullptr;  // non-null: the load-time repack (quant::tile_exl2 / tile_gptq) runs on it
 };
 
 class CudaLinear {

@@ -18,6 +18,7 @@
 #include "backend/cuda/device_buffer.h"
 #include "core/error.h"
 #include "core/fp16.h"
+#include "core/thread_pool.h"
 #include "kernels/activation.cuh"
 #include "kernels/attention.cuh"
 #include "kernels/dispatch.h"
@@ -278,20 +279,25 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
 
   embedding_ = upload_embedding(w.embedding);
   final_norm_ = upload_floats(tensor_f32(w.final_norm));
-  head_ = CudaLinear::create(w.head);
+  // The load-time repack of EXL2/GPTQ tensors runs on every core (a 70B model is about 20 GB of tiles), then the
+  // pool goes away.
+  ThreadPool repack_pool;
+  LinearOptions lopt;
+  lopt.repack_pool = &repack_pool;
+  head_ = CudaLinear::create(w.head, lopt);
   scratch_elements_ = head_.scratch_elements_needed();
   const size_t kv_bytes = static_cast<size_t>(num_pages_ * page_size_ * NKV * D) * 2;
   for (const auto& lw : w.layers) {
     Layer l;
     l.attn_norm = upload_floats(tensor_f32(lw.attn_norm));
     l.mlp_norm = upload_floats(tensor_f32(lw.mlp_norm));
-    l.q = CudaLinear::create(lw.q_proj);
-    l.k = CudaLinear::create(lw.k_proj);
-    l.v = CudaLinear::create(lw.v_proj);
-    l.o = CudaLinear::create(lw.o_proj);
-    l.gate = CudaLinear::create(lw.gate_proj);
-    l.up = CudaLinear::create(lw.up_proj);
-    l.down = CudaLinear::create(lw.down_proj);
+    l.q = CudaLinear::create(lw.q_proj, lopt);
+    l.k = CudaLinear::create(lw.k_proj, lopt);
+    l.v = CudaLinear::create(lw.v_proj, lopt);
+    l.o = CudaLinear::create(lw.o_proj, lopt);
+    l.gate = CudaLinear::create(lw.gate_proj, lopt);
+    l.up = CudaLinear::create(lw.up_proj, lopt);
+    l.down = CudaLinear::create(lw.down_proj, lopt);
     for (const CudaLinear* lin : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
       scratch_elements_ = std::max(scratch_elements_, lin->scratch_elements_needed());
     l.k_pages = DeviceBuffer(kv_bytes);

@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "core/thread_pool.h"
 #include "io/safetensors.h"
 #include "quant/exl2_pack.h"
 #include "quant/exl2_repack.h"
@@ -78,6 +79,25 @@ TEST(TiledLayout, GptqVariants) {
       }
     }
   }
+}
+
+// The load-time repack on a thread pool (strips split over threads) writes exactly the serial layout.
+TEST(TiledLayout, ParallelRepackEqualsSerial) {
+  ThreadPool pool(4);
+  const int64_t N = 1000, K = 1056;  // 63 strips of 16 columns (W = 1024 after padding): uneven chunks
+  const std::vector<float> src = random_weights(N, K, 33);
+  Exl2PackOptions opt;
+  opt.bits = {{6, 0.2, 32}, {4, 0.5, 128}, {3, 0.3, 64}};
+  const Exl2Weight w = pack_exl2_rtn(src, N, K, opt);
+  const TiledQuantMatrix serial = tile_exl2(w), parallel = tile_exl2(w, &pool);
+  EXPECT_EQ(parallel.tiles, serial.tiles);
+  EXPECT_EQ(parallel.perm, serial.perm);
+  EXPECT_EQ(parallel.chunk_group, serial.chunk_group);
+  GptqPackOptions gopt;
+  gopt.group_size = 128;
+  const GptqWeight g = pack_gptq_rtn(random_weights(992, 512, 34), 992, 512, gopt);
+  EXPECT_EQ(tile_gptq(g, &pool).tiles, tile_gptq(g).tiles);
+  EXPECT_EQ(mismatches(dequantize_tiled(parallel), dequantize_exl2(w)), 0);
 }
 
 TEST(TiledLayout, GptqActOrderVector) {
