@@ -21,6 +21,7 @@
 #   of VAR=VALUE), then GPTQ the same way when N_GPTQ=1; every result JSON goes into one file, n_results.jsonl.
 #   N_AGAIN=0 skips the closing default run; N_TESTS=1 runs the CUDA op and model tests first; N_TEST_ENV (with
 #   N_TEST_FILTER) runs the op tests under that environment.
+# PART=s: the marginal cost of each kind of decode launch at 2k (--skip-kernels), EXL2 (and GPTQ with S_GPTQ=1).
 # PART=h: tests (also with 12-warp blocks); EXL2 and GPTQ at 2k with gemv_one launch-shape / L1-prefetch configs.
 # At most 8 files under $OUT. Usage (device): PART=a bash scripts/device/decode_fusions.sh .carry/perf
 set -uo pipefail
@@ -212,6 +213,21 @@ case "${PART:-a}" in
     n_all exl2
     [ "${N_GPTQ:-0}" = 1 ] && n_all gptq
     ;;
-  *) echo "decode_fusions.sh: PART=${PART} is not one of a-n" >&2; exit 2 ;;
+  s)
+    # Marginal cost of each kind of decode launch at 2k (exl bench --skip-kernels; timing only), no tests: EXL2,
+    # then GPTQ with S_GPTQ=1. Compare across machines (H100 / H200) to see which phases scale with bandwidth.
+    s_all() {
+      model $1
+      echo "-- $1 defaults"
+      $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --repetitions 2 2>&1 | grep -E "^ +2048 "
+      for k in ${S_SKIPS:-attn o gateup down qkv head}; do
+        echo "-- $1 skip $k"
+        $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --repetitions 2 --skip-kernels $k 2>&1 | grep -E "^ +2048 "
+      done
+    }
+    s_all exl2
+    [ "${S_GPTQ:-0}" = 1 ] && s_all gptq
+    ;;
+  *) echo "decode_fusions.sh: PART=${PART} is not one of a-n, s" >&2; exit 2 ;;
 esac
 ls -la $OUT

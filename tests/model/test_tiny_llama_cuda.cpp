@@ -6,9 +6,11 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include "backend/cuda/cuda_runner.h"
 #include "backend/cuda/device_buffer.h"
@@ -18,6 +20,7 @@
 #include "io/safetensors.h"
 #include "model/evaluate.h"
 #include "model/model_weights.h"
+#include "model/random_model.h"
 #include "reference_compare.h"
 #include "testdata.h"
 #include "tokenizer/tokenizer.h"
@@ -223,6 +226,39 @@ TEST(TinyLlamaCudaRunner, RefusesACacheThatDoesNotFit) {
     EXPECT_EQ(e.kind(), ErrorKind::kOutOfMemory);
     EXPECT_NE(std::string(e.what()).find("free"), std::string::npos) << e.what();
     std::printf("[ cuda ] refusal: %s\n", e.what());
+  }
+}
+
+// exl bench --skip-kernels (CudaRunnerOptions::timing_skip, timing only) leaves exactly the named launches out of
+// the decode graph: one per token for "head" (an FP16 head on GPTQ layers, a fragment-ordered 6-bit head on EXL2
+// layers), one per layer for "o". Random tiny models (2 layers).
+TEST(RandomModelCuda, TimingSkipLeavesTheNamedLaunchesOut) {
+  if (::exl::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (const model::RandomFormat format : {model::RandomFormat::kGptq, model::RandomFormat::kExl2}) {
+    const auto dir = std::filesystem::temp_directory_path() /
+                     ("exl_skip_cuda_" + std::to_string(static_cast<int>(format)) + "_" + std::to_string(::getpid()));
+    model::RandomModelOptions o;
+    o.preset = "tiny";
+    o.format = format;
+    model::write_random_model(dir, o);
+    const auto w = model::ModelWeights::load(dir);
+    double launches[3] = {0, 0, 0};
+    const char* skips[3] = {"", "head", "o"};
+    for (int i = 0; i < 3; ++i) {
+      auto runner = cuda::make_cuda_runner(w, {.cache_tokens = 64, .page_size = 16, .timing_skip = skips[i]});
+      cache::PageAllocator alloc(runner->num_pages());
+      cache::SequenceCache seq;
+      cache::reserve_tokens(alloc, seq, 8, runner->page_size());
+      model::DecodeRequest req;
+      req.last_token = 3;
+      req.start_pos = 0;
+      req.pages = &seq.pages;
+      req.max_new_tokens = 3;
+      launches[i] = runner->decode(req, [](int32_t) { return true; }).launches_per_token;
+    }
+    EXPECT_EQ(launches[1], launches[0] - 1) << "format " << static_cast<int>(format);
+    EXPECT_EQ(launches[2], launches[0] - static_cast<double>(w.layers.size())) << "format " << static_cast<int>(format);
+    std::filesystem::remove_all(dir);
   }
 }
 

@@ -732,10 +732,13 @@ void CudaRunner::decode_step_body() {
   v.decode_merge = decode_merge_;
   v.final_rows = decode_row_.as<int32_t>();
   v.num_final_rows = 1;
-  if (run_model(v)) {
-    if (!(skip_ & kSkipHead)) head_.forward_frag(xf_head_.as<__half>(), logits_.as<__half>(), linear_context());
-  } else {
-    run_head(0, 1);
+  // timing_skip "head" leaves out whichever head launch the step has (the fragment-ordered one, or an FP16 head's).
+  const bool head_frag = run_model(v);
+  if (!(skip_ & kSkipHead)) {
+    if (head_frag)
+      head_.forward_frag(xf_head_.as<__half>(), logits_.as<__half>(), linear_context());
+    else
+      run_head(0, 1);
   }
   kernels::SampleArgs s;
   s.logits = logits_.as<__half>();
