@@ -194,7 +194,7 @@ case "${PART:-a}" in
       local fmt=$1 name=$2; shift 2
       echo "-- ${fmt}_$name $*"
       env "$@" $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --repetitions 2 \
-        --json-out /tmp/n.json 2>&1 | grep -E "decode|ceiling" | tail -2
+        --json-out /tmp/n.json 2>&1 | grep -E "^ +2048 "
       python3 -c "import json,sys; d=json.load(open('/tmp/n.json')); d['config']=sys.argv[1]; print(json.dumps(d))" \
         "${fmt} $*" >> $OUT/n_results.jsonl
     }
@@ -218,11 +218,10 @@ case "${PART:-a}" in
     # then GPTQ with S_GPTQ=1. Compare across machines (H100 / H200) to see which phases scale with bandwidth.
     s_all() {
       model $1
-      echo "-- $1 defaults"
-      $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --repetitions 2 2>&1 | grep -E "^ +2048 "
-      for k in ${S_SKIPS:-attn o gateup down qkv head}; do
+      for k in none ${S_SKIPS:-attn o gateup down qkv head}; do
         echo "-- $1 skip $k"
-        $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --repetitions 2 --skip-kernels $k 2>&1 | grep -E "^ +2048 "
+        $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --repetitions 2 \
+          $([ $k = none ] || echo "--skip-kernels $k") 2>&1 | grep -E "^ +2048 "
       done
     }
     s_all exl2
