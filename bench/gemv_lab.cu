@@ -457,6 +457,275 @@ __global__ void __launch_bounds__(kSlices * 32) persist(Mat m) {
   }
 }
 
+
+// Stream-K through a TMA ring (sm_90): gridDim.x persistent blocks of kWarps warps. The matrix's tiles in memory
+// order ([strip][tile], one contiguous byte stream) are split evenly over all warps of the grid: warp gw streams tiles
+// [gw NT / GW, (gw + 1) NT / GW) whatever strips they belong to, so every warp has the same work (no wave
+// quantization). Lane 0 copies the warp's stream with cp.async.bulk into a ring of kStages stages of kST tiles (one
+// mbarrier per stage), kStages stages issued before anything else and each stage refilled as soon as it is used:
+// no weight word sits in a register before it is needed. x is staged once per block in fragment order; the scales
+// of the warp's groups are staged in shared memory first. A strip's partial sums go to shared
+// accumulators (atomicAdd); at the end the block stores the strips it covers entirely and adds (global atomicAdd)
+// the ones it shares with its neighbours (y zeroed before the launch). kPdl as in block_strip.
+__device__ __forceinline__ void tile_work_sc(const uint4 q, const uint32_t* xf, float s0, float s1, int lane,
+                                             float& t0, float& t1) {
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t w[4] = {q.x, q.y, q.z, q.w};
+  const __half2 zero = u2h(0x64086408u);
+  const __half2 sixteenth = __float2half2_rn(1.0f / 16.0f);
+  const __half2 zero_hi = __float2half2_rn(-72.0f);
+  uint4 xb0 = make_uint4(0, 0, 0, 0), xb1 = make_uint4(0, 0, 0, 0);
+  if (g == 0) {
+    xb0 = *reinterpret_cast<const uint4*>(xf + t * 8);
+    xb1 = *reinterpret_cast<const uint4*>(xf + t * 8 + 4);
+  }
+  const uint32_t xb[8] = {xb0.x, xb0.y, xb0.z, xb0.w, xb1.x, xb1.y, xb1.z, xb1.w};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int ks = 0; ks < 2; ++ks) {
+      const int kstep = 2 * h + ks;
+      const uint32_t word = w[kstep], w8 = word >> 8;
+      uint32_t a[4];
+      uint32_t v0, v1, v2, v3;
+      asm("lop3.b32 %0, %1, 0x000f000f, 0x64006400, 0xea;" : "=r"(v0) : "r"(word));
+      asm("lop3.b32 %0, %1, 0x00f000f0, 0x64006400, 0xea;" : "=r"(v1) : "r"(word));
+      asm("lop3.b32 %0, %1, 0x000f000f, 0x64006400, 0xea;" : "=r"(v2) : "r"(w8));
+      asm("lop3.b32 %0, %1, 0x00f000f0, 0x64006400, 0xea;" : "=r"(v3) : "r"(w8));
+      a[0] = h2u(__hsub2(u2h(v0), zero));
+      a[1] = h2u(__hfma2(u2h(v1), sixteenth, zero_hi));
+      a[2] = h2u(__hsub2(u2h(v2), zero));
+      a[3] = h2u(__hfma2(u2h(v3), sixteenth, zero_hi));
+      mma_acc(d, a, xb[2 * kstep], xb[2 * kstep + 1]);
+    }
+    t0 = fmaf(s0, d[0], t0);
+    t1 = fmaf(s1, d[2], t1);
+  }
+}
+
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile(
+        "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  }
+}
+
+template <int kWarps, int kStages, int kST, bool kPdl>
+__global__ void __launch_bounds__(kWarps * 32) streamk(Mat m, int max_local, int tab_floats) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int kStageWords = kST * 32;  // uint4 per stage
+  uint4* ring_all = reinterpret_cast<uint4*>(smem);
+  uint64_t* bars = reinterpret_cast<uint64_t*>(ring_all + kWarps * kStages * kStageWords);
+  float* acc = reinterpret_cast<float*>(bars + kWarps * kStages);
+  __half* xs = reinterpret_cast<__half*>(acc + max_local * 16);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
+  const int64_t NT = int64_t{m.N / 16} * m.T;
+  const int64_t GW = int64_t{gridDim.x} * kWarps;
+  const int64_t gw = int64_t{blockIdx.x} * kWarps + warp;
+  const int64_t a = gw * NT / GW, b = (gw + 1) * NT / GW;
+  const int64_t ca = int64_t{blockIdx.x} * kWarps * NT / GW, cb = int64_t{blockIdx.x + 1} * kWarps * NT / GW;
+  const int first_strip = static_cast<int>(ca / m.T);
+  const int n = static_cast<int>(b - a);
+  const int nst = (n + kST - 1) / kST;
+  uint4* ring = ring_all + warp * kStages * kStageWords;
+  const uint32_t bar0 = smem_addr(bars + warp * kStages);
+  auto issue = [&](int s) {
+    const int cnt = min(kST, n - s * kST);
+    const uint32_t bytes = static_cast<uint32_t>(cnt * 512);
+    const uint32_t bar = bar0 + 8 * (s % kStages);
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+            smem_addr(ring + (s % kStages) * kStageWords)),
+        "l"(m.w + (a + int64_t{s} * kST) * 32), "r"(bytes), "r"(bar)
+        : "memory");
+  };
+  if (lane == 0) {
+    for (int s = 0; s < kStages; ++s) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(bar0 + 8 * s));
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    for (int s = 0; s < kStages && s < nst; ++s) issue(s);
+  }
+  // The scales of the warp's groups (a group = 128 rows = 2 tiles; tile j's group is j / 2 in stream order) into
+  // its shared table, before the PDL wait (weights only).
+  float* tab = reinterpret_cast<float*>(xs + m.K) + warp * tab_floats;
+  {
+    const int64_t g_first = a / 2;
+    const int ng = n > 0 ? static_cast<int>((b - 1) / 2 - g_first + 1) : 0;
+    const int gps = m.T / 2;  // groups per strip
+    for (int e = lane; e < ng * 16; e += 32) {
+      const int64_t G = g_first + e / 16;
+      const int strip = static_cast<int>(G / gps), grp = static_cast<int>(G - int64_t{strip} * gps);
+      tab[e] = __ldg(m.scale + int64_t{grp} * m.N + strip * 16 + (e & 15));
+    }
+  }
+  if constexpr (kPdl) {
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  }
+  for (int i = threadIdx.x; i < m.K; i += blockDim.x) {
+    const int tile = i >> 6, rr = i & 63, kk = rr >> 4, rem = rr & 15;
+    xs[((tile * 4 + ((rem & 7) >> 1)) * 8 + kk * 2 + (rem >> 3)) * 2 + (rem & 1)] = m.x[i];
+  }
+  for (int i = threadIdx.x; i < max_local * 16; i += blockDim.x) acc[i] = 0.f;
+  __syncthreads();
+  const uint32_t* xf = reinterpret_cast<const uint32_t*>(xs);
+  float t0 = 0.f, t1 = 0.f;
+  int cur = static_cast<int>(a / m.T);
+  auto flush = [&]() {
+    if ((lane & 3) == 0) {
+      atomicAdd(&acc[(cur - first_strip) * 16 + g], t0);
+      atomicAdd(&acc[(cur - first_strip) * 16 + g + 8], t1);
+    }
+    t0 = t1 = 0.f;
+  };
+#pragma unroll 1
+  for (int s = 0; s < nst; ++s) {
+    mbar_wait(bar0 + 8 * (s % kStages), static_cast<uint32_t>((s / kStages) & 1));
+    const uint4* st = ring + (s % kStages) * kStageWords;
+#pragma unroll
+    for (int u = 0; u < kST; ++u) {
+      const int64_t j = a + int64_t{s} * kST + u;
+      if (j >= b) break;
+      const int strip = static_cast<int>(j / m.T), tile = static_cast<int>(j - int64_t{strip} * m.T);
+      if (strip != cur) {
+        flush();
+        cur = strip;
+      }
+      const float* e = tab + (j / 2 - a / 2) * 16 + g;
+      tile_work_sc(st[u * 32 + lane], xf + tile * 32, e[0], e[8], lane, t0, t1);
+    }
+    __syncwarp();
+    if (lane == 0 && s + kStages < nst) issue(s + kStages);
+  }
+  if (n > 0) flush();
+  __syncthreads();
+  const int last_strip = static_cast<int>((cb - 1) / m.T);
+  for (int i = threadIdx.x; i < (last_strip - first_strip + 1) * 16; i += blockDim.x) {
+    const int strip = first_strip + i / 16;
+    const bool full = int64_t{strip} * m.T >= ca && int64_t{strip + 1} * m.T <= cb;
+    float* dst = m.y + strip * 16 + (i & 15);
+    if (full)
+      *dst = acc[i];
+    else
+      atomicAdd(dst, acc[i]);
+  }
+}
+
+
+// Chain: the four GEMVs of a Llama-3-8B layer (q/k/v, o, gate+up, down) as phases of ONE persistent kernel with a
+// grid barrier between phases, against the same work as four PDL kernels (block_strip, mode 3, no perm). Does a
+// layer megakernel pay? In the chain a block that has finished its share of phase p prefetches its first strip of
+// phase p + 1 (the first two batches of each warp into L1, the rest of the slice's first 4 KB into L2) and builds
+// that strip's scale table BEFORE it arrives at the barrier, so the first DRAM round trip of the next phase
+// overlaps the barrier wait instead of following a kernel boundary. x is a constant input (the lab measures time,
+// not the data flow); every phase writes its y, and the barrier orders the phases as the real dependencies would.
+// All gridDim.x blocks must be resident (checked on the host).
+struct ChainPhase {
+  const uint4* w;
+  const float* scale;
+  float* y;
+  int N, K, T;
+};
+struct Chain {
+  ChainPhase ph[4];
+  const __half* x;
+  unsigned* count;  // barrier arrivals (left at 0)
+  unsigned* gen;    // barrier generation
+};
+
+__device__ __forceinline__ void grid_barrier(unsigned* count, unsigned* gen) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const unsigned g = *reinterpret_cast<volatile unsigned*>(gen);
+    __threadfence();
+    if (atomicAdd(count, 1u) == gridDim.x - 1) {
+      *reinterpret_cast<volatile unsigned*>(count) = 0u;
+      __threadfence();
+      atomicAdd(gen, 1u);
+    } else {
+      while (*reinterpret_cast<volatile unsigned*>(gen) == g) {
+      }
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+template <int kSlices>
+__global__ void __launch_bounds__(kSlices * 32) chain_kernel(Chain c, int max_rows) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ float red[kSlices][16];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int per_warp_groups = max_rows / kGroupRows + 2;
+  __half* xs = reinterpret_cast<__half*>(smem) + warp * max_rows;
+  float* sc = reinterpret_cast<float*>(reinterpret_cast<__half*>(smem) + kSlices * max_rows) +
+              warp * per_warp_groups * 16;
+  // table of (phase, strip) for this warp's slice; prefetch of its first tiles
+  auto prepare = [&](const ChainPhase& P, int strip) {
+    const int lo = warp * P.T / kSlices, hi = (warp + 1) * P.T / kSlices;
+    const uint4* base = P.w + (int64_t{strip} * P.T + lo) * 32;
+    const int lines = min((hi - lo) * 4, 32);
+    if (lane < lines) {
+      if (lane < 16)  // the first two batches of U = 2 tiles
+        asm volatile("prefetch.global.L1 [%0];" ::"l"(base + lane * 8));
+      else
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(base + lane * 8));
+    }
+    const int g0 = lo * kTileRows / kGroupRows;
+    const int ng = ((hi * kTileRows - 1) / kGroupRows) - g0 + 1;
+    for (int i = lane; i < ng * 16; i += 32)
+      sc[i] = __ldg(P.scale + (g0 + (i >> 4)) * P.N + strip * 16 + (i & 15));
+  };
+  bool prepared = false;
+#pragma unroll 1
+  for (int p = 0; p < 4; ++p) {
+    const ChainPhase& P = c.ph[p];
+    const int strips = P.N / 16;
+    const int lo = warp * P.T / kSlices, hi = (warp + 1) * P.T / kSlices;
+    const int g0 = lo * kTileRows / kGroupRows;
+#pragma unroll 1
+    for (int strip = blockIdx.x; strip < strips; strip += gridDim.x) {
+      if (!prepared) prepare(P, strip);
+      prepared = false;
+      const int rows = (hi - lo) * kTileRows;
+      for (int i = lane; i < rows; i += 32) {
+        const __half v = c.x[lo * kTileRows + i];
+        const int tile = i >> 6, rr = i & 63, k = rr >> 4, rem = rr & 15;
+        xs[((tile * 4 + ((rem & 7) >> 1)) * 8 + k * 2 + (rem >> 3)) * 2 + (rem & 1)] = v;
+      }
+      __syncwarp();
+      float t0 = 0.f, t1 = 0.f;
+      uint32_t acc = 0;
+      stream_tiles<2, 3>(P.w + int64_t{strip} * P.T * 32, lo, hi, lane, xs, sc - g0 * 16, lo * kTileRows, t0, t1, acc,
+                         reinterpret_cast<const uint32_t*>(xs), nullptr);
+      if ((lane & 3) == 0) {
+        red[warp][lane >> 2] = t0;
+        red[warp][(lane >> 2) + 8] = t1;
+      }
+      __syncthreads();
+      if (threadIdx.x < 16) {
+        float v = 0.f;
+#pragma unroll
+        for (int sl = 0; sl < kSlices; ++sl) v += red[sl][threadIdx.x];
+        P.y[strip * 16 + threadIdx.x] = v;
+      }
+      __syncthreads();  // red and the warps' x / tables are reused by the next strip
+    }
+    if (p + 1 < 4) {
+      if (static_cast<int>(blockIdx.x) < c.ph[p + 1].N / 16) {
+        prepare(c.ph[p + 1], blockIdx.x);
+        prepared = true;
+      }
+      grid_barrier(c.count, c.gen);
+    }
+  }
+}
+
 __global__ void copy_kernel(const uint4* src, uint4* dst, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
     dst[i] = __ldcs(src + i);
@@ -598,6 +867,177 @@ void run_block_strip(const Shape& s, const Bufs& bf, int reps, int copies, doubl
   }
 }
 
+
+template <int kWarps, int kStages, int kST, bool kPdl>
+void run_streamk(const Shape& s, const Bufs& bf, int reps, int copies, double bytes, int blocks_per_sm, int sms) {
+  const int T = s.K / kTileRows;
+  auto k = streamk<kWarps, kStages, kST, kPdl>;
+  const int64_t NT = int64_t{s.N / 16} * T;
+  int grid = blocks_per_sm * sms;
+  const int64_t per_cta = (NT + grid - 1) / grid;
+  const int max_local = static_cast<int>(per_cta / T) + 2;
+  const int tab_floats = static_cast<int>(((NT + grid * kWarps - 1) / (grid * kWarps) / 2 + 2) * 16);
+  const size_t smem = size_t{512} * kWarps * kStages * kST + 8 * kWarps * kStages + 64 * max_local + 2 * s.K +
+                      sizeof(float) * kWarps * tab_floats;
+  LAB_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  int per_sm = 0;
+  LAB_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, kWarps * 32, smem));
+  if (per_sm < blocks_per_sm) {
+    std::printf("%-8s streamk warps=%d stages=%d x %d tiles: %d blocks/SM do not fit (%d)\n", s.name, kWarps,
+                kStages, kST, blocks_per_sm, per_sm);
+    return;
+  }
+  auto launch = [&](int c) {
+    Mat m{bf.w[c], bf.x, bf.scale, bf.perm, bf.y, s.N, s.K, T};
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(grid);
+    config.blockDim = dim3(kWarps * 32);
+    config.dynamicSmemBytes = smem;
+    config.stream = g_stream;
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[0].val.programmaticStreamSerializationAllowed = kPdl ? 1 : 0;
+    config.attrs = attribute;
+    config.numAttrs = 1;
+    LAB_CHECK(cudaLaunchKernelEx(&config, k, m, max_local, tab_floats));
+  };
+  const double us = time_us(reps, copies, launch);
+  std::printf("%-8s streamk warps=%d stages=%d x %d tiles pdl=%d blocks/SM=%d grid=%d smem=%zu  %8.2f us  %6.3f TB/s\n",
+              s.name, kWarps, kStages, kST, kPdl ? 1 : 0, blocks_per_sm, grid, smem, us, bytes / us * 1e-6);
+  LAB_CHECK(cudaMemsetAsync(bf.y, 0, sizeof(float) * s.N, g_stream));
+  launch(0);
+  LAB_CHECK(cudaStreamSynchronize(g_stream));
+  check_y("", bf, s, false);
+}
+
+
+// A layer as four PDL kernels (block_strip mode 3, no perm, L2 prefetch) against the chain kernel; `layers` sets of
+// weights rotate to defeat L2. Prints us per layer and the rate of weight bytes.
+void run_chain(int reps, int sms) {
+  constexpr int kSlices = 8;
+  const Shape shapes[4] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096}, {"down", 4096, 14336}};
+  const int layers = 12;
+  double bytes = 0;
+  for (const Shape& s : shapes) bytes += 0.5 * s.N * s.K;
+  std::vector<std::vector<uint4*>> w(layers, std::vector<uint4*>(4));
+  std::vector<float*> sc(4), y(4);
+  __half* x = nullptr;
+  LAB_CHECK(cudaMalloc(&x, 2 * 14336));
+  std::vector<__half> hx(14336);
+  uint32_t r = 777u;
+  for (auto& v : hx) v = __float2half(static_cast<float>((r = r * 1664525u + 1013904223u) >> 8) / 16777216.0f - 0.5f);
+  LAB_CHECK(cudaMemcpy(x, hx.data(), 2 * 14336, cudaMemcpyHostToDevice));
+  for (int i = 0; i < 4; ++i) {
+    const Shape& s = shapes[i];
+    std::vector<uint32_t> host(static_cast<size_t>(s.N) * s.K / 8);
+    for (auto& v : host) v = (r = r * 1664525u + 1013904223u);
+    for (int l = 0; l < layers; ++l) {
+      LAB_CHECK(cudaMalloc(&w[l][i], host.size() * 4));
+      LAB_CHECK(cudaMemcpy(w[l][i], host.data(), host.size() * 4, cudaMemcpyHostToDevice));
+    }
+    std::vector<float> hs(static_cast<size_t>(s.K / kGroupRows) * s.N, 0.01f);
+    LAB_CHECK(cudaMalloc(&sc[i], hs.size() * 4));
+    LAB_CHECK(cudaMemcpy(sc[i], hs.data(), hs.size() * 4, cudaMemcpyHostToDevice));
+    LAB_CHECK(cudaMalloc(&y[i], s.N * 4));
+  }
+  std::printf("-- chain: one layer = q/k/v, o, gate+up, down (%.1f MB), %d weight sets\n", bytes * 1e-6, layers);
+  // Separate PDL kernels.
+  {
+    auto k = block_strip<2, 3, kSlices, false, true, true>;
+    auto launch = [&](int l) {
+      for (int i = 0; i < 4; ++i) {
+        const Shape& s = shapes[i];
+        const int T = s.K / kTileRows;
+        const int per_warp_rows = (T + kSlices - 1) / kSlices * kTileRows;
+        const size_t smem = sizeof(__half) * kSlices * per_warp_rows +
+                            sizeof(float) * kSlices * ((per_warp_rows / kGroupRows + 2) * 16 + per_warp_rows / 32);
+        LAB_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+        Mat m{w[l][i], x, sc[i], nullptr, y[i], s.N, s.K, T};
+        cudaLaunchConfig_t config = {};
+        config.gridDim = dim3(s.N / 16);
+        config.blockDim = dim3(kSlices * 32);
+        config.dynamicSmemBytes = smem;
+        config.stream = g_stream;
+        cudaLaunchAttribute attribute[1];
+        attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attribute[0].val.programmaticStreamSerializationAllowed = 1;
+        config.attrs = attribute;
+        config.numAttrs = 1;
+        LAB_CHECK(cudaLaunchKernelEx(&config, k, m));
+      }
+    };
+    const double us = time_us(reps, layers, launch);
+    std::printf("chain    4 PDL kernels per layer            %8.2f us per layer  %6.3f TB/s\n", us, bytes / us * 1e-6);
+  }
+  // One persistent kernel per layer.
+  unsigned* bar = nullptr;
+  LAB_CHECK(cudaMalloc(&bar, 8));
+  LAB_CHECK(cudaMemset(bar, 0, 8));
+  const int max_rows = (14336 / kTileRows + kSlices - 1) / kSlices * kTileRows;
+  const size_t smem = sizeof(__half) * kSlices * max_rows + sizeof(float) * kSlices * (max_rows / kGroupRows + 2) * 16;
+  auto k = chain_kernel<kSlices>;
+  LAB_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  int per_sm = 0;
+  LAB_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, kSlices * 32, smem));
+  for (int bps = 1; bps <= per_sm && bps <= 4; ++bps) {
+    const int grid = bps * sms;
+    auto launch = [&](int l) {
+      Chain c{};
+      for (int i = 0; i < 4; ++i)
+        c.ph[i] = ChainPhase{w[l][i], sc[i], y[i], shapes[i].N, shapes[i].K, shapes[i].K / kTileRows};
+      c.x = x;
+      c.count = bar;
+      c.gen = bar + 1;
+      // An ordinary launch: the grid barrier needs every block resident, so no overlap with the previous layer.
+      k<<<grid, kSlices * 32, smem, g_stream>>>(c, max_rows);
+    };
+    const double us = time_us(reps, layers, launch);
+    std::printf("chain    1 persistent kernel per layer, %d blocks/SM (of %d)  %8.2f us per layer  %6.3f TB/s\n", bps,
+                per_sm, us, bytes / us * 1e-6);
+  }
+  // Correctness of the chain against the separate kernels (the same y for every phase, weights of layer 0).
+  {
+    std::vector<float> ya[4], yb[4];
+    auto kk = block_strip<2, 3, kSlices, false, false, false>;
+    for (int i = 0; i < 4; ++i) {
+      const Shape& s = shapes[i];
+      const int T = s.K / kTileRows;
+      const int per_warp_rows = (T + kSlices - 1) / kSlices * kTileRows;
+      const size_t sm = sizeof(__half) * kSlices * per_warp_rows +
+                        sizeof(float) * kSlices * ((per_warp_rows / kGroupRows + 2) * 16 + per_warp_rows / 32);
+      LAB_CHECK(cudaFuncSetAttribute(kk, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(sm)));
+      Mat m{w[0][i], x, sc[i], nullptr, y[i], s.N, s.K, T};
+      kk<<<s.N / 16, kSlices * 32, sm, g_stream>>>(m);
+      LAB_CHECK(cudaStreamSynchronize(g_stream));
+      ya[i].resize(s.N);
+      LAB_CHECK(cudaMemcpy(ya[i].data(), y[i], s.N * 4, cudaMemcpyDeviceToHost));
+    }
+    Chain c{};
+    for (int i = 0; i < 4; ++i)
+      c.ph[i] = ChainPhase{w[0][i], sc[i], y[i], shapes[i].N, shapes[i].K, shapes[i].K / kTileRows};
+    c.x = x;
+    c.count = bar;
+    c.gen = bar + 1;
+    k<<<2 * sms, kSlices * 32, smem, g_stream>>>(c, max_rows);
+    LAB_CHECK(cudaStreamSynchronize(g_stream));
+    double worst = 0;
+    for (int i = 0; i < 4; ++i) {
+      yb[i].resize(shapes[i].N);
+      LAB_CHECK(cudaMemcpy(yb[i].data(), y[i], shapes[i].N * 4, cudaMemcpyDeviceToHost));
+      for (int j = 0; j < shapes[i].N; ++j) worst = std::max(worst, static_cast<double>(std::abs(ya[i][j] - yb[i][j])));
+    }
+    std::printf("   check chain against separate kernels: max |diff| = %.3g\n", worst);
+  }
+  for (auto& l : w)
+    for (uint4* p : l) LAB_CHECK(cudaFree(p));
+  for (int i = 0; i < 4; ++i) {
+    LAB_CHECK(cudaFree(sc[i]));
+    LAB_CHECK(cudaFree(y[i]));
+  }
+  LAB_CHECK(cudaFree(x));
+  LAB_CHECK(cudaFree(bar));
+}
+
 template <int kSlices, bool kPerm>
 void run_bulk(const Shape& s, const Bufs& bf, int reps, int copies, double bytes) {
   const int strips = s.N / 16, T = s.K / kTileRows;
@@ -648,11 +1088,16 @@ void run_persist(const Shape& s, const Bufs& bf, int reps, int copies, double by
 
 int main(int argc, char** argv) {
   int reps = 200;
+  bool streamk_only = false, chain_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
       reps = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--streamk") == 0) {
+      streamk_only = true;
+    } else if (std::strcmp(argv[i], "--chain") == 0) {
+      chain_only = true;
     } else {
-      std::fprintf(stderr, "gemv_lab: unknown argument '%s' (usage: gemv_lab [--reps N])\n", argv[i]);
+      std::fprintf(stderr, "gemv_lab: unknown argument '%s' (usage: gemv_lab [--reps N] [--streamk | --chain])\n", argv[i]);
       return 2;
     }
   }
@@ -682,6 +1127,10 @@ int main(int argc, char** argv) {
     LAB_CHECK(cudaFree(dst));
   }
 
+  if (chain_only) {
+    run_chain(reps, prop.multiProcessorCount);
+    return 0;
+  }
   const Shape shapes[] = {{"gate_up", 28672, 4096}, {"gate", 14336, 4096}, {"down", 4096, 14336},
                           {"qkv", 6144, 4096},      {"o", 4096, 4096}};
   for (const Shape& s : shapes) {
@@ -720,6 +1169,26 @@ int main(int argc, char** argv) {
     LAB_CHECK(cudaMalloc(&bf.y, s.N * 4));
     std::printf("-- %s N=%d K=%d, %.1f MB of weights, %d copies\n", s.name, s.N, s.K, bytes * 1e-6, copies);
     const int sms = prop.multiProcessorCount;
+    if (streamk_only) {
+      // The engine's one-token design today (fragment-ordered x, PDL, L2 prefetch) against stream-K TMA rings.
+      run_block_strip<2, 0, 8>(s, bf, reps, copies, bytes);
+      run_block_strip<2, 3, 8, false, true, true>(s, bf, reps, copies, bytes);
+      run_block_strip<2, 3, 3, false, true, true>(s, bf, reps, copies, bytes);
+      run_block_strip<2, 3, 12, false, true, true>(s, bf, reps, copies, bytes);
+      for (int bps : {1, 2, 3}) run_streamk<8, 4, 4, true>(s, bf, reps, copies, bytes, bps, sms);
+      for (int bps : {2, 3, 4}) run_streamk<8, 2, 4, true>(s, bf, reps, copies, bytes, bps, sms);
+      for (int bps : {2, 3, 4}) run_streamk<8, 4, 2, true>(s, bf, reps, copies, bytes, bps, sms);
+      for (int bps : {1, 2}) run_streamk<16, 3, 4, true>(s, bf, reps, copies, bytes, bps, sms);
+      for (int bps : {4, 6}) run_streamk<4, 4, 4, true>(s, bf, reps, copies, bytes, bps, sms);
+      run_streamk<8, 8, 2, true>(s, bf, reps, copies, bytes, 2, sms);
+      run_streamk<8, 4, 4, false>(s, bf, reps, copies, bytes, 2, sms);
+      for (uint4* w : bf.w) LAB_CHECK(cudaFree(w));
+      LAB_CHECK(cudaFree(bf.x));
+      LAB_CHECK(cudaFree(bf.scale));
+      LAB_CHECK(cudaFree(bf.y));
+      LAB_CHECK(cudaFree(bf.perm));
+      continue;
+    }
     run_warp_strip<4, 0, 8>(s, bf, reps, copies, bytes);
     run_warp_strip<4, 1, 8>(s, bf, reps, copies, bytes);
     run_block_strip<2, 0, 8>(s, bf, reps, copies, bytes);

@@ -45,7 +45,7 @@ using quant::kTileRows;
 // Up to 12 warps per block. The register budget (launch bounds 384 threads x 2 blocks: at most 85 registers, 80
 // used) is the one 256-thread blocks had at 3 per SM. (64 registers, 4 blocks of 256 per SM, measured 1-4% slower
 // in decode: bench/results/2026-11-23g-gemv-ring-and-codes.md, run 3.)
-constexpr int kMaxSliceWarps = 12;
+constexpr int kMaxSliceWarps = kGemvOneMaxSlices;
 constexpr int kMinBlocksAtMax = 2;
 
 struct Gemv1Part {
@@ -71,6 +71,8 @@ struct Gemv1Params {
   int32_t res_on;      // 1 (one part, no pair): the output is added to the residual stream (FragResidual)
   FragResidual res;
   int32_t l1_first;    // 1: the first two batches of each warp's stream are prefetched into L1 (EXL_GEMV1_L1=0: L2)
+  int32_t prefetch_l2;  // 1 (EXL_GEMV1_PF_L2=1, A/B only): the rest of the slice's first 4 KB into L2 as well
+  int32_t l1_batches;   // batches of the stream prefetched into L1 (EXL_GEMV1_L1_BATCHES, default 2)
 };
 
 __device__ __forceinline__ void mma_16816_zero(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -344,8 +346,10 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
   uint32_t* xf = reinterpret_cast<uint32_t*>(tab.chunk_local + (2 * gp.max_tiles + 3) / 4 * 4);
   __half* xs = reinterpret_cast<__half*>(xf);
 
-  // The slice's first tiles (up to 4 KB, first class) are prefetched into L2 before the prologue, so the stream's
-  // first loads after it hit L2.
+  // The stream's first batches (gp.l1_batches batches of class_one's kU tiles, first class) are prefetched into L1
+  // before the prologue (gp.l1_first), so the loads after the PDL wait and the x staging hit L1 instead of making a
+  // DRAM round trip. With gp.prefetch_l2 (EXL_GEMV1_PF_L2=1, off by default) the rest of the slice's first 4 KB also
+  // goes into L2: that measured 2.2-2.4% slower in decode on H100 (bench/results/2026-11-24d-prefetch-and-lab.md, runs 5-6).
 #pragma unroll 1
   for (int c = 0; c < quant::kMaxTileClasses; ++c) {
     if (c >= v.num_classes) break;
@@ -353,17 +357,14 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
     const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
     if (lo >= hi) continue;
     const int per_tile = cls.bits;  // 128-byte lines per tile
-    const int tile = lane / per_tile;
-    if (tile < hi - lo && tile < 32 / per_tile) {
-      const uint32_t* first = v.tiles + quant::tile_first_word(cls, lo + tile, strip, v.lane_words);
-      const uint32_t* line = first + 32 * (lane - tile * per_tile);
-      // The stream's first two batches (class_one: 2 x kU tiles, at most 2 KB) go into L1 (gp.l1_first): the loads
-      // after the PDL wait and the x staging then hit L1 instead of making another L2 round trip.
-      const int first_batches = 2 * (cls.bits <= 4 ? 8 / cls.bits : 1);
-      if (gp.l1_first && tile < first_batches)
-        asm volatile("prefetch.global.L1 [%0];" ::"l"(line));
-      else
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(line));
+    const uint32_t* base = v.tiles + quant::tile_first_word(cls, lo, strip, v.lane_words);  // tiles are contiguous
+    const int l1_tiles = gp.l1_first ? min(hi - lo, gp.l1_batches * (cls.bits <= 4 ? 8 / cls.bits : 1)) : 0;
+#pragma unroll 1
+    for (int l = lane; l < l1_tiles * per_tile; l += 32) asm volatile("prefetch.global.L1 [%0];" ::"l"(base + 32 * l));
+    if (gp.prefetch_l2) {
+      const int tile = lane / per_tile;
+      if (tile >= l1_tiles && tile < hi - lo && tile < 32 / per_tile)
+        asm volatile("prefetch.global.L2 [%0];" ::"l"(base + 32 * lane));
     }
     break;
   }
@@ -576,6 +577,22 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
     return e != nullptr && std::strcmp(e, "0") == 0 ? 0 : 1;
   }();
   p.l1_first = l1_first;
+  static const int prefetch_l2 = [] {
+    const char* e = std::getenv("EXL_GEMV1_PF_L2");
+    return e != nullptr && std::strcmp(e, "1") == 0 ? 1 : 0;
+  }();
+  p.prefetch_l2 = prefetch_l2;
+  static const int l1_batches = [] {
+    const char* e = std::getenv("EXL_GEMV1_L1_BATCHES");
+    if (e == nullptr) return 2;
+    char* end = nullptr;
+    const long v = std::strtol(e, &end, 10);
+    if (end == e || *end != '\0' || v < 1 || v > 16)
+      raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
+                          "EXL_GEMV1_L1_BATCHES='%s': expected a number of batches in 1..16", e);
+    return static_cast<int>(v);
+  }();
+  p.l1_batches = l1_batches;
   p.x = x;
   p.x_up = x_up;
   if (frag != nullptr) {
@@ -632,9 +649,9 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
   p.max_groups = 0;
   for (int i = 0; i < num_parts; ++i) {
     const GemvSplitPlan& pl = *parts[i].plan;
-    // The plan's exact count if it was made for this slicing, else the bound: a group has >= 32 rows (one chunk).
-    p.max_groups = std::max(p.max_groups, pl.one_slices == slices && pl.one_max_groups > 0 ? pl.one_max_groups
-                                                                                            : 2 * per_warp_tiles);
+    // The plan's exact count for this slice count, else the bound: a group has >= 32 rows (one chunk).
+    const int32_t exact = slices <= kGemvOneMaxSlices ? pl.one_max_groups_by_slices[slices] : 0;
+    p.max_groups = std::max(p.max_groups, exact > 0 ? exact : 2 * per_warp_tiles);
   }
   p.warp_bytes = static_cast<int32_t>(sizeof(uint4) * 8 * p.max_groups +
                                       sizeof(int32_t) * ((2 * p.max_tiles + 3) / 4 * 4) +

@@ -27,6 +27,7 @@ inline constexpr int kGemvMaxTokens = 32;
 inline constexpr int kGemvWarps = 8;
 inline constexpr int kGemvMaxParts = 3;  // matrices sharing one input in one gemv_quant launch (q/k/v, gate/up)
 inline constexpr int kGemvBlockCols = kGemvWarps * quant::kStripCols;
+inline constexpr int kGemvOneMaxSlices = 12;  // gemv_one: most warps (K slices) per part in a block
 
 struct QuantTilesView {
   const uint32_t* tiles = nullptr;  // [W/16][32 * lane_words], see quant::tile_first_word
@@ -52,7 +53,10 @@ struct GemvSplitPlan {
   int32_t max_groups = 0;  // most groups any slice touches
   int32_t max_tiles = 0;   // most tiles in a slice
   int32_t one_slices = 0;      // gemv_one: warps per block (K slices) for this matrix alone
-  int32_t one_max_groups = 0;  // gemv_one: most groups any of those slices touches
+  // gemv_one: most groups any slice touches when the K tiles are split into s slices (s = 1..kGemvOneMaxSlices;
+  // 0: unknown, the launch then sizes the table for 32-row groups). Launches pick their slice count per kind of
+  // launch, so the table is sized for the count actually used (shared memory left to L1).
+  int32_t one_max_groups_by_slices[kGemvOneMaxSlices + 1] = {};
 };
 
 // Host: the per-slice maxima of a split count (chunk_group: the host copy, [num_tiles * 2]).

@@ -390,6 +390,25 @@ TEST(LinearOps, OneTokenBothKernels) {
   }
 }
 
+// Host only (no GPU needed): gemv_one sizes each warp's scale table from the plan's group count for the slice count
+// the launch actually uses. 10 tiles = 20 chunks of 32 rows in groups of 128 rows (4 chunks), except chunks 0-1
+// (group 0, 64 rows) and 2-3 (group 1): groups 0, 1, then 2, 2, 2, 2, 3, 3, 3, 3, ... up to 5.
+TEST(LinearOps, PlanCountsGroupsPerSliceCount) {
+  std::vector<int32_t> chunk_group(20);
+  for (int c = 0; c < 20; ++c) chunk_group[static_cast<size_t>(c)] = c < 2 ? 0 : c < 4 ? 1 : 2 + (c - 4) / 4;
+  const kernels::GemvSplitPlan plan = kernels::plan_gemv_splits(chunk_group.data(), 10, 1);
+  EXPECT_EQ(plan.one_max_groups_by_slices[0], 0);
+  // One slice: all 6 groups. Two slices of 5 tiles: chunks 0-9 hold groups 0..3, chunks 10-19 groups 3..5.
+  EXPECT_EQ(plan.one_max_groups_by_slices[1], 6);
+  EXPECT_EQ(plan.one_max_groups_by_slices[2], 4);
+  // Three slices (tiles 0-2, 3-5, 6-9): chunks 0-5 -> groups 0..2 (3); 6-11 -> 2..3 (2); 12-19 -> 4..5 (2).
+  EXPECT_EQ(plan.one_max_groups_by_slices[3], 3);
+  // Ten slices of one tile: chunks 2c and 2c + 1 never span more than 2 groups; 12 slices leave two empty.
+  EXPECT_EQ(plan.one_max_groups_by_slices[10], 1);
+  EXPECT_EQ(plan.one_max_groups_by_slices[12], 1);
+  for (int s = 1; s <= kernels::kGemvOneMaxSlices; ++s) EXPECT_GE(plan.one_max_groups_by_slices[s], 1) << s;
+}
+
 TEST(LinearOps, GptqVariants) {
   EXL_REQUIRE_GPU();
   const int64_t N = 256, K = 1024;
