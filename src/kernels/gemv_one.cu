@@ -6,9 +6,9 @@
 // global partials (fence, atomic counter, last-block sum) and every block first builds a shared scale table and
 // gathers x behind a __syncthreads. Measured on H100 that fixed chain (~6 us per call) dominated decode
 // (bench/results/2026-11-23b-gemv-experiments.md). Here a block owns ONE 16-column strip and its warps split K:
-//   * warp w streams tiles [w*T/S, (w+1)*T/S) of the strip (S = warps per block, at most 8), so every warp's slice
-//     is short (8 tiles at K = 4096); its first tiles are prefetched into L2 before the prologue, then a register
-//     double buffer of <= 8 words per lane per batch streams them;
+//   * warp w streams tiles [w*T/S, (w+1)*T/S) of the strip (S = warps per block, at most 12), so every warp's
+//     slice is short (5-8 tiles at K = 4096); its first two batches are prefetched into L1 before the prologue, then
+//     a register double buffer of <= 8 words per lane per batch streams them;
 //   * each warp builds its own scale table (before the PDL wait) and gathers only its own x rows (through perm)
 //     into its own shared memory, in mma fragment order (two 16-byte loads give a lane its B words of a tile): no
 //     block barrier before the stream;
@@ -349,7 +349,8 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
   // The stream's first batches (gp.l1_batches batches of class_one's kU tiles, first class) are prefetched into L1
   // before the prologue (gp.l1_first), so the loads after the PDL wait and the x staging hit L1 instead of making a
   // DRAM round trip. With gp.prefetch_l2 (EXL_GEMV1_PF_L2=1, off by default) the rest of the slice's first 4 KB also
-  // goes into L2: that measured 2.2-2.4% slower in decode on H100 (bench/results/2026-11-24d-prefetch-and-lab.md, runs 5-6).
+  // goes into L2: that measured 2.2-2.4% slower in decode on H100 (bench/results/2026-11-24d-prefetch-and-lab.md,
+  // runs 5-6).
 #pragma unroll 1
   for (int c = 0; c < quant::kMaxTileClasses; ++c) {
     if (c >= v.num_classes) break;
@@ -360,7 +361,8 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
     const uint32_t* base = v.tiles + quant::tile_first_word(cls, lo, strip, v.lane_words);  // tiles are contiguous
     const int l1_tiles = gp.l1_first ? min(hi - lo, gp.l1_batches * (cls.bits <= 4 ? 8 / cls.bits : 1)) : 0;
 #pragma unroll 1
-    for (int l = lane; l < l1_tiles * per_tile; l += 32) asm volatile("prefetch.global.L1 [%0];" ::"l"(base + 32 * l));
+    for (int l = lane; l < l1_tiles * per_tile; l += 32)
+      asm volatile("prefetch.global.L1 [%0];" ::"l"(base + 32 * l));
     if (gp.prefetch_l2) {
       const int tile = lane / per_tile;
       if (tile >= l1_tiles && tile < hi - lo && tile < 32 / per_tile)
@@ -476,9 +478,10 @@ int forced_slices() {
 // Warps per block of a launch, by kind: [0] one part whose strips fit one wave of 12-warp blocks (2 per SM:
 // o_proj, down_proj of Llama-3-8B), [1] other single or grouped launches (q/k/v, the head), [2] per part of a
 // SwiGLU pair. EXL_GEMV1_SLICES="a,b,c" overrides (A/B runs); at most 8 tiles per warp are taken below 9 warps
-// (the measured rule), at least 4 tiles per warp above.
+// (the measured rule), at least 4 tiles per warp above. Default 12,8,3: 12-warp o/down blocks were within noise of
+// 8 while the L2 prefetch was on, and are +1.0% (EXL2) / +0.3% (GPTQ) at 2k without it (2026-11-24d, runs 7-9).
 struct SliceConfig {
-  int v[3] = {8, 8, 3};
+  int v[3] = {12, 8, 3};
 };
 const SliceConfig& slice_config() {
   static const SliceConfig cfg = [] {
