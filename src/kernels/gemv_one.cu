@@ -481,22 +481,26 @@ int forced_slices() {
 // (the measured rule), at least 4 tiles per warp above. Default 12,8,3: 12-warp o/down blocks were within noise of
 // 8 while the L2 prefetch was on, and are +1.0% (EXL2) / +0.3% (GPTQ) at 2k without it (2026-11-24d, runs 7-9).
 struct SliceConfig {
-  int v[3] = {12, 8, 3};
+  int v[4] = {12, 8, 3, 8};  // [3]: launches of more than 8 waves of strips at 1 per SM (the LM head)
 };
 const SliceConfig& slice_config() {
   static const SliceConfig cfg = [] {
     SliceConfig c;
     if (const char* e = std::getenv("EXL_GEMV1_SLICES")) {
-      int a = 0, b = 0, d = 0, end = 0;
-      if (std::sscanf(e, "%d,%d,%d%n", &a, &b, &d, &end) != 3 || e[end] != '\0' || a < 1 || a > kMaxSliceWarps ||
-          b < 1 || b > kMaxSliceWarps || d < 1 || d > kMaxSliceWarps / 2)
+      int a = 0, b = 0, d = 0, f = 0, end3 = 0, end4 = 0;
+      const bool three = std::sscanf(e, "%d,%d,%d%n", &a, &b, &d, &end3) == 3 && e[end3] == '\0';
+      const bool four = !three && std::sscanf(e, "%d,%d,%d,%d%n", &a, &b, &d, &f, &end4) == 4 && e[end4] == '\0';
+      if (three) f = c.v[3];
+      if ((!three && !four) || a < 1 || a > kMaxSliceWarps || b < 1 || b > kMaxSliceWarps || d < 1 ||
+          d > kMaxSliceWarps / 2 || f < 1 || f > kMaxSliceWarps)
         raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
-                            "EXL_GEMV1_SLICES='%s': expected three warp counts 'a,b,c' with a, b in 1..%d and c in "
-                            "1..%d",
+                            "EXL_GEMV1_SLICES='%s': expected three or four warp counts 'a,b,c[,d]' with a, b, d in "
+                            "1..%d and c in 1..%d",
                             e, kMaxSliceWarps, kMaxSliceWarps / 2);
       c.v[0] = a;
       c.v[1] = b;
       c.v[2] = d;
+      c.v[3] = f;
     }
     return c;
   }();
@@ -517,7 +521,10 @@ int launch_slices(int32_t max_tiles, int64_t strips, bool pair) {
   const int by_tiles = gemv_one_slices(max_tiles);
   if (forced_slices() > 0) return pair ? std::min(by_tiles, kMaxSliceWarps / 2) : by_tiles;
   const SliceConfig& cfg = slice_config();
-  const int want = pair ? cfg.v[2] : (strips <= int64_t{kMinBlocksAtMax} * sm_count() ? cfg.v[0] : cfg.v[1]);
+  const int want = pair                                              ? cfg.v[2]
+                   : strips <= int64_t{kMinBlocksAtMax} * sm_count() ? cfg.v[0]
+                   : strips > int64_t{8} * sm_count()                 ? cfg.v[3]
+                                                                      : cfg.v[1];
   if (want <= 8) return std::min(want, by_tiles);
   return std::min(want, std::clamp((max_tiles + 3) / 4, 1, kMaxSliceWarps));
 }
