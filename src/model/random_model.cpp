@@ -93,8 +93,10 @@ TensorPlan ones_tensor(const std::string& name, int64_t n) {
           }};
 }
 
+// perm_key names the input permutation: matrices that read one input (q/k/v, gate/up) get one permutation, as in
+// the files ExLlamaV2 writes (its act-order comes from the input's Hessian).
 void add_exl2(std::vector<TensorPlan>& plans, const std::string& key, int64_t K, int64_t N,
-              const quant::Exl2PackOptions& options, uint64_t seed) {
+              const quant::Exl2PackOptions& options, uint64_t seed, const std::string& perm_key) {
   const auto groups = quant::plan_groups(K, options);
   const int64_t W = (N + 31) / 32 * 32;
   std::vector<int16_t> q_groups;
@@ -127,7 +129,7 @@ void add_exl2(std::vector<TensorPlan>& plans, const std::string& key, int64_t K,
   plans.push_back({key + ".q_invperm", DType::kI32, {K}, [=](void* out, ThreadPool&) {
                      auto* p = static_cast<int32_t*>(out);
                      std::iota(p, p + K, 0);
-                     std::mt19937_64 rng(name_seed(key + "p", seed));
+                     std::mt19937_64 rng(name_seed(perm_key + "p", seed));
                      std::shuffle(p, p + K, rng);
                    }});
 }
@@ -214,7 +216,13 @@ void write_random_model(const std::filesystem::path& dir, const RandomModelOptio
     for (const auto& [name, K, N] : mods) {
       const std::string key = pre + name;
       switch (o.format) {
-        case RandomFormat::kExl2: add_exl2(plans, key, K, N, layer_opts, seed); break;
+        case RandomFormat::kExl2: {
+          const bool attn_in = name == "self_attn.q_proj" || name == "self_attn.k_proj" || name == "self_attn.v_proj";
+          const bool mlp_in = name == "mlp.gate_proj" || name == "mlp.up_proj";
+          add_exl2(plans, key, K, N, layer_opts, seed,
+                   attn_in ? pre + "self_attn.qkv" : mlp_in ? pre + "mlp.gate_up" : key);
+          break;
+        }
         case RandomFormat::kGptq: add_gptq(plans, key, K, N, o.gptq_group_size, seed); break;
         case RandomFormat::kFp16: plans.push_back(half_tensor(key + ".weight", {N, K}, 0.02f, seed)); break;
       }
@@ -223,7 +231,7 @@ void write_random_model(const std::filesystem::path& dir, const RandomModelOptio
   plans.push_back(ones_tensor("model.norm.weight", p.hidden));
   // The head: EXL2 files always carry a quantized lm_head (also when tied); GPTQ and FP16 keep it FP16.
   if (o.format == RandomFormat::kExl2) {
-    add_exl2(plans, "lm_head", p.hidden, p.vocab, head_opts, seed);
+    add_exl2(plans, "lm_head", p.hidden, p.vocab, head_opts, seed, "lm_head");
   } else if (!p.tied) {
     plans.push_back(half_tensor("lm_head.weight", {p.vocab, p.hidden}, 0.02f, seed));
   }

@@ -34,6 +34,14 @@ TEST_P(RandomModel, WritesALoadableModel) {
   if (GetParam() == model::RandomFormat::kExl2) {
     EXPECT_EQ(w.layers[0].q_proj.exl2.bit_widths(), (std::vector<int>{4, 3}));
     EXPECT_NEAR(w.layers[0].gate_proj.bits_per_weight(), 3.5, 0.25);
+    // Matrices that read one input share one act-order permutation, as in ExLlamaV2's files; the others do not.
+    for (const auto& l : w.layers) {
+      EXPECT_EQ(l.k_proj.exl2.q_invperm, l.q_proj.exl2.q_invperm);
+      EXPECT_EQ(l.v_proj.exl2.q_invperm, l.q_proj.exl2.q_invperm);
+      EXPECT_EQ(l.up_proj.exl2.q_invperm, l.gate_proj.exl2.q_invperm);
+      EXPECT_NE(l.o_proj.exl2.q_invperm, l.q_proj.exl2.q_invperm);
+    }
+    EXPECT_NE(w.layers[0].q_proj.exl2.q_invperm, w.layers[1].q_proj.exl2.q_invperm);
   }
   cpu::CpuRunner runner(w, {.cache_tokens = 256});
   const auto logits = model::compute_logits(runner, {{1, 2, 3, 4, 5}});

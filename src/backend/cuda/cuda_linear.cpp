@@ -33,6 +33,7 @@ struct CudaLinear::Impl {
   std::vector<int32_t> chunk_group_host;  // for re-planning the split in a CudaLinearGroup
   // Fragment-ordered input (kernels/frag.cuh): half index of each input feature, and of each pad row.
   DeviceBuffer frag_dest, frag_pads, frag_src;  // frag_src: the inverse (input feature of each half, -1: pad)
+  std::vector<int32_t> frag_dest_host;           // for same_frag_input
   int32_t num_pads = 0;
   int64_t padded_rows = 0;
 };
@@ -135,6 +136,7 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
       EXL_CHECK(dest[static_cast<size_t>(n)] >= 0, kInvalidArgument,
                 "{}: the row permutation never reads input feature {}", w.key, n);
     im.frag_dest = upload_vector(dest, im.bytes);
+    im.frag_dest_host = dest;
     im.frag_src = upload_vector(inverse, im.bytes);
     if (!pads.empty()) im.frag_pads = upload_vector(pads, im.bytes);
     im.num_pads = static_cast<int32_t>(pads.size());
@@ -277,6 +279,11 @@ kernels::FragTarget CudaLinear::frag_target(__half* buffer) const {
   t.src = impl_->frag_src.as<int32_t>();
   t.num_out = static_cast<int32_t>(impl_->padded_rows);
   return t;
+}
+
+bool CudaLinear::same_frag_input(const CudaLinear& other) const {
+  return frag_capable() && other.frag_capable() && impl_->padded_rows == other.impl_->padded_rows &&
+         impl_->frag_dest_host == other.impl_->frag_dest_host;
 }
 
 kernels::FragTarget32 CudaLinear::frag_target32(float* buffer) const {

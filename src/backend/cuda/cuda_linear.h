@@ -71,6 +71,10 @@ class CudaLinear {
   int64_t padded_rows() const;  // halves of a fragment-ordered input buffer for this matrix
   kernels::FragTarget frag_target(__half* buffer) const;
   kernels::FragTarget32 frag_target32(float* buffer) const;  // fp32 x * w, for a fused norm (frag.cuh)
+  // True when `other` reads its input in the same fragment order (same padded rows, same slot of every input
+  // feature): one fragment-ordered copy then serves both. ExLlamaV2 writes one act-order permutation for the
+  // matrices that share an input (q/k/v, gate/up), so real files share; GPTQ without act-order always does.
+  bool same_frag_input(const CudaLinear& other) const;
   int64_t frag_blocks() const;  // blocks of the one-token launch: partial sums a residual epilogue writes
   void forward_frag(const __half* x_frag, __half* y, const LinearContext& ctx) const;
   // x_frag32 + norm instead of x_frag: the input is fp32 x * w still to be normalized (FragNorm). res non-null:

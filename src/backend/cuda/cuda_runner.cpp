@@ -181,6 +181,9 @@ class CudaRunner final : public model::Runner {
   // several sequences, prefill) keep the rope kernel.
   bool fuse_rope_ = false;
   DeviceBuffer xf32_q_, xf32_k_, xf32_v_, xf32_gate_, xf32_up_, norm_partials_a_, norm_partials_b_;
+  // Per layer: k and v (up) read q's (gate's) fragment order, so the fused decode writes and reads one fp32 copy
+  // (CudaLinear::same_frag_input; EXL_SHARE_FRAG=0 turns it off for A/B runs).
+  std::vector<bool> share_qkv_, share_gate_up_;
   int64_t attn_ws_floats_ = 0;
   // Rope.
   DeviceBuffer inv_freq_;
@@ -375,6 +378,12 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
       for (auto [buf, n] : {std::pair{&xf32_q_, rq}, {&xf32_k_, rk}, {&xf32_v_, rv}, {&xf32_gate_, rg},
                             {&xf32_up_, ru}, {&norm_partials_a_, blocks}, {&norm_partials_b_, blocks}})
         *buf = zeroed(n, 4);
+      const char* senv = std::getenv("EXL_SHARE_FRAG");
+      const bool share = senv == nullptr || std::string(senv) != "0";
+      for (const Layer& l : layers_) {
+        share_qkv_.push_back(share && l.q.same_frag_input(l.k) && l.q.same_frag_input(l.v));
+        share_gate_up_.push_back(share && l.gate.same_frag_input(l.up));
+      }
     }
   }
 
@@ -437,7 +446,10 @@ bool CudaRunner::run_model(const StepView& v) {
     __half* const qkv_out[] = {q_.as<__half>(), k_.as<__half>(), v_.as<__half>()};
     if (fused && li > 0) {
       // The previous down_proj added its output to x and wrote x * w and its partial sums of squares.
-      const float* const qkv_in[] = {xf32_q_.as<float>(), xf32_k_.as<float>(), xf32_v_.as<float>()};
+      // One copy when k and v read the same fragment order as q (share_qkv_; res2 below writes only q's).
+      const bool share = share_qkv_[li];
+      const float* const qkv_in[] = {xf32_q_.as<float>(), share ? xf32_q_.as<float>() : xf32_k_.as<float>(),
+                                     share ? xf32_q_.as<float>() : xf32_v_.as<float>()};
       const kernels::FragNorm fn{norm_partials_b_.as<float>(), static_cast<int32_t>(layers_[li - 1].down.frag_blocks()),
                                  static_cast<int32_t>(H), eps};
       if (!(skip_ & kSkipQkv)) l.qkv.forward_frag(qkv_in, fn, qkv_out, nullptr, ctx);
@@ -511,11 +523,14 @@ bool CudaRunner::run_model(const StepView& v) {
       res.x = x_.as<float>();
       res.weight = l.mlp_norm.as<float>();
       res.partials = norm_partials_a_.as<float>();
+      // gate and up read one copy when their fragment orders are the same (share_gate_up_).
+      const bool share_gu = share_gate_up_[li];
       res.targets[0] = l.gate.frag_target32(xf32_gate_.as<float>());
       res.targets[1] = l.up.frag_target32(xf32_up_.as<float>());
-      res.num_targets = 2;
+      res.num_targets = share_gu ? 1 : 2;
       if (!(skip_ & kSkipO)) l.o.forward_frag(xf_o_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res, ctx);
-      const float* const gate_up_in[] = {xf32_gate_.as<float>(), xf32_up_.as<float>()};
+      const float* const gate_up_in[] = {xf32_gate_.as<float>(),
+                                         share_gu ? xf32_gate_.as<float>() : xf32_up_.as<float>()};
       const kernels::FragNorm fn{norm_partials_a_.as<float>(), static_cast<int32_t>(l.o.frag_blocks()),
                                  static_cast<int32_t>(H), eps};
       const kernels::FragTarget down_in = l.down.frag_target(xf_down_.as<__half>());
@@ -529,7 +544,7 @@ bool CudaRunner::run_model(const StepView& v) {
         res2.targets[0] = nl.q.frag_target32(xf32_q_.as<float>());
         res2.targets[1] = nl.k.frag_target32(xf32_k_.as<float>());
         res2.targets[2] = nl.v.frag_target32(xf32_v_.as<float>());
-        res2.num_targets = 3;
+        res2.num_targets = share_qkv_[li + 1] ? 1 : 3;
       } else {
         res2.weight = final_norm_.as<float>();  // the final norm runs on its own (no targets)
       }
