@@ -102,9 +102,10 @@ __device__ __forceinline__ void tile_work(const uint4 q, const __half* xrow, con
 //  * x is stored in shared memory in fragment order (a lane's B words of a tile are 32 contiguous bytes): two
 //    16-byte loads per tile instead of eight 4-byte ones.
 // xf = the tile's 16 words of x in fragment order (xf[t * 8 + 2 * kstep + b]); sx = the two chunks' sums of x.
+// s0, s1: the scales of columns g and g + 8 for the tile's group (a 64-row tile lies in one 128-row group).
 template <bool kSumTrick>
-__device__ __forceinline__ void tile_work_lean(const uint4 q, const uint32_t* xf, const float* sx, const float* sc,
-                                               int row0, int lane, float& t0, float& t1) {
+__device__ __forceinline__ void tile_work_sc(const uint4 q, const uint32_t* xf, const float* sx, float s0, float s1,
+                                             int lane, float& t0, float& t1) {
   const int g = lane >> 2, t = lane & 3;
   const uint32_t w[4] = {q.x, q.y, q.z, q.w};
   const __half2 zero = u2h(0x64086408u);                   // 1024 + 8
@@ -141,10 +142,23 @@ __device__ __forceinline__ void tile_work_lean(const uint4 q, const uint32_t* xf
       d[0] -= corr;
       d[2] -= corr;
     }
-    const int grp = (row0 + 32 * h) / kGroupRows;
-    t0 = fmaf(sc[grp * 16 + g], d[0], t0);
-    t1 = fmaf(sc[grp * 16 + g + 8], d[2], t1);
+    t0 = fmaf(s0, d[0], t0);
+    t1 = fmaf(s1, d[2], t1);
   }
+}
+
+// The same with the scales from a shared table [groups][16] (row0: the tile's first row).
+template <bool kSumTrick>
+__device__ __forceinline__ void tile_work_lean(const uint4 q, const uint32_t* xf, const float* sx, const float* sc,
+                                               int row0, int lane, float& t0, float& t1) {
+  const float* e = sc + row0 / kGroupRows * 16 + (lane >> 2);
+  tile_work_sc<kSumTrick>(q, xf, sx, e[0], e[8], lane, t0, t1);
+}
+
+// Half index of x row i (relative to a slice that starts on a tile) in mma fragment order (modes 3 and 4).
+__device__ __forceinline__ int frag_half(int i) {
+  const int tile = i >> 6, rr = i & 63, k = rr >> 4, rem = rr & 15;
+  return ((tile * 4 + ((rem & 7) >> 1)) * 8 + k * 2 + (rem >> 3)) * 2 + (rem & 1);
 }
 
 // kMode 2 = mode 1 with the weight loads hinted to fetch 256-byte L2 sectors.
@@ -256,9 +270,7 @@ __global__ void __launch_bounds__(kSlices * 32) block_strip(Mat m) {
       const int src = kPerm ? __ldg(m.perm + lo * kTileRows + i) : lo * kTileRows + i;
       const __half v = m.x[src];
       if constexpr (kMode >= 3) {
-        const int tile = i >> 6, rr = i & 63, k = rr >> 4, rem = rr & 15;
-        const int b = rem >> 3, t = (rem & 7) >> 1, hf = rem & 1;
-        xs[((tile * 4 + t) * 8 + k * 2 + b) * 2 + hf] = v;
+        xs[frag_half(i)] = v;
         if constexpr (kMode == 4) {  // chunk i / 32 = the loop trip: its sum over the warp
           float sum = __half2float(v);
 #pragma unroll
@@ -339,8 +351,7 @@ __global__ void __launch_bounds__(kSlices * 32) block_bulk(Mat m) {
   for (int i = lane; i < rows; i += 32) {
     const int src = kPerm ? __ldg(m.perm + lo * kTileRows + i) : lo * kTileRows + i;
     const __half v = m.x[src];
-    const int tile = i >> 6, rr = i & 63, k = rr >> 4, rem = rr & 15;
-    xs[((tile * 4 + ((rem & 7) >> 1)) * 8 + k * 2 + (rem >> 3)) * 2 + (rem & 1)] = v;
+    xs[frag_half(i)] = v;
   }
   __syncwarp();
   uint32_t done = 0;
@@ -414,8 +425,7 @@ __global__ void __launch_bounds__(kSlices * 32) persist(Mat m) {
   load_scales(0);
   for (int i = lane; i < n * kTileRows; i += 32) {
     const int src = kPerm ? __ldg(m.perm + lo * kTileRows + i) : lo * kTileRows + i;
-    const int tile = i >> 6, rr = i & 63, kk = rr >> 4, rem = rr & 15;
-    xs[((tile * 4 + ((rem & 7) >> 1)) * 8 + kk * 2 + (rem >> 3)) * 2 + (rem & 1)] = m.x[src];
+    xs[frag_half(i)] = m.x[src];
   }
   float t0 = 0.f, t1 = 0.f;
   auto use = [&](const uint4 (&r)[U], int f0) {
@@ -431,7 +441,7 @@ __global__ void __launch_bounds__(kSlices * 32) persist(Mat m) {
         __syncwarp();
         load_scales(k + 1);
       }
-      tile_work_lean<false>(r[u], xf + i * 32, nullptr, scr[warp][k & 1] - 0, i * kTileRows, lane, t0, t1);
+      tile_work_lean<false>(r[u], xf + i * 32, nullptr, scr[warp][k & 1], i * kTileRows, lane, t0, t1);
       if (i == n - 1) {  // strip end: reduce in warp order
         if ((lane & 3) == 0) {
           red[k & 1][warp][g] = t0;
@@ -467,43 +477,6 @@ __global__ void __launch_bounds__(kSlices * 32) persist(Mat m) {
 // of the warp's groups are staged in shared memory first. A strip's partial sums go to shared
 // accumulators (atomicAdd); at the end the block stores the strips it covers entirely and adds (global atomicAdd)
 // the ones it shares with its neighbours (y zeroed before the launch). kPdl as in block_strip.
-__device__ __forceinline__ void tile_work_sc(const uint4 q, const uint32_t* xf, float s0, float s1, int lane,
-                                             float& t0, float& t1) {
-  const int g = lane >> 2, t = lane & 3;
-  const uint32_t w[4] = {q.x, q.y, q.z, q.w};
-  const __half2 zero = u2h(0x64086408u);
-  const __half2 sixteenth = __float2half2_rn(1.0f / 16.0f);
-  const __half2 zero_hi = __float2half2_rn(-72.0f);
-  uint4 xb0 = make_uint4(0, 0, 0, 0), xb1 = make_uint4(0, 0, 0, 0);
-  if (g == 0) {
-    xb0 = *reinterpret_cast<const uint4*>(xf + t * 8);
-    xb1 = *reinterpret_cast<const uint4*>(xf + t * 8 + 4);
-  }
-  const uint32_t xb[8] = {xb0.x, xb0.y, xb0.z, xb0.w, xb1.x, xb1.y, xb1.z, xb1.w};
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float d[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll
-    for (int ks = 0; ks < 2; ++ks) {
-      const int kstep = 2 * h + ks;
-      const uint32_t word = w[kstep], w8 = word >> 8;
-      uint32_t a[4];
-      uint32_t v0, v1, v2, v3;
-      asm("lop3.b32 %0, %1, 0x000f000f, 0x64006400, 0xea;" : "=r"(v0) : "r"(word));
-      asm("lop3.b32 %0, %1, 0x00f000f0, 0x64006400, 0xea;" : "=r"(v1) : "r"(word));
-      asm("lop3.b32 %0, %1, 0x000f000f, 0x64006400, 0xea;" : "=r"(v2) : "r"(w8));
-      asm("lop3.b32 %0, %1, 0x00f000f0, 0x64006400, 0xea;" : "=r"(v3) : "r"(w8));
-      a[0] = h2u(__hsub2(u2h(v0), zero));
-      a[1] = h2u(__hfma2(u2h(v1), sixteenth, zero_hi));
-      a[2] = h2u(__hsub2(u2h(v2), zero));
-      a[3] = h2u(__hfma2(u2h(v3), sixteenth, zero_hi));
-      mma_acc(d, a, xb[2 * kstep], xb[2 * kstep + 1]);
-    }
-    t0 = fmaf(s0, d[0], t0);
-    t1 = fmaf(s1, d[2], t1);
-  }
-}
-
 __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
   uint32_t done = 0;
   while (!done) {
@@ -568,8 +541,7 @@ __global__ void __launch_bounds__(kWarps * 32) streamk(Mat m, int max_local, int
     asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
   }
   for (int i = threadIdx.x; i < m.K; i += blockDim.x) {
-    const int tile = i >> 6, rr = i & 63, kk = rr >> 4, rem = rr & 15;
-    xs[((tile * 4 + ((rem & 7) >> 1)) * 8 + kk * 2 + (rem >> 3)) * 2 + (rem & 1)] = m.x[i];
+    xs[frag_half(i)] = m.x[i];
   }
   for (int i = threadIdx.x; i < max_local * 16; i += blockDim.x) acc[i] = 0.f;
   __syncthreads();
@@ -597,7 +569,7 @@ __global__ void __launch_bounds__(kWarps * 32) streamk(Mat m, int max_local, int
         cur = strip;
       }
       const float* e = tab + (j / 2 - a / 2) * 16 + g;
-      tile_work_sc(st[u * 32 + lane], xf + tile * 32, e[0], e[8], lane, t0, t1);
+      tile_work_sc<false>(st[u * 32 + lane], xf + tile * 32, nullptr, e[0], e[8], lane, t0, t1);
     }
     __syncwarp();
     if (lane == 0 && s + kStages < nst) issue(s + kStages);
@@ -695,8 +667,7 @@ __global__ void __launch_bounds__(kSlices * 32) chain_kernel(Chain c, int max_ro
       const int rows = (hi - lo) * kTileRows;
       for (int i = lane; i < rows; i += 32) {
         const __half v = c.x[lo * kTileRows + i];
-        const int tile = i >> 6, rr = i & 63, k = rr >> 4, rem = rr & 15;
-        xs[((tile * 4 + ((rem & 7) >> 1)) * 8 + k * 2 + (rem >> 3)) * 2 + (rem & 1)] = v;
+        xs[frag_half(i)] = v;
       }
       __syncwarp();
       float t0 = 0.f, t1 = 0.f;

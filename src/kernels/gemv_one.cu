@@ -479,9 +479,9 @@ int forced_slices() {
 // o_proj, down_proj of Llama-3-8B), [1] other single or grouped launches (q/k/v), [2] per part of a SwiGLU pair,
 // [3] more than 8 waves of strips (the head). EXL_GEMV1_SLICES="a,b,c[,d]" overrides (A/B runs); at most 8 tiles
 // per warp are taken below 9 warps (the measured rule), at least 4 tiles per warp above. Default 12,8,3,4: 12-warp
-// o/down blocks were within noise
-// of 8 while the L2 prefetch was on, and are +1.0% (EXL2) / +0.3% (GPTQ) at 2k without it; 4-warp head blocks
-// (6 per SM: 10 waves of the 8016 strips instead of 20.2) +0.6% (EXL2, twice) (2026-11-24d, runs 7-9, 12, 14).
+// o/down blocks were within noise of 8 while the L2 prefetch was on, and are +1.0% (EXL2) / +0.3% (GPTQ) at 2k
+// without it; 4-warp head blocks (6 per SM: 10 waves of the 8016 strips instead of 20.2) +0.6% (EXL2, twice)
+// (2026-11-24d, runs 7-9, 12, 14).
 struct SliceConfig {
   int v[4] = {12, 8, 3, 4};  // [3]: launches of more than 8 waves of strips at 1 per SM (the LM head)
 };

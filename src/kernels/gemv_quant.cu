@@ -382,7 +382,6 @@ GemvSplitPlan plan_gemv_splits(const int32_t* chunk_group, int32_t num_tiles, in
     }
   };
   slice_maxima(plan.splits, plan.max_tiles, plan.max_groups);
-  plan.one_slices = gemv_one_slices(num_tiles);
   for (int32_t s = 1; s <= kGemvOneMaxSlices; ++s) {
     int32_t tiles = 0;
     slice_maxima(s, tiles, plan.one_max_groups_by_slices[s]);

@@ -52,7 +52,6 @@ struct GemvSplitPlan {
   int32_t splits = 1;
   int32_t max_groups = 0;  // most groups any slice touches
   int32_t max_tiles = 0;   // most tiles in a slice
-  int32_t one_slices = 0;      // gemv_one: warps per block (K slices) for this matrix alone
   // gemv_one: most groups any slice touches when the K tiles are split into s slices (s = 1..kGemvOneMaxSlices;
   // 0: unknown, the launch then sizes the table for 32-row groups). Launches pick their slice count per kind of
   // launch, so the table is sized for the count actually used (shared memory left to L1).
