@@ -117,11 +117,33 @@ struct DecodeSmem {
 // w_i = exp(m_i - max m)). The barrier leaves the count at 0, so launches with different split counts can share
 // the counters. Forward progress: a group's blocks are consecutive in launch order (x = split), so the wait needs
 // only those num_splits blocks resident at once (launch_decode_main checks that they fit).
+// Block-uniform switches of the decode kernel (A/B runs; the defaults are all set).
+enum DecodeFlags : int {
+  kFlagEarly = 1,     // EXL_ATTN_EARLY: the first tile's loads before the PDL wait
+  kFlagOneWord = 2,   // EXL_ATTN_BAR: the merge barrier's count and epoch in one word, one atomic per arrival
+};
+
 template <int D>
 __device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int split, int kvh, int s, int G,
-                                           const float* ws_acc, const float* ws_ml, uint32_t* counters) {
+                                           const float* ws_acc, const float* ws_ml, uint32_t* counters, int flags) {
   __syncthreads();  // every thread's partial stores are issued
-  if (threadIdx.x == 0) {
+  if (threadIdx.x == 0 && (flags & kFlagOneWord) != 0) {
+    // One word per group: arrivals in the low 16 bits, the epoch in the high 16. The last arriver moves the count
+    // back to 0 and the epoch on in one atomic; the others wait for the epoch they arrived in to change. (The
+    // two-word barrier below costs two more L2 round trips on the last arriver: 0.7% of EXL2 decode at 2k.)
+    uint32_t* word = counters + 2 * (static_cast<int64_t>(s) * a.num_kv_heads + kvh);
+    __threadfence();  // this block's partial before its arrival
+    const uint32_t old = atomicAdd(word, 1u);
+    if ((old & 0xffffu) == static_cast<uint32_t>(n) - 1u) {
+      atomicAdd(word, 0x10000u - static_cast<uint32_t>(n));
+    } else {
+      uint32_t e = old;
+      while ((e >> 16) == (old >> 16)) {
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(e) : "l"(word) : "memory");
+      }
+    }
+    __threadfence();
+  } else if (threadIdx.x == 0) {
     uint32_t* count = counters + 2 * (static_cast<int64_t>(s) * a.num_kv_heads + kvh);
     uint32_t* epoch = count + 1;
     uint32_t e0;
@@ -226,7 +248,7 @@ __device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int sp
 
 template <int D, int GP, bool kRope, bool kMerge>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArgs a, int num_splits, float* ws,
-                                                                    int early, uint32_t* counters) {
+                                                                    int flags, uint32_t* counters) {
   using Shape = DecodeShape<D>;
   using Smem = DecodeSmem<D, GP>;
   constexpr int kChunks = Shape::kChunks, kTpk = Shape::kTpk, kTileKeys = Shape::kTileKeys;
@@ -255,8 +277,8 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
   __shared__ float m_s[GP], l_s[GP], alpha_s[GP];
   __shared__ int64_t slot_s[2][kTileKeys];  // element offsets of the tile's (key, kvh) rows in the pages
 
-  // early == 0 (EXL_ATTN_EARLY=0, A/B runs): wait first, as before; the later calls then return at once.
-  if (!early) {
+  // No kFlagEarly (EXL_ATTN_EARLY=0, A/B runs): wait first, as before; the later calls then return at once.
+  if ((flags & kFlagEarly) == 0) {
     pdl_wait();
     pdl_launch_dependents();
   }
@@ -287,7 +309,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
       ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2] = -INFINITY;
       ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2 + 1] = 0.0f;
     }
-    if constexpr (kMerge) spin_merge<D>(a, num_splits, split, kvh, s, G, ws_acc, ws_ml, counters);
+    if constexpr (kMerge) spin_merge<D>(a, num_splits, split, kvh, s, G, ws_acc, ws_ml, counters, flags);
     return;
   }
 
@@ -576,7 +598,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
     ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2] = m_s[tid];
     ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2 + 1] = l_s[tid];
   }
-  if constexpr (kMerge) spin_merge<D>(a, num_splits, split, kvh, s, G, ws_acc, ws_ml, counters);
+  if constexpr (kMerge) spin_merge<D>(a, num_splits, split, kvh, s, G, ws_acc, ws_ml, counters, flags);
 }
 
 // out[s, h, d] = sum_i acc_i[d] * exp(m_i - M) / sum_i l_i * exp(m_i - M); one block per (head, sequence).
@@ -712,12 +734,15 @@ void launch_decode_main(const AttentionArgs& a, const DecodeSplit& split, cudaSt
                           "once; this GPU holds %d",
                           split.num_splits, resident);
   }
-  static const int early = [] {
-    const char* e = std::getenv("EXL_ATTN_EARLY");
-    return e != nullptr && std::string(e) == "0" ? 0 : 1;
+  static const int flags = [] {
+    auto env = [](const char* name, const char* fallback) {
+      const char* e = std::getenv(name);
+      return std::string(e != nullptr ? e : fallback);
+    };
+    return (env("EXL_ATTN_EARLY", "1") != "0" ? kFlagEarly : 0) | (env("EXL_ATTN_BAR", "1") != "0" ? kFlagOneWord : 0);
   }();
   launch_pdl("attention_decode", kernel, grid, dim3(kThreads), kSmem, stream, a, split.num_splits, split.workspace,
-             early, split.counters);
+             flags, split.counters);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }

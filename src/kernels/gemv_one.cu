@@ -73,6 +73,8 @@ struct Gemv1Params {
   int32_t l1_first;    // 1: the first two batches of each warp's stream are prefetched into L1 (EXL_GEMV1_L1=0: L2)
   int32_t prefetch_l2;  // 1 (EXL_GEMV1_PF_L2=1, A/B only): the rest of the slice's first 4 KB into L2 as well
   int32_t l1_batches;   // batches of the stream prefetched into L1 (EXL_GEMV1_L1_BATCHES, default 2)
+  int32_t epi_pre;      // 1 (EXL_GEMV1_EPI_PRE, default): the epilogue's constant inputs loaded before the wait
+  int32_t res_early;    // 1 (EXL_GEMV1_RES_EARLY, default; needs epi_pre): also the residual x before the wait
 };
 
 __device__ __forceinline__ void mma_16816_zero(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -370,6 +372,32 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
     }
     break;
   }
+  // The epilogue's inputs, before the PDL wait, into shared memory (not registers: they would be live across the
+  // stream): the norm weight and the fragment-order destinations of the residual epilogue, the pair's y_frag
+  // destinations (constants); and with gp.res_early the residual stream x itself. x is safe to read here: the
+  // residual launches (o_proj, down_proj) never directly follow a launch that writes x, and this block started only
+  // after every block of the previous launch passed its own wait, so the last writer of x (two launches back)
+  // has completed; __ldcg reads it from L2, which is coherent. Loading them after the stream put up to three
+  // dependent L2 round trips (x, then weight and destinations behind the store to x) between the block's
+  // reduction and its stores.
+  __shared__ float res_pre_s[2][quant::kStripCols];                 // x, weight
+  __shared__ int32_t dest_pre_s[kMaxFragTargets][quant::kStripCols];  // residual targets; [0]: pair y_frag
+  if (gp.epi_pre && tid < quant::kStripCols && strip * quant::kStripCols + tid < v.out_features) {
+    const int64_t col = strip * quant::kStripCols + tid;
+    if (gp.res_on) {
+      const float xr = gp.res_early ? __ldcg(gp.res.x + col) : 0.0f;
+      const float w = __ldg(gp.res.weight + col);
+      int32_t d[kMaxFragTargets];
+#pragma unroll
+      for (int f = 0; f < kMaxFragTargets; ++f) d[f] = f < gp.res.num_targets ? __ldg(gp.res.targets[f].dest + col) : 0;
+      res_pre_s[0][tid] = xr;
+      res_pre_s[1][tid] = w;
+#pragma unroll
+      for (int f = 0; f < kMaxFragTargets; ++f) dest_pre_s[f][tid] = d[f];
+    } else if (gp.pair) {
+      dest_pre_s[0][tid] = __ldg(gp.y_frag.dest + col);
+    }
+  }
   warp_prologue<kSwiglu>(gp, v, strip, ts, te, tab, xs, gp.x_frag[part], gp.x_frag32[part], lane);
 
   float tot0 = 0.0f, tot1 = 0.0f;
@@ -405,13 +433,14 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
         const __half yh = __float2half_rn(val);
         p.y[col] = yh;
         if (gp.res_on) {  // residual add, as add_rms_norm (x += the fp16 output), and the next norm's inputs
-          const float xn = gp.res.x[col] + __half2float(yh);
+          const float xn = (gp.res_early ? res_pre_s[0][tid] : gp.res.x[col]) + __half2float(yh);
           gp.res.x[col] = xn;
           red[tid] = xn * xn;  // read back below by lane 0 (the other slots are not read again)
-          const float xw = xn * gp.res.weight[col];
+          const float xw = xn * (gp.epi_pre ? res_pre_s[1][tid] : gp.res.weight[col]);
 #pragma unroll
           for (int f = 0; f < kMaxFragTargets; ++f)
-            if (f < gp.res.num_targets) gp.res.targets[f].out[gp.res.targets[f].dest[col]] = xw;
+            if (f < gp.res.num_targets)
+              gp.res.targets[f].out[gp.epi_pre ? dest_pre_s[f][tid] : gp.res.targets[f].dest[col]] = xw;
         }
       } else {
         // Warps [0, slices) ran the gate strip, [slices, 2 slices) the up strip; both rounded to fp16 before the
@@ -426,7 +455,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
         const __half gh = __float2half_rn(gv), uh = __float2half_rn(uv);
         gp.parts[0].y[col] = gh;
         gp.parts[1].y[col] = uh;
-        gp.y_frag.out[gp.y_frag.dest[col]] =
+        gp.y_frag.out[gp.epi_pre ? dest_pre_s[0][tid] : gp.y_frag.dest[col]] =
             __float2half_rn(tile::silu_times(__half2float(gh), __half2float(uh)));
       }
     }
@@ -605,6 +634,16 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
     return static_cast<int>(v);
   }();
   p.l1_batches = l1_batches;
+  static const int epi_pre = [] {
+    const char* e = std::getenv("EXL_GEMV1_EPI_PRE");
+    return e != nullptr && std::strcmp(e, "0") == 0 ? 0 : 1;
+  }();
+  static const int res_early = [] {
+    const char* e = std::getenv("EXL_GEMV1_RES_EARLY");
+    return e != nullptr && std::strcmp(e, "0") == 0 ? 0 : 1;
+  }();
+  p.epi_pre = epi_pre;
+  p.res_early = epi_pre && res_early;
   p.x = x;
   p.x_up = x_up;
   if (frag != nullptr) {
