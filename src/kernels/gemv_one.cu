@@ -266,15 +266,28 @@ __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const Quant
   if (x_frag != nullptr) {  // already gathered and in fragment order: the slice is halves [64 ts, 64 te)
     const uint4* from = reinterpret_cast<const uint4*>(x_frag) + int64_t{ts} * (kTileRows / 8);
     uint4* to = reinterpret_cast<uint4*>(xs);
-#pragma unroll 4
-    for (int i = lane; i < rows / 8; i += 32) to[i] = from[i];
+    // A lane's loads in batches of 6 (all of down_proj's 150 per warp in one) before its stores: a batch is one L2
+    // round trip.
+    constexpr int kBatch = 6;
+    const int n = rows / 8;
+#pragma unroll 1
+    for (int i0 = lane; i0 < n; i0 += 32 * kBatch) {
+      uint4 v[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+        if (i0 + 32 * u < n) v[u] = from[i0 + 32 * u];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+        if (i0 + 32 * u < n) to[i0 + 32 * u] = v[u];
+    }
     __syncwarp();
     return;
   }
   if (x_frag32 != nullptr) {  // x * w of the slice, and the producer's partial sums of squares for the norm scale
     const float4* from = reinterpret_cast<const float4*>(x_frag32) + int64_t{ts} * (kTileRows / 4);
-    // The slice's first x * w values are loaded together with the partial sums (one round trip, not two).
-    constexpr int kPre = 4;
+    // The slice's first x * w values are loaded together with the partial sums (one round trip, not two); 8 per
+    // lane (12 spilled registers), so the gate/up pair's slices (341 float4 per warp) take two round trips, not 3.
+    constexpr int kPre = 8;
     const int n4 = rows / 4;
     float4 pre[kPre];
 #pragma unroll
