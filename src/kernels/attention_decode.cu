@@ -755,10 +755,12 @@ int64_t decode_attention_workspace_floats(int64_t num_seqs, int64_t num_heads, i
 
 int choose_decode_splits(int64_t num_seqs, int64_t num_kv_heads, int64_t max_context, int num_sms) {
   const int64_t blocks = std::max<int64_t>(1, num_seqs * num_kv_heads);
-  // About 2 blocks per SM. Measured on H100 with the in-kernel merge (Llama-3-8B decode at 2k, 8 KV heads;
-  // bench/results/2026-11-24b-attention-merge.md): 33 splits best but for 48 (+0.9% EXL2, +0.1% GPTQ), which sits
-  // next to a cliff: 50 splits (400 blocks, more than the 396 that fit at 3 per SM) were 6% slower.
-  const int64_t want = ceil_div(2 * static_cast<int64_t>(num_sms), blocks);
+  // About 2.4 blocks per SM (40 splits for Llama-3-8B's 8 KV heads on 132 SMs). Measured on H100 with the in-kernel
+  // merge (Llama-3-8B decode at 2k): 33 splits (2 per SM) were best in bench/results/2026-11-24b-attention-merge.md
+  // but for 48 (+0.9% EXL2, +0.1% GPTQ); once the GEMV epilogues stopped waiting on memory, 40 were +0.8% (EXL2)
+  // over 33 and 26 -1.0% (2026-11-24e, run 7; run 8 is the A/B of both formats). Stay clear of the cliff: 50 splits
+  // (400 blocks, more than the 396 that fit at 3 per SM) were 6% slower.
+  const int64_t want = ceil_div(12 * static_cast<int64_t>(num_sms), 5 * blocks);
   const int64_t by_length = std::max<int64_t>(1, ceil_div(max_context, 32));
   return static_cast<int>(std::clamp<int64_t>(std::min(want, by_length), 1, kMaxSplits));
 }
