@@ -109,20 +109,20 @@ struct DecodeSmem {
       sizeof(float) * (GP * D + kScoreFloats) + 2 * sizeof(__half) * DecodeShape<D>::kTileKeys * D;
 };
 
-// In-kernel merge (DecodeSplit::counters): every block writes its partial to the workspace as for the combine
-// kernel, then meets the other num_splits - 1 blocks of its (sequence, KV head) group at a sense-reversing barrier
-// (an arrival count and an epoch per group: the last to arrive resets the count and advances the epoch, the
-// others wait for the epoch to move), then block `split` merges its share of the group's G * D / 4 float4 columns
-// (a warp per column, a lane per split; the combine kernel's arithmetic: weights w_i / sum_i l_i w_i with
-// w_i = exp(m_i - max m)). The barrier leaves the count at 0, so launches with different split counts can share
-// the counters. Forward progress: a group's blocks are consecutive in launch order (x = split), so the wait needs
-// only those num_splits blocks resident at once (launch_decode_main checks that they fit).
 // Block-uniform switches of the decode kernel (A/B runs; the defaults are all set).
 enum DecodeFlags : int {
   kFlagEarly = 1,     // EXL_ATTN_EARLY: the first tile's loads before the PDL wait
   kFlagOneWord = 2,   // EXL_ATTN_BAR: the merge barrier's count and epoch in one word, one atomic per arrival
 };
 
+// In-kernel merge (DecodeSplit::counters): every block writes its partial to the workspace as for the combine
+// kernel, then meets the other num_splits - 1 blocks of its (sequence, KV head) group at a barrier (an arrival
+// count and an epoch per group, in one word by default: the last to arrive resets the count and advances the
+// epoch, the others wait for the epoch to move), then block `split` merges its share of the group's G * D / 4
+// float4 columns (a warp per column, a lane per split; the combine kernel's arithmetic: weights w_i / sum_i l_i w_i
+// with w_i = exp(m_i - max m)). The barrier leaves the count at 0, so launches with different split counts can
+// share the counters. Forward progress: a group's blocks are consecutive in launch order (x = split), so the wait
+// needs only those num_splits blocks resident at once (launch_decode_main checks that they fit).
 template <int D>
 __device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int split, int kvh, int s, int G,
                                            const float* ws_acc, const float* ws_ml, uint32_t* counters, int flags) {
@@ -130,7 +130,7 @@ __device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int sp
   if (threadIdx.x == 0 && (flags & kFlagOneWord) != 0) {
     // One word per group: arrivals in the low 16 bits, the epoch in the high 16. The last arriver moves the count
     // back to 0 and the epoch on in one atomic; the others wait for the epoch they arrived in to change. (The
-    // two-word barrier below costs two more L2 round trips on the last arriver: 0.7% of EXL2 decode at 2k.)
+    // two-word barrier below costs two more L2 round trips on the last arriver: 0.8-0.9% of decode at 2k.)
     uint32_t* word = counters + 2 * (static_cast<int64_t>(s) * a.num_kv_heads + kvh);
     __threadfence();  // this block's partial before its arrival
     const uint32_t old = atomicAdd(word, 1u);

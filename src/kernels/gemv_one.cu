@@ -286,7 +286,7 @@ __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const Quant
   if (x_frag32 != nullptr) {  // x * w of the slice, and the producer's partial sums of squares for the norm scale
     const float4* from = reinterpret_cast<const float4*>(x_frag32) + int64_t{ts} * (kTileRows / 4);
     // The slice's first x * w values are loaded together with the partial sums (one round trip, not two); 8 per
-    // lane (12 spilled registers), so the gate/up pair's slices (341 float4 per warp) take two round trips, not 3.
+    // lane (with 12, ptxas spills), so the gate/up pair's slices (341 float4 per warp) take two round trips, not 3.
     constexpr int kPre = 8;
     const int n4 = rows / 4;
     float4 pre[kPre];
@@ -390,8 +390,9 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
   // destinations (constants); and with gp.res_early the residual stream x itself. x is safe to read here: the
   // residual launches (o_proj, down_proj) never directly follow a launch that writes x, and this block started only
   // after every block of the previous launch passed its own wait, so the last writer of x (two launches back)
-  // has completed; __ldcg reads it from L2, which is coherent. Loading them after the stream put up to three
-  // dependent L2 round trips (x, then weight and destinations behind the store to x) between the block's
+  // has completed; __ldcg reads it from L2, which is coherent. (`exl bench --skip-kernels gateup` breaks that
+  // order, down_proj then follows o_proj: its tokens are meaningless anyway.) Loading them after the stream put up
+  // to three dependent round trips (x, then weight and destinations behind the store to x) between the block's
   // reduction and its stores.
   __shared__ float res_pre_s[2][quant::kStripCols];                 // x, weight
   __shared__ int32_t dest_pre_s[kMaxFragTargets][quant::kStripCols];  // residual targets; [0]: pair y_frag
