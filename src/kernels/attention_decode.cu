@@ -33,7 +33,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <string>
 
 #include "kernels/attention.cuh"
 #include "kernels/dispatch.h"
@@ -734,13 +733,8 @@ void launch_decode_main(const AttentionArgs& a, const DecodeSplit& split, cudaSt
                           "once; this GPU holds %d",
                           split.num_splits, resident);
   }
-  static const int flags = [] {
-    auto env = [](const char* name, const char* fallback) {
-      const char* e = std::getenv(name);
-      return std::string(e != nullptr ? e : fallback);
-    };
-    return (env("EXL_ATTN_EARLY", "1") != "0" ? kFlagEarly : 0) | (env("EXL_ATTN_BAR", "1") != "0" ? kFlagOneWord : 0);
-  }();
+  static const int flags =
+      (env_switch("EXL_ATTN_EARLY", true) ? kFlagEarly : 0) | (env_switch("EXL_ATTN_BAR", true) ? kFlagOneWord : 0);
   launch_pdl("attention_decode", kernel, grid, dim3(kThreads), kSmem, stream, a, split.num_splits, split.workspace,
              flags, split.counters);
 }

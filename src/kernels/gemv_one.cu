@@ -594,10 +594,7 @@ std::atomic<int>& gemv_one_mode_ref() {
 
 namespace {
 std::atomic<bool>& b_all_lanes_ref() {
-  static std::atomic<bool> on{[] {
-    const char* e = std::getenv("EXL_GEMV1_B_ALL_LANES");
-    return e != nullptr && std::strcmp(e, "1") == 0;
-  }()};
+  static std::atomic<bool> on{env_switch("EXL_GEMV1_B_ALL_LANES", false)};
   return on;
 }
 }  // namespace
@@ -627,16 +624,10 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
   const bool pair = frag != nullptr && frag->swiglu_pair;
   Gemv1Params p{};
   p.num_parts = num_parts;
-  static const int l1_first = [] {
-    const char* e = std::getenv("EXL_GEMV1_L1");
-    return e != nullptr && std::strcmp(e, "0") == 0 ? 0 : 1;
-  }();
-  p.l1_first = l1_first;
-  static const int prefetch_l2 = [] {
-    const char* e = std::getenv("EXL_GEMV1_PF_L2");
-    return e != nullptr && std::strcmp(e, "1") == 0 ? 1 : 0;
-  }();
-  p.prefetch_l2 = prefetch_l2;
+  static const bool l1_first = env_switch("EXL_GEMV1_L1", true);
+  static const bool prefetch_l2 = env_switch("EXL_GEMV1_PF_L2", false);
+  p.l1_first = l1_first ? 1 : 0;
+  p.prefetch_l2 = prefetch_l2 ? 1 : 0;
   static const int l1_batches = [] {
     const char* e = std::getenv("EXL_GEMV1_L1_BATCHES");
     if (e == nullptr) return 2;
@@ -648,16 +639,10 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
     return static_cast<int>(v);
   }();
   p.l1_batches = l1_batches;
-  static const int epi_pre = [] {
-    const char* e = std::getenv("EXL_GEMV1_EPI_PRE");
-    return e != nullptr && std::strcmp(e, "0") == 0 ? 0 : 1;
-  }();
-  static const int res_early = [] {
-    const char* e = std::getenv("EXL_GEMV1_RES_EARLY");
-    return e != nullptr && std::strcmp(e, "0") == 0 ? 0 : 1;
-  }();
-  p.epi_pre = epi_pre;
-  p.res_early = epi_pre && res_early;
+  static const bool epi_pre = env_switch("EXL_GEMV1_EPI_PRE", true);
+  static const bool res_early = env_switch("EXL_GEMV1_RES_EARLY", true);
+  p.epi_pre = epi_pre ? 1 : 0;
+  p.res_early = epi_pre && res_early ? 1 : 0;
   p.x = x;
   p.x_up = x_up;
   if (frag != nullptr) {
