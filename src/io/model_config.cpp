@@ -71,18 +71,33 @@ DType parse_torch_dtype(const std::string& s, const std::string& source) {
   fail(ErrorKind::kUnsupported, "{}: dtype '{}' is not supported (supported: float16, bfloat16, float32)", source, s);
 }
 
-RopeParameters parse_rope(const json& config, const std::string& source) {
-  RopeParameters rope;
-  // transformers 5 puts everything in rope_parameters; older files use rope_theta + rope_scaling.
-  json params = json::object();
-  if (config.contains("rope_parameters") && config["rope_parameters"].is_object()) {
-    params = config["rope_parameters"];
-  } else if (config.contains("rope_scaling") && config["rope_scaling"].is_object()) {
-    params = config["rope_scaling"];
-  } else if (config.contains("rope_scaling") && !config["rope_scaling"].is_null()) {
-    fail(ErrorKind::kInvalidArgument, "{}: field 'rope_scaling': expected an object or null, found {}", source,
-         config["rope_scaling"].dump());
+std::vector<double> get_doubles(const json& j, const std::string& key, const std::string& source) {
+  std::vector<double> out;
+  if (!j.contains(key) || j[key].is_null()) return out;
+  EXL_CHECK(j[key].is_array(), kInvalidArgument, "{}: field '{}': expected a list of numbers, found {}", source, key,
+            j[key].dump());
+  for (const auto& v : j[key]) {
+    EXL_CHECK(v.is_number(), kInvalidArgument, "{}: field '{}': expected a list of numbers, found {}", source, key,
+              j[key].dump());
+    out.push_back(v.get<double>());
   }
+  return out;
+}
+
+// The first of `keys` present (not null) in j, or "".
+std::string first_key(const json& j, std::initializer_list<const char*> keys) {
+  for (const char* k : keys)
+    if (j.contains(k) && !j[k].is_null()) return k;
+  return {};
+}
+
+}  // namespace
+
+RopeParameters parse_rope_parameters(const json& params_in, const json& config, const std::string& source) {
+  RopeParameters rope;
+  EXL_CHECK(params_in.is_null() || params_in.is_object(), kInvalidArgument,
+            "{}: rope parameters: expected an object or null, found {}", source, params_in.dump());
+  const json params = params_in.is_object() ? params_in : json::object();
   rope.theta = get_double(config, "rope_theta", source, 10000.0);
   rope.theta = get_double(params, "rope_theta", source + ": rope_parameters", rope.theta);
   std::string type = "default";
@@ -103,14 +118,19 @@ RopeParameters parse_rope(const json& config, const std::string& source) {
     rope.type = RopeType::kYarn;
   } else if (type == "llama3") {
     rope.type = RopeType::kLlama3;
+  } else if (type == "longrope" || type == "su") {
+    rope.type = RopeType::kLongrope;
   } else {
-    fail(ErrorKind::kUnsupported, "{}: rope type '{}' is not supported (supported: default, linear, dynamic, yarn, llama3)",
+    fail(ErrorKind::kUnsupported,
+         "{}: rope type '{}' is not supported (supported: default, linear, dynamic, yarn, llama3, longrope, su)",
          source, type);
   }
   rope.factor = get_double(params, "factor", psrc, 1.0);
   rope.low_freq_factor = get_double(params, "low_freq_factor", psrc, 1.0);
   rope.high_freq_factor = get_double(params, "high_freq_factor", psrc, 4.0);
-  rope.original_max_position_embeddings = get_int(params, "original_max_position_embeddings", psrc, int64_t{0});
+  rope.original_max_position_embeddings = get_int(config, "original_max_position_embeddings", source, int64_t{0});
+  rope.original_max_position_embeddings =
+      get_int(params, "original_max_position_embeddings", psrc, rope.original_max_position_embeddings);
   rope.beta_fast = get_double(params, "beta_fast", psrc, 32.0);
   rope.beta_slow = get_double(params, "beta_slow", psrc, 1.0);
   rope.attention_factor = get_opt_double(params, "attention_factor", psrc);
@@ -118,7 +138,12 @@ RopeParameters parse_rope(const json& config, const std::string& source) {
   rope.mscale_all_dim = get_opt_double(params, "mscale_all_dim", psrc);
   rope.truncate = get_bool(params, "truncate", psrc, true);
   rope.partial_rotary_factor = get_double(config, "partial_rotary_factor", source, 1.0);
-  if (rope.type != RopeType::kDefault) {
+  rope.partial_rotary_factor = get_double(params, "partial_rotary_factor", psrc, rope.partial_rotary_factor);
+  rope.short_factor = get_doubles(params, "short_factor", psrc);
+  rope.long_factor = get_doubles(params, "long_factor", psrc);
+  rope.short_mscale = get_opt_double(params, "short_mscale", psrc);
+  rope.long_mscale = get_opt_double(params, "long_mscale", psrc);
+  if (rope.type != RopeType::kDefault && rope.type != RopeType::kLongrope) {
     EXL_CHECK(rope.factor > 0, kInvalidArgument, "{}: rope 'factor' must be > 0 for rope type '{}', found {}", source,
               type, rope.factor);
   }
@@ -128,8 +153,46 @@ RopeParameters parse_rope(const json& config, const std::string& source) {
     EXL_CHECK(rope.high_freq_factor != rope.low_freq_factor, kInvalidArgument,
               "{}: rope type 'llama3': high_freq_factor must differ from low_freq_factor", source);
   }
+  if (rope.type == RopeType::kLongrope) {
+    EXL_CHECK(!rope.short_factor.empty() && rope.short_factor.size() == rope.long_factor.size(), kInvalidArgument,
+              "{}: rope type '{}' needs 'short_factor' and 'long_factor' lists of one length, found {} and {}",
+              source, type, rope.short_factor.size(), rope.long_factor.size());
+  }
   EXL_CHECK(rope.theta > 0, kInvalidArgument, "{}: rope_theta must be > 0, found {}", source, rope.theta);
+  EXL_CHECK(rope.partial_rotary_factor > 0 && rope.partial_rotary_factor <= 1, kInvalidArgument,
+            "{}: partial_rotary_factor must be in (0, 1], found {}", source, rope.partial_rotary_factor);
   return rope;
+}
+
+namespace {
+
+RopeParameters parse_rope(const json& config, const std::string& source) {
+  // transformers 5 puts everything in rope_parameters; older files use rope_theta + rope_scaling. A rope_parameters
+  // keyed by layer type (Gemma 3: full_attention / sliding_attention) is read by the builder; here the full one.
+  json params = json::object();
+  if (config.contains("rope_parameters") && config["rope_parameters"].is_object()) {
+    params = config["rope_parameters"];
+    if (params.contains("full_attention") && params["full_attention"].is_object()) params = params["full_attention"];
+  } else if (config.contains("rope_scaling") && config["rope_scaling"].is_object()) {
+    params = config["rope_scaling"];
+  } else if (config.contains("rope_scaling") && !config["rope_scaling"].is_null()) {
+    fail(ErrorKind::kInvalidArgument, "{}: field 'rope_scaling': expected an object or null, found {}", source,
+         config["rope_scaling"].dump());
+  }
+  return parse_rope_parameters(params, config, source);
+}
+
+// text_config (multimodal models) merged over the top level; architectures and model_type stay the top level's.
+json merged_text_config(const json& config) {
+  if (!config.contains("text_config") || !config["text_config"].is_object()) return config;
+  json merged = config;
+  merged.erase("text_config");
+  for (const auto& [k, v] : config["text_config"].items()) {
+    if (k == "architectures" || k == "model_type") continue;
+    merged[k] = v;
+  }
+  merged["text_model_type"] = config["text_config"].value("model_type", "");
+  return merged;
 }
 
 }  // namespace
@@ -141,13 +204,16 @@ std::string_view rope_type_name(RopeType type) {
     case RopeType::kDynamic: return "dynamic";
     case RopeType::kYarn: return "yarn";
     case RopeType::kLlama3: return "llama3";
+    case RopeType::kLongrope: return "longrope";
   }
   return "?";
 }
 
-ModelConfig parse_model_config(const json& config, const std::string& source) {
-  EXL_CHECK(config.is_object(), kInvalidArgument, "{}: expected a JSON object", source);
+ModelConfig parse_model_config(const json& config_in, const std::string& source) {
+  EXL_CHECK(config_in.is_object(), kInvalidArgument, "{}: expected a JSON object", source);
+  const json config = merged_text_config(config_in);
   ModelConfig c;
+  c.source = source;
   if (config.contains("architectures")) {
     const json& a = config["architectures"];
     EXL_CHECK(a.is_array() && !a.empty() && a[0].is_string(), kInvalidArgument,
@@ -157,11 +223,27 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
     fail(ErrorKind::kInvalidArgument, "{}: required field 'architectures' is missing", source);
   }
   if (config.contains("model_type") && config["model_type"].is_string()) c.model_type = config["model_type"];
-  c.hidden_size = get_int(config, "hidden_size", source, std::nullopt);
-  c.intermediate_size = get_int(config, "intermediate_size", source, std::nullopt);
-  c.num_layers = get_int(config, "num_hidden_layers", source, std::nullopt);
-  c.num_heads = get_int(config, "num_attention_heads", source, std::nullopt);
-  c.num_kv_heads = get_int(config, "num_key_value_heads", source, c.num_heads);
+  // Sizes under their aliases (GPT-2 n_embd/n_layer/n_head, DBRX d_model/n_layers/n_heads/attn_config).
+  auto key_of = [&](std::initializer_list<const char*> keys) {
+    const std::string k = first_key(config, keys);
+    return k.empty() ? std::string(*keys.begin()) : k;
+  };
+  c.hidden_size = get_int(config, key_of({"hidden_size", "n_embd", "d_model"}), source, std::nullopt);
+  const json ffn = config.contains("ffn_config") && config["ffn_config"].is_object() ? config["ffn_config"] : json::object();
+  const json attn = config.contains("attn_config") && config["attn_config"].is_object() ? config["attn_config"] : json::object();
+  if (!first_key(config, {"intermediate_size", "n_inner"}).empty()) {
+    c.intermediate_size = get_int(config, key_of({"intermediate_size", "n_inner"}), source, std::nullopt);
+  } else if (ffn.contains("ffn_hidden_size")) {
+    c.intermediate_size = get_int(ffn, "ffn_hidden_size", source + ": ffn_config", std::nullopt);
+  } else {
+    c.intermediate_size = 4 * c.hidden_size;  // GPT-2 / BigCode: n_inner null means 4 * hidden
+  }
+  c.num_layers = get_int(config, key_of({"num_hidden_layers", "n_layer", "n_layers"}), source, std::nullopt);
+  c.num_heads = get_int(config, key_of({"num_attention_heads", "n_head", "n_heads"}), source, std::nullopt);
+  if (config.contains("num_key_value_heads") && !config["num_key_value_heads"].is_null())
+    c.num_kv_heads = get_int(config, "num_key_value_heads", source, c.num_heads);
+  else
+    c.num_kv_heads = get_int(attn, "kv_n_heads", source + ": attn_config", c.num_heads);
   c.vocab_size = get_int(config, "vocab_size", source, std::nullopt);
   EXL_CHECK(c.hidden_size > 0 && c.intermediate_size > 0 && c.num_layers > 0 && c.num_heads > 0 &&
                 c.num_kv_heads > 0 && c.vocab_size > 0,
@@ -181,16 +263,26 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
   EXL_CHECK(c.num_heads % c.num_kv_heads == 0, kInvalidArgument,
             "{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", source, c.num_heads,
             c.num_kv_heads);
-  c.max_position_embeddings = get_int(config, "max_position_embeddings", source, int64_t{2048});
-  c.rms_norm_eps = get_double(config, "rms_norm_eps", source, 1e-6);
-  c.rope = parse_rope(config, source);
+  c.max_position_embeddings = get_int(
+      config, key_of({"max_position_embeddings", "n_positions", "max_seq_len", "max_sequence_length"}), source,
+      int64_t{2048});
+  c.rms_norm_eps = get_double(config, key_of({"rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"}),
+                              source, 1e-6);
+  json rope_config = config;
+  if (!config.contains("rope_theta") && attn.contains("rope_theta")) rope_config["rope_theta"] = attn["rope_theta"];
+  c.rope = parse_rope(rope_config, source);
   c.tie_word_embeddings = get_bool(config, "tie_word_embeddings", source, false);
   c.attention_bias = get_bool(config, "attention_bias", source, false);
   c.mlp_bias = get_bool(config, "mlp_bias", source, false);
-  if (config.contains("sliding_window") && !config["sliding_window"].is_null()) {
+  if (config.contains("sliding_window") && !config["sliding_window"].is_null() &&
+      !(config["sliding_window"].is_boolean())) {
     c.sliding_window = get_int(config, "sliding_window", source, std::nullopt);
   }
-  if (config.contains("hidden_act") && config["hidden_act"].is_string()) c.hidden_act = config["hidden_act"];
+  for (const char* k : {"hidden_act", "hidden_activation", "activation_function"})
+    if (config.contains(k) && config[k].is_string()) {
+      c.hidden_act = config[k];
+      break;
+    }
   std::string dtype;
   if (config.contains("dtype") && config["dtype"].is_string()) {
     dtype = config["dtype"];
@@ -209,7 +301,41 @@ ModelConfig parse_model_config(const json& config, const std::string& source) {
     if (q.contains("checkpoint_format") && q["checkpoint_format"].is_string())
       c.gptq_checkpoint_format = q["checkpoint_format"];
   }
+  c.raw = config;
   return c;
+}
+
+bool ConfigReader::has(const std::string& key) const { return j_.is_object() && j_.contains(key) && !j_[key].is_null(); }
+int64_t ConfigReader::get_int(const std::string& key) const { return io::get_int(j_, key, source_, std::nullopt); }
+int64_t ConfigReader::get_int(const std::string& key, int64_t dflt) const { return io::get_int(j_, key, source_, dflt); }
+double ConfigReader::get_double(const std::string& key, double dflt) const { return io::get_double(j_, key, source_, dflt); }
+bool ConfigReader::get_bool(const std::string& key, bool dflt) const { return io::get_bool(j_, key, source_, dflt); }
+std::string ConfigReader::get_string(const std::string& key, const std::string& dflt) const {
+  if (!has(key)) return dflt;
+  EXL_CHECK(j_[key].is_string(), kInvalidArgument, "{}: field '{}': expected a string, found {}", source_, key,
+            j_[key].dump());
+  return j_[key].get<std::string>();
+}
+std::vector<std::string> ConfigReader::get_strings(const std::string& key) const {
+  std::vector<std::string> out;
+  if (!has(key)) return out;
+  EXL_CHECK(j_[key].is_array(), kInvalidArgument, "{}: field '{}': expected a list of strings, found {}", source_, key,
+            j_[key].dump());
+  for (const auto& v : j_[key]) {
+    EXL_CHECK(v.is_string(), kInvalidArgument, "{}: field '{}': expected a list of strings, found {}", source_, key,
+              j_[key].dump());
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+ConfigReader ConfigReader::sub(const std::string& key) const {
+  if (!has(key)) return ConfigReader(json::object(), source_ + ": " + key);
+  EXL_CHECK(j_[key].is_object(), kInvalidArgument, "{}: field '{}': expected an object, found {}", source_, key,
+            j_[key].dump());
+  return ConfigReader(j_[key], source_ + ": " + key);
+}
+void ConfigReader::unsupported(const std::string& key, const std::string& found, const std::string& supported) const {
+  fail(ErrorKind::kUnsupported, "{}: field '{}' = {} is not supported (supported: {})", source_, key, found, supported);
 }
 
 ModelConfig load_model_config(const std::filesystem::path& dir) {

@@ -16,16 +16,30 @@ double yarn_correction_dim(double num_rotations, double dim, double base, double
 
 }  // namespace
 
+int64_t RopeSpec::rotary_dim() const {
+  return static_cast<int64_t>(static_cast<double>(head_dim) * params.partial_rotary_factor);
+}
+
+bool rope_depends_on_length(const RopeSpec& spec) {
+  return spec.params.type == io::RopeType::kDynamic || spec.params.type == io::RopeType::kLongrope;
+}
+
 RopeTable compute_rope(const io::ModelConfig& config, int64_t seq_len) {
-  const io::RopeParameters& rp = config.rope;
-  const int64_t dim = static_cast<int64_t>(static_cast<double>(config.head_dim) * rp.partial_rotary_factor);
-  EXL_CHECK(dim >= 2 && dim % 2 == 0 && dim <= config.head_dim, kInvalidArgument,
+  return compute_rope(RopeSpec{config.rope, config.head_dim, config.max_position_embeddings}, seq_len);
+}
+
+RopeTable compute_rope(const RopeSpec& spec, int64_t seq_len) {
+  const io::RopeParameters& rp = spec.params;
+  const int64_t head_dim = spec.head_dim, max_pos = spec.max_position_embeddings;
+  const int64_t dim = spec.rotary_dim();
+  EXL_CHECK(dim >= 2 && dim % 2 == 0 && dim <= head_dim, kInvalidArgument,
             "rope: rotary dimension {} (head_dim {} x partial_rotary_factor {}) must be even and in [2, head_dim]",
-            dim, config.head_dim, rp.partial_rotary_factor);
+            dim, head_dim, rp.partial_rotary_factor);
   const int64_t half = dim / 2;
   double base = rp.theta;
-  const int64_t original_ctx =
-      rp.original_max_position_embeddings > 0 ? rp.original_max_position_embeddings : config.max_position_embeddings;
+  if (rp.ntk_alpha != 1.0)
+    base *= std::pow(rp.ntk_alpha, static_cast<double>(dim) / static_cast<double>(dim - 2));
+  const int64_t original_ctx = rp.original_max_position_embeddings > 0 ? rp.original_max_position_embeddings : max_pos;
   if (rp.type == io::RopeType::kDynamic && seq_len > original_ctx) {
     base = base * std::pow(rp.factor * static_cast<double>(seq_len) / static_cast<double>(original_ctx) -
                                (rp.factor - 1.0),
@@ -59,10 +73,9 @@ RopeTable compute_rope(const io::ModelConfig& config, int64_t seq_len) {
     }
     case io::RopeType::kYarn: {
       double factor = rp.factor;
-      if (rp.original_max_position_embeddings > 0 && config.max_position_embeddings > 0) {
+      if (rp.original_max_position_embeddings > 0 && max_pos > 0) {
         // transformers: with an explicit original context, the scaling ratio comes from the two contexts.
-        factor = static_cast<double>(config.max_position_embeddings) /
-                 static_cast<double>(rp.original_max_position_embeddings);
+        factor = static_cast<double>(max_pos) / static_cast<double>(rp.original_max_position_embeddings);
       }
       if (rp.attention_factor) {
         table.attention_factor = static_cast<float>(*rp.attention_factor);
@@ -90,7 +103,32 @@ RopeTable compute_rope(const io::ModelConfig& config, int64_t seq_len) {
       }
       break;
     }
+    case io::RopeType::kLongrope: {
+      // transformers' longrope: the factor is the ratio of the two contexts when the original is given; the
+      // magnitude correction sqrt(1 + ln(factor) / ln(original)); long factors once seq_len passes the original.
+      EXL_CHECK(static_cast<int64_t>(rp.short_factor.size()) == half && static_cast<int64_t>(rp.long_factor.size()) == half,
+                kInvalidArgument, "rope: longrope factor lists have {} and {} entries, the rotary dimension {} needs {}",
+                rp.short_factor.size(), rp.long_factor.size(), dim, half);
+      double factor = rp.factor;
+      if (rp.original_max_position_embeddings > 0 && max_pos > 0)
+        factor = static_cast<double>(max_pos) / static_cast<double>(rp.original_max_position_embeddings);
+      if (rp.attention_factor) {
+        table.attention_factor = static_cast<float>(*rp.attention_factor);
+      } else if (factor > 1.0) {
+        table.attention_factor =
+            static_cast<float>(std::sqrt(1.0 + std::log(factor) / std::log(static_cast<double>(original_ctx))));
+      }
+      const bool long_regime = seq_len > original_ctx;
+      // Phi-3.5-MoE gives the attention factor of each regime explicitly.
+      if (long_regime && rp.long_mscale) table.attention_factor = static_cast<float>(*rp.long_mscale);
+      if (!long_regime && rp.short_mscale) table.attention_factor = static_cast<float>(*rp.short_mscale);
+      const std::vector<double>& ext = long_regime ? rp.long_factor : rp.short_factor;
+      for (int64_t i = 0; i < half; ++i) inv[i] /= ext[i];
+      break;
+    }
   }
+  if (rp.position_scale != 1.0)
+    for (double& f : inv) f /= rp.position_scale;
   table.inv_freq.assign(inv.begin(), inv.end());
   return table;
 }

@@ -1,4 +1,6 @@
-// The CPU reference model: fp32 compute over weights dequantized from their stored values, paged fp32 KV cache.
+// The CPU reference model: the generic interpreter of a ModelSpec (model/model_spec.h) in fp32 over weights
+// dequantized from their stored values, with a paged fp32 KV cache. It runs every architecture and is the oracle the
+// CUDA backend is tested against.
 #pragma once
 
 #include <memory>
@@ -34,22 +36,34 @@ class CpuRunner final : public model::Runner {
     std::vector<float> bias;
     int64_t in = 0, out = 0;
   };
+  struct Expert {
+    Linear gate, up, down;
+  };
   struct Layer {
-    std::vector<float> attn_norm, mlp_norm;
-    Linear q, k, v, o, gate, up, down;
+    model::NormWeights attn_norm, attn_post_norm, mlp_norm, mlp_post_norm, q_norm, k_norm;
+    Linear q, k, v, o, gate, up, down, router, shared_gate;
+    std::vector<Expert> experts;
+    Expert shared;
     std::vector<float> k_pages, v_pages;
   };
   static Linear make_linear(const quant::LinearWeight& lw);
   void run_linear(const Linear& l, const float* x, float* y, int64_t num_tokens);
+  void run_norm(const model::NormSpec& spec, const model::NormWeights& w, const float* x, float* out, int64_t rows);
+  // y [T, hidden] = the layer's MLP of h [T, hidden].
+  void run_mlp(const model::MlpSpec& spec, const Layer& l, const float* h, float* y, int64_t num_tokens);
+  void run_dense(model::MlpType type, model::Activation act, const Linear& gate, const Linear& up, const Linear& down,
+                 const float* h, float* y, int64_t num_tokens);
 
   io::ModelConfig config_;
+  model::ModelSpec spec_;
   ThreadPool pool_;
   int64_t page_size_;
   int64_t num_pages_;
-  std::vector<float> embedding_;
+  std::vector<float> embedding_, pos_embedding_;
   std::vector<Layer> layers_;
-  std::vector<float> final_norm_;
+  model::NormWeights final_norm_;
   Linear head_;
+  std::vector<float> head_row_scale_;
 };
 
 }  // namespace exl::cpu

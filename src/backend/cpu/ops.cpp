@@ -95,12 +95,151 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void norm(const NormParams& p, const float* x, float* out, int64_t rows, int64_t size) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * size;
+    float* o = out + r * size;
+    const float* w = p.weight ? p.weight + (r % p.weight_rows) * size : nullptr;
+    double mean = 0.0;
+    if (p.kind == NormKind::kLayer) {
+      for (int64_t i = 0; i < size; ++i) mean += row[i];
+      mean /= static_cast<double>(size);
+    }
+    double sum = 0.0;
+    for (int64_t i = 0; i < size; ++i) {
+      const double d = row[i] - mean;
+      sum += d * d;
+    }
+    const float inv = 1.0f / std::sqrt(static_cast<float>(sum / static_cast<double>(size)) + p.eps);
+    for (int64_t i = 0; i < size; ++i) {
+      float v = (row[i] - static_cast<float>(mean)) * inv;
+      if (w) v *= w[i];
+      if (p.bias) v += p.bias[i];
+      o[i] = v;
+    }
+  }
+}
+
+float activation(ActKind kind, float x) {
+  switch (kind) {
+    case ActKind::kSilu: return x / (1.0f + std::exp(-x));
+    case ActKind::kGeluTanh: {
+      const float c = 0.7978845608028654f;  // sqrt(2 / pi)
+      return 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x)));
+    }
+    case ActKind::kGelu: return 0.5f * x * (1.0f + std::erf(x * 0.7071067811865476f));
+  }
+  return x;
+}
+
+void act_mul(ActKind kind, const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = activation(kind, gate[i]) * up[i];
+}
+
+void act_inplace(ActKind kind, float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = activation(kind, x[i]);
+}
+
+void softcap_inplace(float* x, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+}
+
+void clamp_inplace(float* x, int64_t n, float limit) {
+  for (int64_t i = 0; i < n; ++i) x[i] = std::clamp(x[i], -limit, limit);
+}
+
+void scale_inplace(float* x, int64_t n, float s) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= s;
+}
+
+void add_scaled_inplace(float* x, const float* y, int64_t n, float s) {
+  for (int64_t i = 0; i < n; ++i) x[i] += s * y[i];
+}
+
+namespace {
+
+// Indices of the k largest values, largest first (ties: lower index first, as torch.topk on CPU in practice).
+std::vector<int32_t> top_k_indices(const std::vector<float>& v, int64_t k) {
+  std::vector<int32_t> idx(v.size());
+  for (size_t i = 0; i < v.size(); ++i) idx[i] = static_cast<int32_t>(i);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
+    return v[a] > v[b] || (v[a] == v[b] && a < b);
+  });
+  idx.resize(static_cast<size_t>(k));
+  return idx;
+}
+
+void softmax_inplace(std::vector<float>& v) {
+  float mx = -INFINITY;
+  for (float x : v) mx = std::max(mx, x);
+  double sum = 0.0;
+  for (float& x : v) {
+    x = std::isinf(x) && x < 0 ? 0.0f : std::exp(x - mx);
+    sum += x;
+  }
+  for (float& x : v) x = static_cast<float>(x / sum);
+}
+
+}  // namespace
+
+void route(const RouteParams& p, const float* logits, int32_t* ids, float* weights) {
+  const int64_t E = p.num_experts, k = p.top_k;
+  EXL_CHECK(k >= 1 && k <= E, kInvalidArgument, "route: top_k {} must be in [1, num_experts {}]", k, E);
+  std::vector<float> v(logits, logits + E);
+  switch (p.kind) {
+    case RouterKind::kSoftmaxTopK: {
+      softmax_inplace(v);
+      const std::vector<int32_t> top = top_k_indices(v, k);
+      double norm = 0.0;
+      for (int64_t i = 0; i < k; ++i) norm += std::pow(static_cast<double>(v[top[i]]), p.renormalize_p);
+      norm = std::pow(norm, 1.0 / p.renormalize_p);
+      for (int64_t i = 0; i < k; ++i) {
+        ids[i] = top[i];
+        weights[i] = p.renormalize ? static_cast<float>(v[top[i]] / norm) : v[top[i]];
+      }
+      break;
+    }
+    case RouterKind::kTopKSoftmax: {
+      const std::vector<int32_t> top = top_k_indices(v, k);
+      std::vector<float> sel(static_cast<size_t>(k));
+      for (int64_t i = 0; i < k; ++i) sel[i] = v[top[i]];
+      softmax_inplace(sel);
+      for (int64_t i = 0; i < k; ++i) {
+        ids[i] = top[i];
+        weights[i] = sel[i];
+      }
+      break;
+    }
+    case RouterKind::kSparseMixer: {
+      // Inference form of Phi-3.5-MoE's sparsemixer: per round, the best remaining expert; its weight is its softmax
+      // probability over the experts whose logit is within a relative 2 * jitter_eps of it (the others masked).
+      std::vector<float> remaining = v;
+      for (int64_t r = 0; r < k; ++r) {
+        int32_t best = 0;
+        for (int32_t e = 1; e < E; ++e)
+          if (remaining[e] > remaining[best]) best = e;
+        const float threshold = remaining[best];
+        std::vector<float> masked = remaining;
+        for (int64_t e = 0; e < E; ++e) {
+          const float factor = std::max(std::abs(v[e]), threshold);
+          if ((threshold - v[e]) / factor > 2.0f * p.jitter_eps) masked[e] = -INFINITY;
+        }
+        softmax_inplace(masked);
+        ids[r] = best;
+        weights[r] = masked[best];
+        remaining[best] = -INFINITY;
+      }
+      break;
+    }
+  }
+}
+
 void add_inplace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
 void rope(float* x, std::span<const int32_t> positions, int64_t num_heads, int64_t head_dim,
-          std::span<const float> inv_freq, float attention_factor) {
+          std::span<const float> inv_freq, float attention_factor, bool interleaved) {
   const int64_t half = static_cast<int64_t>(inv_freq.size());
   EXL_CHECK(2 * half <= head_dim, kInvalidArgument, "rope: {} frequencies do not fit head_dim {}", half, head_dim);
   std::vector<float> cos_t(half), sin_t(half);
@@ -113,9 +252,10 @@ void rope(float* x, std::span<const int32_t> positions, int64_t num_heads, int64
     for (int64_t h = 0; h < num_heads; ++h) {
       float* v = x + (static_cast<int64_t>(t) * num_heads + h) * head_dim;
       for (int64_t i = 0; i < half; ++i) {
-        const float a = v[i], b = v[i + half];
-        v[i] = a * cos_t[i] - b * sin_t[i];
-        v[i + half] = b * cos_t[i] + a * sin_t[i];
+        const int64_t ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + half;
+        const float a = v[ia], b = v[ib];
+        v[ia] = a * cos_t[i] - b * sin_t[i];
+        v[ib] = b * cos_t[i] + a * sin_t[i];
       }
     }
   }
@@ -180,7 +320,7 @@ void attention(ThreadPool& pool, const AttentionParams& p, const AttentionBatch&
         const float* kv = cache.k_pages + slot_of(cache, batch, s, j) * kv_row + kvh * D;
         float dot = 0.0f;
         for (int64_t d = 0; d < D; ++d) dot += qv[d] * kv[d];
-        scores[j - first] = dot * p.scale;
+        scores[j - first] = p.softcap > 0 ? p.softcap * std::tanh(dot * p.scale / p.softcap) : dot * p.scale;
         max_score = std::max(max_score, scores[j - first]);
       }
       double denom = 0.0;

@@ -149,8 +149,13 @@ TEST(ConfigBadInput, FieldsAndRope) {
   c["hidden_size"] = 64.0;  // a whole float is accepted
   EXPECT_EQ(io::parse_model_config(c, "config.json").hidden_size, 64);
   c = base_config();
-  c["rope_scaling"] = {{"rope_type", "longrope"}, {"factor", 2.0}};
-  expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kUnsupported, {"longrope", "llama3"});
+  c["rope_scaling"] = {{"rope_type", "longrope"}, {"factor", 2.0}};  // no factor lists
+  expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kInvalidArgument,
+               {"longrope", "short_factor", "long_factor"});
+  c = base_config();
+  c["rope_scaling"] = {{"rope_type", "ntk-by-parts"}, {"factor", 2.0}};
+  expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kUnsupported,
+               {"ntk-by-parts", "longrope", "llama3"});
   c = base_config();
   c["num_key_value_heads"] = 3;
   expect_error([&] { io::parse_model_config(c, "config.json"); }, ErrorKind::kInvalidArgument, {"multiple"});

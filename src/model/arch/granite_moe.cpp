@@ -1,0 +1,75 @@
+// Granite-MoE: Granite (embedding, residual, attention and logit multipliers) with an MoE MLP whose experts are
+// stored fused over experts: block_sparse_moe.input_linear [E, 2I, H] (gate rows, then up rows) and
+// output_linear [E, H, I]; router block_sparse_moe.router.layer; top-k of the router logits, softmax over those.
+#include "core/error.h"
+#include "model/arch/common.h"
+#include "model/arch/registry.h"
+
+namespace exl::model::arch {
+
+ModelSpec build_granite_moe(const io::ModelConfig& c);
+
+namespace {
+
+ModelSpec granite_multipliers(const io::ModelConfig& c, ModelSpec m) {
+  const io::ConfigReader r(c.raw, c.source);
+  m.embed_scale = static_cast<float>(r.get_double("embedding_multiplier", 1.0));
+  const float residual = static_cast<float>(r.get_double("residual_multiplier", 1.0));
+  const float attn_scale = static_cast<float>(r.get_double("attention_multiplier", 1.0));
+  for (auto& l : m.layers) {
+    l.residual_scale = residual;
+    l.attn.scale = attn_scale;
+  }
+  const double logits_scaling = r.get_double("logits_scaling", 1.0);
+  EXL_CHECK(logits_scaling != 0, kInvalidArgument, "{}: logits_scaling must not be 0", c.source);
+  m.logit_scale = static_cast<float>(1.0 / logits_scaling);
+  return m;
+}
+
+}  // namespace
+
+ModelSpec build_granite_moe(const io::ModelConfig& c) {
+  const io::ConfigReader r(c.raw, c.source);
+  ModelSpec m = granite_multipliers(c, llama_like(c));
+  m.family = "granite";
+  const int64_t H = c.hidden_size, I = c.intermediate_size;
+  const int64_t E = r.get_int("num_local_experts"), k = r.get_int("num_experts_per_tok");
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = layer_prefix(i) + "block_sparse_moe.";
+    MlpSpec mlp;
+    mlp.type = MlpType::kMoe;
+    mlp.act = parse_activation(c);
+    mlp.moe.num_experts = E;
+    mlp.moe.top_k = k;
+    mlp.moe.router_type = RouterType::kTopKSoftmax;
+    check_moe(c, mlp.moe, "num_local_experts", "num_experts_per_tok");
+    mlp.moe.router = linear(p + "router.layer", H, E, false);
+    for (int64_t e = 0; e < E; ++e) {
+      ExpertSpec x;
+      x.gate = LinearSpec{H, I, false, {}};
+      x.up = LinearSpec{H, I, false, {}};
+      x.down = LinearSpec{I, H, false, {}};
+      TensorSource s;
+      s.key = p + "input_linear";
+      s.expert = e;
+      s.num_experts = E;
+      s.stored_out = 2 * I;
+      s.columns = {{0, I}};
+      x.gate.sources.push_back(s);
+      s.columns = {{I, I}};
+      x.up.sources.push_back(s);
+      TensorSource d;
+      d.key = p + "output_linear";
+      d.expert = e;
+      d.num_experts = E;
+      x.down.sources.push_back(d);
+      mlp.moe.experts.push_back(std::move(x));
+    }
+    m.layers[i].mlp = std::move(mlp);
+  }
+  return m;
+}
+
+void register_granite_moe(Registry& r) { r.add("GraniteMoeForCausalLM", build_granite_moe); }
+
+}  // namespace exl::model::arch
