@@ -11,6 +11,8 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "core/thread_pool.h"
+#include "io/model_config.h"
+#include "model/model_spec.h"
 #include "quant/exl2_pack.h"
 #include "tensor/tensor.h"
 
@@ -19,18 +21,38 @@ namespace {
 
 struct Preset {
   std::string name;
+  std::string architecture, model_type;
   int64_t vocab, hidden, intermediate, layers, heads, kv_heads, head_dim, max_pos;
   double rope_theta;
   bool llama3_rope, tied;
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();  // architecture-specific config keys
 };
 
 const std::vector<Preset>& presets() {
+  using J = nlohmann::ordered_json;
   static const std::vector<Preset> all = {
-      {"llama3-8b", 128256, 4096, 14336, 32, 32, 8, 128, 131072, 500000.0, true, false},
-      {"llama2-7b", 32000, 4096, 11008, 32, 32, 32, 128, 4096, 10000.0, false, false},
-      {"llama3-70b", 128256, 8192, 28672, 80, 64, 8, 128, 131072, 500000.0, true, false},
-      {"llama3.2-1b", 128256, 2048, 8192, 16, 32, 8, 64, 131072, 500000.0, true, true},
-      {"tiny", 2048, 256, 512, 2, 4, 2, 64, 4096, 10000.0, false, false},
+      {"llama3-8b", "LlamaForCausalLM", "llama", 128256, 4096, 14336, 32, 32, 8, 128, 131072, 500000.0, true, false},
+      {"llama2-7b", "LlamaForCausalLM", "llama", 32000, 4096, 11008, 32, 32, 32, 128, 4096, 10000.0, false, false},
+      {"llama3-70b", "LlamaForCausalLM", "llama", 128256, 8192, 28672, 80, 64, 8, 128, 131072, 500000.0, true, false},
+      {"llama3.2-1b", "LlamaForCausalLM", "llama", 128256, 2048, 8192, 16, 32, 8, 64, 131072, 500000.0, true, true},
+      {"tiny", "LlamaForCausalLM", "llama", 2048, 256, 512, 2, 4, 2, 64, 4096, 10000.0, false, false},
+      {"qwen2.5-7b", "Qwen2ForCausalLM", "qwen2", 152064, 3584, 18944, 28, 28, 4, 128, 32768, 1000000.0, false, false,
+       J{{"use_sliding_window", false}, {"sliding_window", 131072}, {"max_window_layers", 28}}},
+      {"gemma2-9b", "Gemma2ForCausalLM", "gemma2", 256000, 3584, 14336, 42, 16, 8, 256, 8192, 10000.0, false, true,
+       J{{"hidden_activation", "gelu_pytorch_tanh"}, {"hidden_act", "gelu_pytorch_tanh"},
+         {"query_pre_attn_scalar", 256}, {"sliding_window", 4096}, {"attn_logit_softcapping", 50.0},
+         {"final_logit_softcapping", 30.0}}},
+      {"mixtral-8x7b", "MixtralForCausalLM", "mixtral", 32000, 4096, 14336, 32, 32, 8, 128, 32768, 1000000.0, false,
+       false, J{{"num_local_experts", 8}, {"num_experts_per_tok", 2}}},
+      {"qwen3-30b-a3b", "Qwen3MoeForCausalLM", "qwen3_moe", 151936, 2048, 6144, 48, 32, 4, 128, 40960, 1000000.0, false,
+       false, J{{"num_experts", 128}, {"num_experts_per_tok", 8}, {"moe_intermediate_size", 768},
+                {"norm_topk_prob", true}, {"decoder_sparse_step", 1}, {"mlp_only_layers", J::array()}}},
+      // Small shapes of the same architectures, for tests.
+      {"tiny-qwen3-moe", "Qwen3MoeForCausalLM", "qwen3_moe", 2048, 256, 512, 2, 4, 2, 64, 4096, 1000000.0, false, false,
+       J{{"num_experts", 8}, {"num_experts_per_tok", 2}, {"moe_intermediate_size", 128}, {"norm_topk_prob", true}}},
+      {"tiny-gemma2", "Gemma2ForCausalLM", "gemma2", 2048, 256, 512, 2, 4, 2, 64, 4096, 10000.0, false, true,
+       J{{"hidden_activation", "gelu_pytorch_tanh"}, {"query_pre_attn_scalar", 64}, {"sliding_window", 16},
+         {"attn_logit_softcapping", 50.0}, {"final_logit_softcapping", 30.0}}},
   };
   return all;
 }
@@ -87,9 +109,9 @@ TensorPlan half_tensor(const std::string& name, Shape shape, float scale, uint64
           }};
 }
 
-TensorPlan ones_tensor(const std::string& name, int64_t n) {
+TensorPlan const_tensor(const std::string& name, int64_t n, float value) {
   return {name, DType::kF16, {n}, [=](void* out, ThreadPool&) {
-            std::fill_n(static_cast<uint16_t*>(out), n, float_to_half(1.0f));
+            std::fill_n(static_cast<uint16_t*>(out), n, float_to_half(value));
           }};
 }
 
@@ -172,7 +194,7 @@ void write_random_model(const std::filesystem::path& dir, const RandomModelOptio
   std::filesystem::create_directories(dir);
 
   nlohmann::ordered_json config = {
-      {"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"},
+      {"architectures", {p.architecture}},     {"model_type", p.model_type},
       {"hidden_size", p.hidden},               {"intermediate_size", p.intermediate},
       {"num_hidden_layers", p.layers},         {"num_attention_heads", p.heads},
       {"num_key_value_heads", p.kv_heads},     {"head_dim", p.head_dim},
@@ -180,19 +202,20 @@ void write_random_model(const std::filesystem::path& dir, const RandomModelOptio
       {"rms_norm_eps", 1e-5},                  {"hidden_act", "silu"},
       {"tie_word_embeddings", p.tied},         {"bos_token_id", 1},
       {"eos_token_id", 2},                     {"torch_dtype", "float16"}};
+  config["rope_theta"] = p.rope_theta;
   if (p.llama3_rope) {
-    config["rope_theta"] = p.rope_theta;
     config["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
                               {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
-  } else {
-    config["rope_theta"] = p.rope_theta;
   }
+  for (const auto& [k, v] : p.extra.items()) config[k] = v;
   if (o.format == RandomFormat::kExl2) {
     config["quantization_config"] = {{"quant_method", "exl2"}, {"bits", o.bpw}, {"head_bits", o.head_bits},
                                      {"note", "random weights made by exl make-random-model"}};
   } else if (o.format == RandomFormat::kGptq) {
     config["quantization_config"] = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", o.gptq_group_size}};
   }
+  // The tensors follow the architecture's ModelSpec: every linear at its first (split) source key.
+  const ModelSpec spec = build_model_spec(io::parse_model_config(nlohmann::json::parse(config.dump()), "preset " + p.name));
   std::ofstream(dir / "config.json") << config.dump(2) << "\n";
   std::ofstream(dir / "generation_config.json") << nlohmann::json{{"bos_token_id", 1}, {"eos_token_id", 2}}.dump(2)
                                                 << "\n";
@@ -202,38 +225,63 @@ void write_random_model(const std::filesystem::path& dir, const RandomModelOptio
   quant::Exl2PackOptions head_opts;
   head_opts.bits = {{o.head_bits, 1.0, 128}};
   std::vector<TensorPlan> plans;
-  plans.push_back(half_tensor("model.embed_tokens.weight", {p.vocab, p.hidden}, 0.02f, seed));
-  const int64_t qn = p.heads * p.head_dim, kvn = p.kv_heads * p.head_dim;
+  plans.push_back(half_tensor(spec.embed_key + ".weight", {p.vocab, p.hidden}, 0.02f, seed));
+  if (!spec.pos_embed_key.empty())
+    plans.push_back(half_tensor(spec.pos_embed_key + ".weight", {spec.max_positions, p.hidden}, 0.02f, seed));
+  auto norm = [&](const NormSpec& n) {
+    if (!n.present()) return;
+    // Unit effective weight (Gemma's offset norms store w = 0).
+    if (n.weight) plans.push_back(const_tensor(n.key + ".weight", n.weight_rows * n.size, 1.0f - n.weight_offset));
+    if (n.bias) plans.push_back(const_tensor(n.key + ".bias", n.size, 0.0f));
+  };
+  // perm_key: matrices that read one input share an EXL2 act-order permutation, as in ExLlamaV2's files.
+  auto lin = [&](const LinearSpec& l, const std::string& perm_key, bool quantize) {
+    const std::string& key = l.key();
+    const RandomFormat f = quantize ? o.format : RandomFormat::kFp16;
+    switch (f) {
+      case RandomFormat::kExl2: add_exl2(plans, key, l.in, l.out, layer_opts, seed, perm_key); break;
+      case RandomFormat::kGptq: add_gptq(plans, key, l.in, l.out, o.gptq_group_size, seed); break;
+      case RandomFormat::kFp16: plans.push_back(half_tensor(key + ".weight", {l.out, l.in}, 0.02f, seed)); break;
+    }
+    if (l.bias) plans.push_back(half_tensor(key + ".bias", {l.out}, 0.02f, seed));
+  };
   for (int64_t i = 0; i < p.layers; ++i) {
-    const std::string pre = "model.layers." + std::to_string(i) + ".";
-    plans.push_back(ones_tensor(pre + "input_layernorm.weight", p.hidden));
-    plans.push_back(ones_tensor(pre + "post_attention_layernorm.weight", p.hidden));
-    const std::tuple<std::string, int64_t, int64_t> mods[] = {
-        {"self_attn.q_proj", p.hidden, qn},          {"self_attn.k_proj", p.hidden, kvn},
-        {"self_attn.v_proj", p.hidden, kvn},         {"self_attn.o_proj", qn, p.hidden},
-        {"mlp.gate_proj", p.hidden, p.intermediate}, {"mlp.up_proj", p.hidden, p.intermediate},
-        {"mlp.down_proj", p.intermediate, p.hidden}};
-    for (const auto& [name, K, N] : mods) {
-      const std::string key = pre + name;
-      switch (o.format) {
-        case RandomFormat::kExl2: {
-          const bool attn_in = name == "self_attn.q_proj" || name == "self_attn.k_proj" || name == "self_attn.v_proj";
-          const bool mlp_in = name == "mlp.gate_proj" || name == "mlp.up_proj";
-          add_exl2(plans, key, K, N, layer_opts, seed,
-                   attn_in ? pre + "self_attn.qkv" : mlp_in ? pre + "mlp.gate_up" : key);
-          break;
-        }
-        case RandomFormat::kGptq: add_gptq(plans, key, K, N, o.gptq_group_size, seed); break;
-        case RandomFormat::kFp16: plans.push_back(half_tensor(key + ".weight", {N, K}, 0.02f, seed)); break;
+    const LayerSpec& l = spec.layers[static_cast<size_t>(i)];
+    const std::string pre = "layer" + std::to_string(i) + ".";
+    for (const NormSpec* n : {&l.attn_norm, &l.attn_post_norm, &l.mlp_norm, &l.mlp_post_norm, &l.attn.q_norm,
+                              &l.attn.k_norm})
+      norm(*n);
+    lin(l.attn.q, pre + "qkv", true);
+    lin(l.attn.k, pre + "qkv", true);
+    lin(l.attn.v, pre + "qkv", true);
+    lin(l.attn.o, l.attn.o.key(), true);
+    if (l.mlp.type == MlpType::kMoe) {
+      lin(l.mlp.moe.router, l.mlp.moe.router.key(), false);  // routers stay FP16, as in ExLlamaV2's files
+      for (size_t e = 0; e < l.mlp.moe.experts.size(); ++e) {
+        const ExpertSpec& x = l.mlp.moe.experts[e];
+        const std::string ep = pre + "expert" + std::to_string(e);
+        lin(x.gate, ep, true);
+        lin(x.up, ep, true);
+        lin(x.down, x.down.key(), true);
       }
+      if (l.mlp.moe.shared_expert) {
+        lin(l.mlp.moe.shared.gate, pre + "shared", true);
+        lin(l.mlp.moe.shared.up, pre + "shared", true);
+        lin(l.mlp.moe.shared.down, l.mlp.moe.shared.down.key(), true);
+        if (l.mlp.moe.shared_gate.present()) lin(l.mlp.moe.shared_gate, "", false);
+      }
+    } else {
+      if (l.mlp.type == MlpType::kGated) lin(l.mlp.gate, pre + "gate_up", true);
+      lin(l.mlp.up, pre + "gate_up", true);
+      lin(l.mlp.down, l.mlp.down.key(), true);
     }
   }
-  plans.push_back(ones_tensor("model.norm.weight", p.hidden));
+  norm(spec.final_norm);
   // The head: EXL2 files always carry a quantized lm_head (also when tied); GPTQ and FP16 keep it FP16.
   if (o.format == RandomFormat::kExl2) {
-    add_exl2(plans, "lm_head", p.hidden, p.vocab, head_opts, seed, "lm_head");
+    add_exl2(plans, spec.head.key(), p.hidden, p.vocab, head_opts, seed, "lm_head");
   } else if (!p.tied) {
-    plans.push_back(half_tensor("lm_head.weight", {p.vocab, p.hidden}, 0.02f, seed));
+    plans.push_back(half_tensor(spec.head.key() + ".weight", {p.vocab, p.hidden}, 0.02f, seed));
   }
 
   nlohmann::ordered_json header = nlohmann::ordered_json::object();

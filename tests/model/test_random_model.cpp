@@ -61,3 +61,45 @@ TEST(RandomModelOptions, UnknownPresetIsAnError) {
 
 }  // namespace
 }  // namespace exl
+
+namespace exl {
+namespace {
+
+// Presets of other architectures: the files follow the architecture's ModelSpec (experts, Gemma's four norms and
+// tied head) and run.
+class RandomArchModel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RandomArchModel, WritesALoadableModel) {
+  const auto dir = std::filesystem::temp_directory_path() / ("exl_random_" + GetParam() + "_" + std::to_string(::getpid()));
+  model::RandomModelOptions o;
+  o.preset = GetParam();
+  o.format = model::RandomFormat::kExl2;
+  model::write_random_model(dir, o);
+  const auto w = model::ModelWeights::load(dir);
+  EXPECT_EQ(w.layers.size(), 2u);
+  if (w.spec.has_moe()) {
+    ASSERT_EQ(w.layers[0].experts.size(), 8u);
+    EXPECT_EQ(w.layers[0].experts[7].down_proj.format, quant::WeightFormat::kExl2);
+    EXPECT_EQ(w.layers[0].experts[3].up_proj.exl2.q_invperm, w.layers[0].experts[3].gate_proj.exl2.q_invperm);
+    EXPECT_EQ(w.layers[0].router.format, quant::WeightFormat::kFloat);
+  } else {
+    EXPECT_FALSE(w.layers[0].mlp_post_norm.weight.empty());
+    EXPECT_EQ(w.spec.layers[0].attn.sliding_window, 16);
+    EXPECT_EQ(w.spec.layers[1].attn.sliding_window, 0);
+  }
+  cpu::CpuRunner runner(w, {.cache_tokens = 256});
+  const auto logits = model::compute_logits(runner, {{1, 2, 3, 4, 5}});
+  for (float v : logits) ASSERT_TRUE(std::isfinite(v));
+  std::filesystem::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(Presets, RandomArchModel, ::testing::Values("tiny-qwen3-moe", "tiny-gemma2"),
+                         [](const auto& param_info) {
+                           std::string n = param_info.param;
+                           for (char& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace exl
