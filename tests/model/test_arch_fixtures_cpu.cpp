@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <set>
 
@@ -12,6 +13,7 @@
 
 #include "backend/cpu/cpu_runner.h"
 #include "cache/page_allocator.h"
+#include "core/error.h"
 #include "core/json_util.h"
 #include "io/safetensors.h"
 #include "model/evaluate.h"
@@ -134,6 +136,49 @@ TEST_P(ArchExl2, LogitsMatchTransformersOnTheFileWeights) {
 
 INSTANTIATE_TEST_SUITE_P(Files, ArchExl2, ::testing::Values("qwen2", "phi3", "mixtral"),
                          [](const auto& param_info) { return param_info.param; });
+
+}  // namespace
+}  // namespace exl
+
+namespace exl {
+namespace {
+
+// Load-time overrides (ExLlamaV2's max_seq_len, RoPE scale and NTK alpha): the sequence limit is enforced with an
+// error naming the override, and the RoPE overrides change the frequencies as their formulas say.
+TEST(ModelOverrides, LimitAndRopeOverrides) {
+  const fs::path dir = testing::testdata_dir() / "models/tiny-llama/fp16";
+  EXL_REQUIRE_TESTDATA(dir);
+  const auto refs = io::TensorStore::open_file(dir.parent_path() / "refs.safetensors");
+  model::TokenRows rows = testing::read_token_rows(refs, "input_ids");
+  rows.resize(1);
+  const auto plain = model::ModelWeights::load(dir);
+  const auto limited = model::ModelWeights::load(dir, {}, {.max_seq_len = 16});
+  EXPECT_EQ(limited.spec.max_seq_len, 16);
+  cpu::CpuRunner limited_runner(limited, {.cache_tokens = 256});
+  try {
+    model::compute_logits(limited_runner, rows);
+    ADD_FAILURE() << "a 64-token row ran with max_seq_len 16";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("max-seq-len"), std::string::npos) << e.what();
+  }
+  const auto alpha = model::ModelWeights::load(dir, {}, {.rope_alpha = 2.0});
+  const auto scaled = model::ModelWeights::load(dir, {}, {.rope_scale = 2.0});
+  const model::RopeTable base = model::compute_rope(plain.spec.ropes[0], 64);
+  const model::RopeTable a = model::compute_rope(alpha.spec.ropes[0], 64);
+  const model::RopeTable s = model::compute_rope(scaled.spec.ropes[0], 64);
+  const double d = static_cast<double>(plain.spec.ropes[0].rotary_dim());
+  const double theta = plain.spec.ropes[0].params.theta;
+  for (size_t i = 0; i < base.inv_freq.size(); ++i) {
+    EXPECT_NEAR(s.inv_freq[i], base.inv_freq[i] / 2.0, 1e-7);
+    const double want = 1.0 / std::pow(theta * std::pow(2.0, d / (d - 2.0)), 2.0 * static_cast<double>(i) / d);
+    EXPECT_NEAR(a.inv_freq[i], want, 1e-6 * want + 1e-9);
+  }
+  cpu::CpuRunner plain_runner(plain, {.cache_tokens = 256});
+  cpu::CpuRunner alpha_runner(alpha, {.cache_tokens = 256});
+  const double diff =
+      testing::compare(model::compute_logits(alpha_runner, rows), model::compute_logits(plain_runner, rows)).rel_l2;
+  EXPECT_GT(diff, 1e-3);  // a different model at these positions
+}
 
 }  // namespace
 }  // namespace exl

@@ -33,11 +33,11 @@ void run_generate(const GenerateOptions& o) {
   const auto tok = tokenizer::Tokenizer::from_dir(o.dir);
   std::vector<int32_t> prompt = tok.encode(o.prompt, tokenizer::AddSpecialTokens::kYes);
   EXL_CHECK(!prompt.empty(), kInvalidArgument, "the prompt encodes to no tokens (give a non-empty --prompt)");
-  const auto weights = model::ModelWeights::load(o.dir);
+  const auto weights = model::ModelWeights::load(o.dir, {}, o.choice.overrides);
   const int64_t total = static_cast<int64_t>(prompt.size()) + o.max_tokens;
-  EXL_CHECK(total <= weights.config.max_position_embeddings, kInvalidArgument,
-            "prompt ({} tokens) + --max-tokens {} exceeds the model's max_position_embeddings {}", prompt.size(),
-            o.max_tokens, weights.config.max_position_embeddings);
+  EXL_CHECK(total <= weights.spec.max_seq_len, kInvalidArgument,
+            "prompt ({} tokens) + --max-tokens {} exceeds the model's maximum sequence length {} (config "
+            "max_position_embeddings, or --max-seq-len)", prompt.size(), o.max_tokens, weights.spec.max_seq_len);
   RunnerChoice choice = o.choice;
   choice.cache_tokens = total;
   auto runner = make_runner(weights, choice);
@@ -98,6 +98,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--top-p", o->top_p, "Nucleus sampling threshold (1: off)")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
   cmd->add_option("--backend", o->choice.backend, "cpu, cuda or auto")->capture_default_str();
+  add_override_options(cmd, &o->choice.overrides);
   cmd->add_flag("--stream", o->stream, "Stream text as it is produced (always on; accepted for compatibility)");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at end-of-sequence tokens");
   cmd->callback([o] { run_generate(*o); });

@@ -62,8 +62,8 @@ json linear_json(const quant::LinearWeight& lw) {
   return j;
 }
 
-void run_inspect(const std::string& dir, bool as_json) {
-  const auto w = model::ModelWeights::load(dir);
+void run_inspect(const std::string& dir, bool as_json, const model::ModelOverrides& overrides) {
+  const auto w = model::ModelWeights::load(dir, {}, overrides);
   const auto& c = w.config;
   json j;
   j["model"] = dir;
@@ -81,21 +81,29 @@ void run_inspect(const std::string& dir, bool as_json) {
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["embedding"] = {{"dtype", std::string(dtype_name(w.embedding.dtype()))}, {"bytes", w.embedding.nbytes()}};
   j["head"] = linear_json(w.head);
+  j["family"] = w.spec.family;
+  j["max_seq_len"] = w.spec.max_seq_len;
   json layers = json::array();
   double layer_bits = 0, layer_weights = 0;
   for (size_t i = 0; i < w.layers.size(); ++i) {
     const auto& l = w.layers[i];
+    const auto& ls = w.spec.layers[i];
     json lj = json::object();
-    const std::pair<const char*, const quant::LinearWeight*> mods[] = {
-        {"q_proj", &l.q_proj},       {"k_proj", &l.k_proj}, {"v_proj", &l.v_proj},      {"o_proj", &l.o_proj},
-        {"gate_proj", &l.gate_proj}, {"up_proj", &l.up_proj}, {"down_proj", &l.down_proj}};
     double bits = 0, weights = 0;
-    for (const auto& [name, lw] : mods) {
-      lj[name] = linear_json(*lw);
+    const std::string prefix = "layers." + std::to_string(i) + ".";
+    for (const quant::LinearWeight* lw : l.linears()) {
+      // Name the linear by its key after the layer prefix (self_attn.q_proj, mlp.experts.3.w1, ...).
+      const size_t at = lw->key.find(prefix);
+      lj[at == std::string::npos ? lw->key : lw->key.substr(at + prefix.size())] = linear_json(*lw);
       bits += lw->bits_per_weight() * static_cast<double>(lw->in_features * lw->out_features);
       weights += static_cast<double>(lw->in_features * lw->out_features);
     }
     lj["bits_per_weight"] = bits / weights;
+    lj["sliding_window"] = ls.attn.sliding_window;
+    lj["rope"] = std::string(model::rope_style_name(ls.attn.rope));
+    if (ls.mlp.type == model::MlpType::kMoe)
+      lj["experts"] = {{"count", ls.mlp.moe.num_experts}, {"top_k", ls.mlp.moe.top_k},
+                       {"router", std::string(model::router_type_name(ls.mlp.moe.router_type))}};
     layer_bits += bits;
     layer_weights += weights;
     layers.push_back(lj);
@@ -107,7 +115,7 @@ void run_inspect(const std::string& dir, bool as_json) {
     std::cout << j.dump(2) << "\n";
     return;
   }
-  fmt::print("model         {}\narchitecture  {}\n", dir, c.architecture);
+  fmt::print("model         {}\narchitecture  {} (family {})\n", dir, c.architecture, w.spec.family);
   fmt::print("dimensions    hidden {}, intermediate {}, layers {}, heads {} x {} (kv heads {}), vocab {}\n",
              c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads, c.head_dim, c.num_kv_heads,
              c.vocab_size);
@@ -118,10 +126,18 @@ void run_inspect(const std::string& dir, bool as_json) {
   fmt::print("head          {} ({:.2f} MiB)\n", w.head.describe(), w.head.stored_bytes() / 1048576.0);
   for (size_t i = 0; i < w.layers.size(); ++i) {
     const auto& l = w.layers[i];
-    fmt::print("layer {:3}     {:.2f} bpw  q {} | k {} | v {} | o {} | gate {} | up {} | down {}\n", i,
-               layers[i]["bits_per_weight"].get<double>(), l.q_proj.describe(), l.k_proj.describe(),
-               l.v_proj.describe(), l.o_proj.describe(), l.gate_proj.describe(), l.up_proj.describe(),
-               l.down_proj.describe());
+    const auto& ls = w.spec.layers[i];
+    std::string formats;
+    for (const quant::LinearWeight* lw : l.linears()) {
+      const std::string d = lw->describe();
+      if (formats.find(d) == std::string::npos) formats += (formats.empty() ? "" : " | ") + d;
+    }
+    std::string extra;
+    if (ls.attn.sliding_window > 0) extra += fmt::format(", window {}", ls.attn.sliding_window);
+    if (ls.mlp.type == model::MlpType::kMoe)
+      extra += fmt::format(", {} experts top-{}", ls.mlp.moe.num_experts, ls.mlp.moe.top_k);
+    fmt::print("layer {:3}     {:.2f} bpw  {} linears: {}{}\n", i, layers[i]["bits_per_weight"].get<double>(),
+               l.linears().size(), formats, extra);
   }
   fmt::print("decoder       {:.3f} bits per weight\ntotal         {} bytes ({:.2f} MiB)\n", layer_bits / layer_weights,
              w.total_bytes(), w.total_bytes() / 1048576.0);
@@ -130,7 +146,7 @@ void run_inspect(const std::string& dir, bool as_json) {
 void run_logits(const std::string& dir, const std::string& tokens_path, const std::string& output,
                 const RunnerChoice& choice) {
   const model::TokenRows rows = read_token_rows(tokens_path);
-  const auto weights = model::ModelWeights::load(dir);
+  const auto weights = model::ModelWeights::load(dir, {}, choice.overrides);
   check_ids(rows, weights.config.vocab_size, tokens_path);
   RunnerChoice c = choice;
   c.cache_tokens = std::max<int64_t>(c.cache_tokens, static_cast<int64_t>(rows[0].size()) + 256);
@@ -147,7 +163,7 @@ void run_logits(const std::string& dir, const std::string& tokens_path, const st
 
 model::PerplexityResult run_perplexity_rows(const std::string& dir, const model::TokenRows& rows,
                                             const RunnerChoice& choice, const std::string& source) {
-  const auto weights = model::ModelWeights::load(dir);
+  const auto weights = model::ModelWeights::load(dir, {}, choice.overrides);
   check_ids(rows, weights.config.vocab_size, source);
   RunnerChoice c = choice;
   c.cache_tokens = std::max<int64_t>(c.cache_tokens, static_cast<int64_t>(rows[0].size()) + 256);
@@ -170,12 +186,14 @@ void add_model_commands(CLI::App& app) {
     struct Options {
       std::string dir;
       bool as_json = false;
+      model::ModelOverrides overrides;
     };
     auto o = std::make_shared<Options>();
     auto* cmd = app.add_subcommand("inspect", "Show a model's architecture, dimensions and per-layer formats");
     cmd->add_option("--model", o->dir, "Model directory")->required();
     cmd->add_flag("--json", o->as_json, "Print JSON");
-    cmd->callback([o] { run_inspect(o->dir, o->as_json); });
+    add_override_options(cmd, &o->overrides);
+    cmd->callback([o] { run_inspect(o->dir, o->as_json, o->overrides); });
   }
   {
     struct Options {
@@ -189,6 +207,7 @@ void add_model_commands(CLI::App& app) {
     cmd->add_option("--output", o->output, "Output .safetensors (F32 tensor 'logits' [num_seqs, seq_len, vocab])")
         ->required();
     cmd->add_option("--backend", o->choice.backend, "cpu, cuda or auto")->capture_default_str();
+    add_override_options(cmd, &o->choice.overrides);
     cmd->callback([o] { run_logits(o->dir, o->tokens, o->output, o->choice); });
   }
 }

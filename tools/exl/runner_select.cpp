@@ -9,6 +9,15 @@
 
 namespace exl::cli {
 
+void add_override_options(CLI::App* cmd, model::ModelOverrides* o) {
+  cmd->add_option("--max-seq-len", o->max_seq_len,
+                  "Longest sequence to allow (0: the config's max_position_embeddings)")->capture_default_str();
+  cmd->add_option("--rope-scale", o->rope_scale, "Linear RoPE position scale on top of the config's (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--rope-alpha", o->rope_alpha, "NTK RoPE alpha: base * alpha^(d/(d-2)) (0: none)")
+      ->capture_default_str();
+}
+
 bool cuda_available() {
 #ifdef EXL_HAVE_CUDA
   return cuda::device_count() > 0;

@@ -4,6 +4,8 @@
 #include <memory>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
 #include "model/model_weights.h"
 #include "model/runner.h"
 
@@ -12,7 +14,11 @@ namespace exl::cli {
 struct RunnerChoice {
   std::string backend = "auto";
   int64_t cache_tokens = 8192;
+  model::ModelOverrides overrides;  // load-time overrides (add_override_options)
 };
+
+// --max-seq-len, --rope-scale, --rope-alpha: run a model past its trained context, as ExLlamaV2 allows.
+void add_override_options(CLI::App* cmd, model::ModelOverrides* overrides);
 
 std::unique_ptr<model::Runner> make_runner(const model::ModelWeights& weights, const RunnerChoice& choice);
 bool cuda_available();

@@ -164,6 +164,10 @@ void CpuRunner::forward(std::span<const model::SequenceStep> seqs, model::Logits
     EXL_CHECK(end <= static_cast<int64_t>(s.pages.size()) * page_size_, kInvalidArgument,
               "forward: sequence length {} needs {} pages, its block table has {}", end,
               (end + page_size_ - 1) / page_size_, s.pages.size());
+    EXL_CHECK(end <= m.max_seq_len, kInvalidArgument,
+              "forward: sequence length {} exceeds the model's maximum sequence length {} (config "
+              "max_position_embeddings; a longer one needs the max_seq_len override, --max-seq-len)", end,
+              m.max_seq_len);
     if (!pos_embedding_.empty())
       EXL_CHECK(end <= m.max_positions, kInvalidArgument,
                 "forward: sequence length {} exceeds the model's {} learned positions", end, m.max_positions);
