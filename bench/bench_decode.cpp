@@ -82,6 +82,8 @@ model::ModelWeights make_model(Format f, int64_t layers) {
   c.rope.theta = 500000.0;
   c.rope.factor = 8.0;
   c.rope.original_max_position_embeddings = 8192;
+  c.source = "bench_decode";
+  m.spec = model::build_model_spec(c);
   const int64_t H = c.hidden_size, I = c.intermediate_size, KV = c.num_kv_heads * c.head_dim;
   struct Spec {
     const char* name;
@@ -98,15 +100,15 @@ model::ModelWeights make_model(Format f, int64_t layers) {
     return make_linear(f == Format::kGptq ? Format::kFp16 : f, "lm_head", H, c.vocab_size, 99, 6.0);
   });
   m.embedding = random_half_tensor({c.vocab_size, H}, 7, 0.0f);
-  m.final_norm = random_half_tensor({H}, 8, 1.0f);
+  m.final_norm.weight = model::to_f32(random_half_tensor({H}, 8, 1.0f));
   std::vector<quant::LinearWeight> linears;
   for (auto& j : jobs) linears.push_back(j.get());
   m.head = head.get();
   // Each layer gets its own tensors: exl::Tensor copies do not own fresh storage, so build rather than copy.
   for (int64_t l = 0; l < layers; ++l) {
     model::LayerWeights layer;
-    layer.attn_norm = random_half_tensor({H}, 9, 1.0f);
-    layer.mlp_norm = random_half_tensor({H}, 10, 1.0f);
+    layer.attn_norm.weight = model::to_f32(random_half_tensor({H}, 9, 1.0f));
+    layer.mlp_norm.weight = model::to_f32(random_half_tensor({H}, 10, 1.0f));
     quant::LinearWeight* slots[] = {&layer.q_proj, &layer.k_proj, &layer.v_proj, &layer.o_proj,
                                     &layer.gate_proj, &layer.up_proj, &layer.down_proj};
     for (size_t i = 0; i < 7; ++i) {

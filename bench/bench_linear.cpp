@@ -4,8 +4,9 @@
 // each number is the median over repetitions of a CUDA graph of calls, timed with events.
 // One-token rows of EXL2/GPTQ layers are also timed on the decode path (format "...+frag": the input already in
 // fragment order, gemv_one without a gather; see kernels/frag.cuh).
-// Usage: bench_linear [--json out.json] [--quick | --fp16-head]
-// --fp16-head: only the fp16 lm_head (4096 -> 128256) at 1 token (kernels::gemv_f16 unless EXL_F16_GEMV=0).
+// Usage: bench_linear [--json out.json] [--quick | --fp16-head] [--tune key=value]...
+// --fp16-head: only the fp16 lm_head (4096 -> 128256) at 1 token (kernels::gemv_f16).
+// --tune: a launch knob of the layers (cuda::CudaTuning, docs/tuning.md), as exl bench --tune.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_linear.h"
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/tuning.h"
 #include "core/fp16.h"
 #include "quant/exl2_pack.h"
 #include "quant/gptq.h"
@@ -153,12 +155,18 @@ double copy_bandwidth(cudaStream_t st) {
 int main(int argc, char** argv) {
   std::string json_path;
   bool quick = false, fp16_head = false;
+  std::vector<std::string> tunes;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--fp16-head")) fp16_head = true;
+    if (!std::strcmp(argv[i], "--tune") && i + 1 < argc) tunes.push_back(argv[++i]);
   }
   try {
+    cuda::LinearOptions lopt;
+    for (const std::string& kv : tunes) cuda::set_tuning(lopt.tuning, kv);
+    cuda::validate_tuning(lopt.tuning);
+    if (!tunes.empty()) std::printf("tuning: %s\n", cuda::tuning_changes(lopt.tuning).c_str());
     cudaDeviceProp prop{};
     EXL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
     cuda::Stream stream;
@@ -213,7 +221,7 @@ int main(int argc, char** argv) {
       const double bytes = weight_bytes(lw);
       const int copies_n = static_cast<int>(std::clamp(200e6 / bytes, 2.0, 24.0));
       std::vector<cuda::CudaLinear> copies;
-      for (int c = 0; c < copies_n; ++c) copies.push_back(cuda::CudaLinear::create(lw));
+      for (int c = 0; c < copies_n; ++c) copies.push_back(cuda::CudaLinear::create(lw, lopt));
       int64_t scratch_n = 0;
       for (int64_t M : job.tokens) {
         if (M > cuda::CudaLinear::kGemvMaxTokens && job.shape.out > 20000) continue;
@@ -249,7 +257,7 @@ int main(int argc, char** argv) {
       }
     }
     // Split-K sweep for the 4-bit MLP shapes at one token (target shape: down_proj, out 4096, in 14336). One token
-    // runs gemv_one (no split) unless EXL_GEMV1=0 is set.
+    // runs gemv_one (no split-K) where kernels::gemv_one_preferred picks it: K <= 8192 and more than one split.
     if (!fp16_head)
       std::printf("\nsplit-K sweep, exl2-4.0, 1 token\n%-10s %7s %10s %8s\n", "layer", "splits", "us", "TB/s");
     for (const LayerShape& s : {shapes[4], shapes[3], shapes[0]}) {
@@ -261,7 +269,9 @@ int main(int argc, char** argv) {
                                                                : std::vector<int32_t>{0, 2, 4, 8, 12, 16, 32};
       for (int32_t sp : split_list) {
         std::vector<cuda::CudaLinear> copies;
-        for (int c = 0; c < 3; ++c) copies.push_back(cuda::CudaLinear::create(lw, cuda::LinearOptions{sp}));
+        cuda::LinearOptions split_opt = lopt;
+        split_opt.gemv_splits = sp;
+        for (int c = 0; c < 3; ++c) copies.push_back(cuda::CudaLinear::create(lw, split_opt));
         const int64_t scratch_n = copies[0].min_scratch_elements();
         cuda::DeviceBuffer scratch(static_cast<size_t>(scratch_n) * 2);
         cuda::LinearContext ctx{stream.get(), cublas.get(), scratch.as<__half>(), scratch_n};

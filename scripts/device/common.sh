@@ -17,16 +17,18 @@ run_cuda_tests() {
   "$B/test_model" --gtest_filter='*Cuda*' 2>&1 | grep -vE "^\[ RUN|^$" > "$OUT/test_model_cuda.log"
   grep -E "OK|PASSED|FAILED|Failure" "$OUT/test_model_cuda.log" | head -20
 }
-# ncu_step LAUNCHES SUMMARY [VAR=VALUE...]: ncu per-kernel times of one decode step of the model in /tmp/m (2k
-# context; kernels serialized, clocks and caches left alone) with those environment variables, summarized per
-# kernel and grid over LAUNCHES launches per token into SUMMARY (also printed).
+# tunes key=value...: the words as exl bench options (--tune key=value each; docs/tuning.md).
+tunes() { local kv; for kv in "$@"; do printf -- '--tune %s ' "$kv"; done; }
+# ncu_step LAUNCHES SUMMARY [key=value...]: ncu per-kernel times of one decode step of the model in /tmp/m (2k
+# context; kernels serialized, clocks and caches left alone) with those tuning keys, summarized per kernel and grid
+# over LAUNCHES launches per token into SUMMARY (also printed).
 ncu_step() {
   local launches=$1 summary=$2; shift 2
   local ncu; ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  env "$@" timeout 150 "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+  timeout 150 "$ncu" --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
     --print-units base -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
     "$B/exl" bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 \
-    > /tmp/ncu.csv 2> /tmp/ncu.err
+    $(tunes "$@") > /tmp/ncu.csv 2> /tmp/ncu.err
   tail -1 /tmp/ncu.err
   python3 scripts/device/ncu_summary.py /tmp/ncu.csv "$launches" > "$summary"
   cat "$summary"

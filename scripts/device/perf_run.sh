@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# GPU run after a performance change: CUDA op tests, CUDA model tests, decode/prefill bench (EXL2 with PDL on and
-# off, GPTQ, FP16), and an ncu per-kernel breakdown of one EXL2 decode step. At most 8 files under $OUT.
+# GPU run after a performance change: CUDA op tests, CUDA model tests, decode/prefill bench (EXL2, GPTQ, FP16), and
+# an ncu per-kernel breakdown of one EXL2 decode step. At most 8 files under $OUT.
 # Usage (device): bash scripts/device/perf_run.sh DIR
 # DIR holds bins.tar.xz (stripped test_backend_ops, test_model, exl, libutf8proc.so.2) and testdata/ (tiny-llama).
 set -uo pipefail
@@ -20,7 +20,6 @@ for spec in "exl2 --bpw 4.0 --head-bits 6" "gptq" "fp16"; do
   $B/exl make-random-model --preset llama3-8b --format $spec --output /tmp/m > /dev/null 2>&1 || echo "make-random-model $1 failed"
   echo "-- $1"; $B/exl bench --model /tmp/m --json-out $OUT/bench_$1.json 2>&1 | tail -6
   if [ "$1" = exl2 ]; then
-    echo "-- exl2, EXL_PDL=0"; EXL_PDL=0 $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 512 2>&1 | tail -2 | tee $OUT/bench_exl2_nopdl.txt
     timeout 200 $NCU --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv --print-units base \
       -k 'regex:gemv|attention_decode|rms_norm|rope|sample|embedding|silu' \
       $B/exl bench --model /tmp/m --contexts 2048 --prompt-tokens 2048 --decode-tokens 2 --repetitions 1 > /tmp/ncu.csv 2>/tmp/ncu.err

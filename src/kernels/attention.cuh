@@ -1,6 +1,6 @@
 // Causal GQA attention over the paged FP16 KV cache: a tensor-core (mma.sync m16n8k16) flash-attention kernel for
-// prefill and mixed steps, and a split-sequence (flash-decoding) kernel plus combine for one new token per
-// sequence. Semantics match cpu::attention (sliding window, query head h reads KV head h / (num_heads /
+// prefill and mixed steps, and a split-sequence (flash-decoding) kernel whose splits merge inside it for one new
+// token per sequence. Semantics match cpu::attention (sliding window, query head h reads KV head h / (num_heads /
 // num_kv_heads)).
 #pragma once
 
@@ -52,15 +52,16 @@ struct AttentionArgs {
 void launch_attention_prefill(const AttentionArgs& args, int64_t max_query_len, cudaStream_t stream);
 
 // Exactly one new token per sequence (query row s belongs to sequence s; query_start is not read). The sequence
-// is split into num_splits ranges whose partial results go to workspace and are merged by a second kernel.
-// context_len may change between launches (graph replays): num_splits is fixed, the ranges follow the length.
+// is split into num_splits ranges whose partial results go to workspace; the blocks of each (sequence, KV head)
+// then meet at a barrier and merge them in the same kernel. (A second combine kernel instead measured 1.3-1.5%
+// slower in decode: bench/results/2026-11-24b-attention-merge.md.) context_len may change between launches (graph
+// replays): num_splits is fixed, the ranges follow the length.
+inline constexpr int kMaxDecodeSplits = 64;
 struct DecodeSplit {
-  int num_splits = 1;
+  int num_splits = 1;          // 1 .. kMaxDecodeSplits
   float* workspace = nullptr;  // decode_attention_workspace_floats(...) floats
-  bool timing_skip_combine = false;  // timing only (exl bench --skip-kernels combine): the output is not written
-  // Non-null: the splits merge inside the same kernel (no combine launch); the workspace is still used.
-  // [2 * num_seqs * num_kv_heads] counters (a barrier's count and epoch per group), zeroed once by the owner; every
-  // launch leaves the counts at 0. One launch at a time may use them.
+  // [2 * num_seqs * num_kv_heads] uint32 (the first of each group's two words is its barrier), zeroed once by the
+  // owner; every launch leaves the arrival counts at 0. One launch at a time may use them. Required.
   uint32_t* counters = nullptr;
 };
 int64_t decode_attention_workspace_floats(int64_t num_seqs, int64_t num_heads, int64_t head_dim, int num_splits);

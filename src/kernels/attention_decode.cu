@@ -1,7 +1,7 @@
 // out[s, h] = sum_j softmax_j(scale * q[s, h] . K[s, j, h/G]) V[s, j, h/G] over keys j in (pos - window, pos], one
 // query (the newest token, pos = context_len[s] - 1) per sequence; flash-decoding: each block covers one range of
-// the keys and writes an unnormalized partial (max, sum, acc); the ranges are merged either by the same blocks after
-// a per-group barrier (DecodeSplit::counters; spin_merge below) or by a second kernel (the combine).
+// the keys and writes an unnormalized partial (max, sum, acc); the ranges are merged by the same blocks after a
+// per-group barrier (DecodeSplit::counters; spin_merge below).
 // Shapes: q, out fp16 [num_seqs, num_heads, head_dim]; pages fp16 [num_pages, page_size, num_kv_heads, head_dim];
 // workspace fp32: acc [num_seqs, num_heads, num_splits, head_dim] then (m, l) [num_seqs, num_heads, num_splits, 2].
 // Threads: grid (num_splits, num_kv_heads, num_seqs), 128 threads, templated on head_dim D and on GP, the number
@@ -15,14 +15,11 @@
 // heads cost about GP + log2(kTpk) shuffles instead of GP * log2(kTpk)), leaving each lane one (or GP / kTpk)
 // finished score(s). Online softmax: one warp per head. P.V: a thread per (head, 8-element chunk), keys divided
 // among the rest of the block (unrolled by 4), merged through shared memory at the end.
-// Combine: one block of 256 per (head, sequence), a thread per (group of splits, 4-float column); every thread
-// issues all its splits' loads at once (together with the first warp's loads of the (m, l) pairs), so the merge
-// is about one memory round trip; groups are summed through shared memory in a fixed order (deterministic).
-// Both kernels use programmatic dependent launch (pdl.cuh). The main kernel reads the context length and block
-// table and issues its first tile's K/V loads before the wait, all but each sequence's newest row (the only one
-// the step's previous kernel, or the fused RoPE, writes); that row is loaded after the wait. The combine loads its
-// fragment-order indices before the wait.
-// Options: the combine also scatters its row to a fragment-ordered target (one sequence; frag.cuh). Fused RoPE
+// The kernel uses programmatic dependent launch (pdl.cuh). It reads the context length and block table and issues
+// its first tile's K/V loads before the wait, all but each sequence's newest row (the only one the step's previous
+// kernel, or the fused RoPE, writes); that row is loaded after the wait (+2.2% decode against waiting first:
+// bench/results/2026-11-23f-norm-gather-and-fusions.md, run 4).
+// Options: the merge also scatters its row to a fragment-ordered target (one sequence; frag.cuh). Fused RoPE
 // (AttentionArgs::rope, the kRope instance): q comes unrotated; the split holding the new token writes the rotated
 // k and the v of that token into the cache before its first tile load, and every block rotates its group's q in
 // shared memory (fp16 rounding between, as rope_kernel's stored output) before scaling it.
@@ -32,7 +29,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 
 #include "kernels/attention.cuh"
 #include "kernels/dispatch.h"
@@ -45,8 +41,7 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kTile = 64;
 constexpr int kMaxGroup = 16;
-constexpr int kMaxSplits = 64;
-constexpr int kCombineThreads = 256;
+constexpr int kMaxSplits = kMaxDecodeSplits;
 
 __device__ __forceinline__ void load8(const __half* p, float* f) {
   const uint4 raw = *reinterpret_cast<const uint4*>(p);
@@ -108,28 +103,23 @@ struct DecodeSmem {
       sizeof(float) * (GP * D + kScoreFloats) + 2 * sizeof(__half) * DecodeShape<D>::kTileKeys * D;
 };
 
-// Block-uniform switches of the decode kernel (A/B runs; the defaults are all set).
-enum DecodeFlags : int {
-  kFlagEarly = 1,     // EXL_ATTN_EARLY: the first tile's loads before the PDL wait
-  kFlagOneWord = 2,   // EXL_ATTN_BAR: the merge barrier's count and epoch in one word, one atomic per arrival
-};
-
-// In-kernel merge (DecodeSplit::counters): every block writes its partial to the workspace as for the combine
-// kernel, then meets the other num_splits - 1 blocks of its (sequence, KV head) group at a barrier (an arrival
-// count and an epoch per group, in one word by default: the last to arrive resets the count and advances the
-// epoch, the others wait for the epoch to move), then block `split` merges its share of the group's G * D / 4
-// float4 columns (a warp per column, a lane per split; the combine kernel's arithmetic: weights w_i / sum_i l_i w_i
-// with w_i = exp(m_i - max m)). The barrier leaves the count at 0, so launches with different split counts can
-// share the counters. Forward progress: a group's blocks are consecutive in launch order (x = split), so the wait
-// needs only those num_splits blocks resident at once (launch_decode_main checks that they fit).
+// In-kernel merge (DecodeSplit::counters): every block writes its partial to the workspace, then meets the other
+// num_splits - 1 blocks of its (sequence, KV head) group at a barrier (an arrival count and an epoch per group in
+// one word: the last to arrive resets the count and advances the epoch, the others wait for the epoch to move),
+// then block `split` merges its share of the group's G * D / 4 float4 columns (a warp per column, a lane per split;
+// weights w_i / sum_i l_i w_i with w_i = exp(m_i - max m)). The barrier leaves the count at 0, so launches with
+// different split counts can share the counters. Forward progress: a group's blocks are consecutive in launch order
+// (x = split), so the wait needs only those num_splits blocks resident at once (launch_decode_main checks that they
+// fit).
 template <int D>
 __device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int split, int kvh, int s, int G,
-                                           const float* ws_acc, const float* ws_ml, uint32_t* counters, int flags) {
+                                           const float* ws_acc, const float* ws_ml, uint32_t* counters) {
   __syncthreads();  // every thread's partial stores are issued
-  if (threadIdx.x == 0 && (flags & kFlagOneWord) != 0) {
+  if (threadIdx.x == 0) {
     // One word per group: arrivals in the low 16 bits, the epoch in the high 16. The last arriver moves the count
-    // back to 0 and the epoch on in one atomic; the others wait for the epoch they arrived in to change. (The
-    // two-word barrier below costs two more L2 round trips on the last arriver: 0.8-0.9% of decode at 2k.)
+    // back to 0 and the epoch on in one atomic; the others wait for the epoch they arrived in to change. (A count
+    // and an epoch in two words cost the last arriver two more L2 round trips: 0.8-0.9% of decode at 2k,
+    // bench/results/2026-11-24e-epilogues.md.)
     uint32_t* word = counters + 2 * (static_cast<int64_t>(s) * a.num_kv_heads + kvh);
     __threadfence();  // this block's partial before its arrival
     const uint32_t old = atomicAdd(word, 1u);
@@ -139,23 +129,6 @@ __device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int sp
       uint32_t e = old;
       while ((e >> 16) == (old >> 16)) {
         asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(e) : "l"(word) : "memory");
-      }
-    }
-    __threadfence();
-  } else if (threadIdx.x == 0) {
-    uint32_t* count = counters + 2 * (static_cast<int64_t>(s) * a.num_kv_heads + kvh);
-    uint32_t* epoch = count + 1;
-    uint32_t e0;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(e0) : "l"(epoch) : "memory");
-    __threadfence();  // this block's partial (and the epoch read) before its arrival
-    if (atomicAdd(count, 1u) == static_cast<uint32_t>(n) - 1u) {
-      *count = 0u;  // no block of this launch reads the count again; the next launch starts after this one
-      __threadfence();
-      atomicAdd(epoch, 1u);
-    } else {
-      uint32_t e = e0;
-      while (e == e0) {
-        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(e) : "l"(epoch) : "memory");
       }
     }
     __threadfence();
@@ -245,9 +218,9 @@ __device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int sp
       a.out_frag.out[a.out_frag.pads[i]] = __ushort_as_half(0);
 }
 
-template <int D, int GP, bool kRope, bool kMerge>
+template <int D, int GP, bool kRope>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArgs a, int num_splits, float* ws,
-                                                                    int flags, uint32_t* counters) {
+                                                                    uint32_t* counters) {
   using Shape = DecodeShape<D>;
   using Smem = DecodeSmem<D, GP>;
   constexpr int kChunks = Shape::kChunks, kTpk = Shape::kTpk, kTileKeys = Shape::kTileKeys;
@@ -276,11 +249,6 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
   __shared__ float m_s[GP], l_s[GP], alpha_s[GP];
   __shared__ int64_t slot_s[2][kTileKeys];  // element offsets of the tile's (key, kvh) rows in the pages
 
-  // No kFlagEarly (EXL_ATTN_EARLY=0, A/B runs): wait first, as before; the later calls then return at once.
-  if ((flags & kFlagEarly) == 0) {
-    pdl_wait();
-    pdl_launch_dependents();
-  }
   const int split = blockIdx.x, kvh = blockIdx.y, s = blockIdx.z;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int G = static_cast<int>(a.num_heads) / static_cast<int>(a.num_kv_heads);
@@ -308,7 +276,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
       ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2] = -INFINITY;
       ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2 + 1] = 0.0f;
     }
-    if constexpr (kMerge) spin_merge<D>(a, num_splits, split, kvh, s, G, ws_acc, ws_ml, counters, flags);
+    spin_merge<D>(a, num_splits, split, kvh, s, G, ws_acc, ws_ml, counters);
     return;
   }
 
@@ -597,106 +565,7 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
     ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2] = m_s[tid];
     ws_ml[(ml_base + static_cast<int64_t>(tid) * num_splits) * 2 + 1] = l_s[tid];
   }
-  if constexpr (kMerge) spin_merge<D>(a, num_splits, split, kvh, s, G, ws_acc, ws_ml, counters, flags);
-}
-
-// out[s, h, d] = sum_i acc_i[d] * exp(m_i - M) / sum_i l_i * exp(m_i - M); one block per (head, sequence).
-// Thread (grp, col): splits grp, grp + kGroups, ... of the 4 columns [4 col, 4 col + 4); all its loads are issued
-// before the split weights (first warp) are known.
-template <int D>
-__global__ void __launch_bounds__(kCombineThreads) attention_decode_combine_kernel(AttentionArgs a, int num_splits,
-                                                                                     const float* ws) {
-  constexpr int kCols = D / 4;
-  constexpr int kGroups = kCombineThreads / kCols;
-  constexpr int kPer = (kMaxSplits + kGroups - 1) / kGroups;
-  static_assert(kGroups >= 1 && kGroups * kCols <= kCombineThreads, "combine layout");
-  __shared__ float weight_s[kMaxSplits];
-  __shared__ float4 red_s[kGroups][kCols];
-  const int h = blockIdx.x, s = blockIdx.y, tid = threadIdx.x, lane = tid % 32;
-  // Fragment-ordered output indices (constants): loaded before the wait.
-  int4 frag_dest = make_int4(0, 0, 0, 0);
-  if (a.out_frag.out != nullptr && tid < kCols)
-    frag_dest = *reinterpret_cast<const int4*>(a.out_frag.dest + static_cast<int64_t>(h) * D + tid * 4);
-
-  pdl_wait();
-  pdl_launch_dependents();
-
-  const int col = tid % kCols, grp = tid / kCols;
-  const int64_t base = (static_cast<int64_t>(s) * a.num_heads + h) * num_splits;
-  const float4* acc = reinterpret_cast<const float4*>(ws + base * D) + col;  // split i: acc[i * kCols]
-  const float* ml = ws + a.num_seqs * a.num_heads * num_splits * D + base * 2;
-  float4 v[kPer];
-#pragma unroll
-  for (int u = 0; u < kPer; ++u) {
-    const int i = grp + u * kGroups;
-    if (grp < kGroups && i < num_splits) v[u] = acc[static_cast<int64_t>(i) * kCols];
-  }
-  if (tid < 32) {
-    float m[2], l[2];
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int i = lane + 32 * k;
-      m[k] = i < num_splits ? ml[2 * i] : -INFINITY;
-      l[k] = i < num_splits ? ml[2 * i + 1] : 0.0f;
-    }
-    float mx = fmaxf(l[0] > 0.0f ? m[0] : -INFINITY, l[1] > 0.0f ? m[1] : -INFINITY);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float w[2], denom = 0.0f;
-#pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      w[k] = l[k] > 0.0f ? __expf(m[k] - mx) : 0.0f;
-      denom += l[k] * w[k];
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) denom += __shfl_xor_sync(0xffffffffu, denom, o);
-#pragma unroll
-    for (int k = 0; k < 2; ++k)
-      if (lane + 32 * k < num_splits) weight_s[lane + 32 * k] = w[k] / denom;
-  }
-  __syncthreads();
-  if (grp < kGroups) {
-    float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll
-    for (int u = 0; u < kPer; ++u) {
-      const int i = grp + u * kGroups;
-      if (i < num_splits) {
-        const float w = weight_s[i];
-        if (w != 0.0f) {  // empty splits (weight 0) left their acc unwritten
-          o.x += v[u].x * w;
-          o.y += v[u].y * w;
-          o.z += v[u].z * w;
-          o.w += v[u].w * w;
-        }
-      }
-    }
-    red_s[grp][col] = o;
-  }
-  __syncthreads();
-  if (tid < kCols) {
-    float4 o = red_s[0][tid];
-#pragma unroll
-    for (int g = 1; g < kGroups; ++g) {
-      const float4 r = red_s[g][tid];
-      o.x += r.x;
-      o.y += r.y;
-      o.z += r.z;
-      o.w += r.w;
-    }
-    uint2 packed;
-    reinterpret_cast<__half2*>(&packed)[0] = __floats2half2_rn(o.x, o.y);
-    reinterpret_cast<__half2*>(&packed)[1] = __floats2half2_rn(o.z, o.w);
-    *reinterpret_cast<uint2*>(a.out + (static_cast<int64_t>(s) * a.num_heads + h) * D + tid * 4) = packed;
-    if (a.out_frag.out != nullptr) {
-      const __half* hv = reinterpret_cast<const __half*>(&packed);
-      a.out_frag.out[frag_dest.x] = hv[0];
-      a.out_frag.out[frag_dest.y] = hv[1];
-      a.out_frag.out[frag_dest.z] = hv[2];
-      a.out_frag.out[frag_dest.w] = hv[3];
-    }
-  }
-  if (a.out_frag.out != nullptr && h == 0)
-    for (int i = tid; i < a.out_frag.num_pads; i += kCombineThreads) a.out_frag.out[a.out_frag.pads[i]] = __ushort_as_half(0);
+  spin_merge<D>(a, num_splits, split, kvh, s, G, ws_acc, ws_ml, counters);
 }
 
 template <int D, int GP>
@@ -704,39 +573,34 @@ void launch_decode_main(const AttentionArgs& a, const DecodeSplit& split, cudaSt
   const dim3 grid(static_cast<unsigned>(split.num_splits), static_cast<unsigned>(a.num_kv_heads),
                   static_cast<unsigned>(a.num_seqs));
   constexpr size_t kSmem = DecodeSmem<D, GP>::kBytes;
-  const bool rope = a.rope.k_new != nullptr, merge = split.counters != nullptr;
-  auto kernel = merge ? (rope ? attention_decode_kernel<D, GP, true, true> : attention_decode_kernel<D, GP, false, true>)
-                      : (rope ? attention_decode_kernel<D, GP, true, false>
-                              : attention_decode_kernel<D, GP, false, false>);
+  const bool rope = a.rope.k_new != nullptr;
+  auto kernel = rope ? attention_decode_kernel<D, GP, true> : attention_decode_kernel<D, GP, false>;
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem)),
              "cudaFuncSetAttribute");
-  if (merge) {  // the blocks of one group wait for each other: all of them must fit on the GPU at once
-    // Resident blocks of this instance (rope or not), per process (one kind of GPU), computed once: the batched
-    // forward launches this every step.
-    auto resident_blocks = [&] {
-      int device = 0, sms = 0, per_sm = 0;
-      check_cuda(cudaGetDevice(&device), "attention_decode: cudaGetDevice");
-      check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "attention_decode: SM count");
-      check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, kSmem),
-                 "attention_decode: occupancy");
-      return per_sm * sms;
-    };
-    static std::atomic<int> cached[2];  // [rope]; 0: not computed yet
-    int resident = cached[rope].load(std::memory_order_relaxed);
-    if (resident == 0) {
-      resident = resident_blocks();
-      cached[rope].store(resident, std::memory_order_relaxed);
-    }
-    if (resident < split.num_splits)
-      raise_kernel_errorf(KernelErrorKind::kUnsupported,
-                          "attention_decode: the in-kernel merge needs the %d split blocks of a group resident at "
-                          "once; this GPU holds %d",
-                          split.num_splits, resident);
+  // The blocks of one group wait for each other: all of them must fit on the GPU at once. Resident blocks of this
+  // instance (rope or not), per process (one kind of GPU), computed once: the batched forward launches this every
+  // step.
+  auto resident_blocks = [&] {
+    int device = 0, sms = 0, per_sm = 0;
+    check_cuda(cudaGetDevice(&device), "attention_decode: cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "attention_decode: SM count");
+    check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, kSmem),
+               "attention_decode: occupancy");
+    return per_sm * sms;
+  };
+  static std::atomic<int> cached[2];  // [rope]; 0: not computed yet
+  int resident = cached[rope].load(std::memory_order_relaxed);
+  if (resident == 0) {
+    resident = resident_blocks();
+    cached[rope].store(resident, std::memory_order_relaxed);
   }
-  static const int flags =
-      (env_switch("EXL_ATTN_EARLY", true) ? kFlagEarly : 0) | (env_switch("EXL_ATTN_BAR", true) ? kFlagOneWord : 0);
+  if (resident < split.num_splits)
+    raise_kernel_errorf(KernelErrorKind::kUnsupported,
+                        "attention_decode: the in-kernel merge needs the %d split blocks of a group resident at "
+                        "once; this GPU holds %d",
+                        split.num_splits, resident);
   launch_pdl("attention_decode", kernel, grid, dim3(kThreads), kSmem, stream, a, split.num_splits, split.workspace,
-             flags, split.counters);
+             split.counters);
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
@@ -769,13 +633,10 @@ void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, c
     raise_kernel_errorf(KernelErrorKind::kUnsupported,
                         "attention_decode: %lld query heads per KV head is not supported (at most %d)",
                         static_cast<long long>(G), kMaxGroup);
-  if (split.num_splits < 1 || split.num_splits > kMaxSplits || split.workspace == nullptr)
+  if (split.num_splits < 1 || split.num_splits > kMaxSplits || split.workspace == nullptr ||
+      split.counters == nullptr)
     raise_kernel_error(KernelErrorKind::kInvalidArgument,
-                       "attention_decode: needs 1 <= num_splits <= 64 and a workspace");
-  if (split.counters != nullptr && split.timing_skip_combine)
-    raise_kernel_error(KernelErrorKind::kUnsupported,
-                       "attention_decode: an in-kernel merge has no separate combine to leave out "
-                       "(EXL_ATTN_MERGE=0 measures the two-kernel path)");
+                       "attention_decode: needs 1 <= num_splits <= 64, a workspace and the merge counters");
   if (a.num_seqs == 0) return;
   if (a.out_frag.out != nullptr &&
       (a.num_seqs != 1 || a.out_frag.dest == nullptr || !aligned16(a.out_frag.dest) ||
@@ -805,10 +666,6 @@ void launch_attention_decode(const AttentionArgs& a, const DecodeSplit& split, c
       launch_decode_main<D, 8>(a, split, stream);
     else
       launch_decode_main<D, 16>(a, split, stream);
-    if (split.timing_skip_combine || split.counters != nullptr) return;
-    const dim3 grid(static_cast<unsigned>(a.num_heads), static_cast<unsigned>(a.num_seqs));
-    launch_pdl("attention_decode_combine", attention_decode_combine_kernel<D>, grid, dim3(kCombineThreads), 0,
-               stream, a, split.num_splits, static_cast<const float*>(split.workspace));
   });
 }
 

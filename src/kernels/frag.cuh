@@ -1,6 +1,6 @@
 // A fragment-ordered input (one token): x of one quantized matrix, already gathered through the matrix's row
 // permutation into the order its one-token GEMV (gemv_one) feeds the mma B operand (quant::frag_half_index of the
-// padded row), pad rows 0. The kernel that produces x (add_rms_norm, attention_decode's combine, gemv_one's paired
+// padded row), pad rows 0. The kernel that produces x (add_rms_norm, attention_decode's merge, gemv_one's paired
 // SwiGLU epilogue) writes input feature n at dest[n] and 0 at every pads[i]; the GEMV then stages its slice with
 // 16-byte copies instead of a dependent gather through perm in every block. The targets (dest, pads) belong to the
 // consuming matrix (CudaLinear::frag_target); out is a buffer of at least that matrix's padded rows.

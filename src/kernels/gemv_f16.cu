@@ -5,7 +5,7 @@
 #include "kernels/gemv_f16.cuh"
 
 #include <algorithm>
-#include <cstdlib>
+#include <atomic>
 
 #include "kernels/kernel_check.h"
 #include "kernels/pdl.cuh"
@@ -15,8 +15,8 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-// 16-byte loads in flight per lane: 16 (8 KB per warp, the default; the fp16 Llama-3 head alone at 3.10 TB/s
-// against 2.93 with 4 and cuBLAS's 2.78 on H100) or, for A/B runs (EXL_F16_GEMV_BATCH), 4 or 8.
+// 16-byte loads in flight per lane (GemvF16Args::tuning, kBatch): 16 by default (8 KB per warp; the fp16 Llama-3 head
+// alone at 3.10 TB/s against 2.93 with 4 and cuBLAS's 2.78 on H100), or 4 or 8.
 
 __device__ __forceinline__ float dot8(const uint4& w, const uint4& x) {
   const __half2* wh = reinterpret_cast<const __half2*>(&w);
@@ -106,25 +106,25 @@ void launch_gemv_f16(const GemvF16Args& a, cudaStream_t stream) {
                         "an output (n %lld, k %lld)",
                         static_cast<long long>(kGemvF16MaxK), static_cast<long long>(a.n),
                         static_cast<long long>(a.k));
-  static const int batch = [] {
-    const char* e = std::getenv("EXL_F16_GEMV_BATCH");
-    if (e == nullptr) return 16;
-    const int v = std::atoi(e);
-    if (v != 4 && v != 8 && v != 16)
-      raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "EXL_F16_GEMV_BATCH='%s': expected 4, 8 or 16", e);
-    return v;
-  }();
+  const int batch = a.tuning.batch;
+  if (batch != 4 && batch != 8 && batch != 16)
+    raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_f16: %d loads in flight per lane (4, 8 or 16)",
+                        static_cast<int>(batch));
   auto kernel = batch == 4 ? gemv_f16_kernel<4> : batch == 16 ? gemv_f16_kernel<16> : gemv_f16_kernel<8>;
-  // Blocks per SM x SMs at the largest shared memory, per process (one kind of GPU), computed once.
-  static const int resident = [&] {
+  // Blocks per SM x SMs at the largest shared memory, per process (one kind of GPU) and batch, computed once.
+  static std::atomic<int> cached[3];  // batch 4, 8, 16; 0: not computed yet
+  std::atomic<int>& slot = cached[batch == 4 ? 0 : batch == 8 ? 1 : 2];
+  int resident = slot.load(std::memory_order_relaxed);
+  if (resident == 0) {
     int device = 0, sms = 0, per_sm = 0;
     check_cuda(cudaGetDevice(&device), "gemv_f16: cudaGetDevice");
     check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "gemv_f16: SM count");
     check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads,
                                                              static_cast<size_t>(kGemvF16MaxK) * 2),
                "gemv_f16: occupancy");
-    return std::max(1, per_sm) * std::max(1, sms);
-  }();
+    resident = std::max(1, per_sm) * std::max(1, sms);
+    slot.store(resident, std::memory_order_relaxed);
+  }
   const int64_t want = (a.n + kWarps - 1) / kWarps;
   const int blocks = static_cast<int>(std::min<int64_t>(want, resident));
   launch_pdl("gemv_f16", kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads),

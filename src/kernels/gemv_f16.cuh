@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "kernels/tuning.h"
+
 namespace exl::kernels {
 
 struct GemvF16Args {
@@ -17,6 +19,7 @@ struct GemvF16Args {
   const __half* bias = nullptr;  // [n] or null
   __half* y = nullptr;           // [n]
   int64_t n = 0, k = 0;
+  GemvF16Tuning tuning;          // loads in flight per lane (CudaTuning f16_gemv_batch)
 };
 
 // Whether gemv_f16 takes these shapes (k % 8 == 0, 1 <= k <= kGemvF16MaxK, aligned pointers).

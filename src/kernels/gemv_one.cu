@@ -1,14 +1,15 @@
 // gemv_one: y[1, N] = x[1, K] . Wdq[K, N] (+ bias) for exactly one token (batch-1 decode) on the tiled EXL2/GPTQ
-// layout (quant/exl2_repack.h). Same contract as gemv_quant with num_tokens == 1; gemv_quant_multi routes one-token
-// launches here by GemvOneMode (default: gemv_one_preferred, the shapes where it measured faster).
+// layout (quant/exl2_repack.h). Same contract as gemv_quant with num_tokens == 1 (without the SwiGLU input);
+// gemv_quant_multi routes one-token launches here where gemv_one_preferred says it measured faster, and the
+// fragment-ordered decode path launches it directly.
 //
 // Why a second kernel: gemv_quant's block owns 128 columns x one K-slice, so short layers need split-K through
 // global partials (fence, atomic counter, last-block sum) and every block first builds a shared scale table and
 // gathers x behind a __syncthreads. Measured on H100 that fixed chain (~6 us per call) dominated decode
 // (bench/results/2026-11-23b-gemv-experiments.md). Here a block owns ONE 16-column strip and its warps split K:
 //   * warp w streams tiles [w*T/S, (w+1)*T/S) of the strip (S = warps per block, at most 12), so every warp's
-//     slice is short (5-8 tiles at K = 4096); its first two batches are prefetched into L1 before the prologue, then
-//     a register double buffer of <= 8 words per lane per batch streams them;
+//     slice is short (5-8 tiles at K = 4096); its first batches (GemvOneTuning::l1_batches, default 2) are prefetched
+//     into L1 before the prologue, then a register double buffer of <= 8 words per lane per batch streams them;
 //   * each warp builds its own scale table (before the PDL wait) and gathers only its own x rows (through perm)
 //     into its own shared memory, in mma fragment order (two 16-byte loads give a lane its B words of a tile): no
 //     block barrier before the stream;
@@ -26,10 +27,6 @@
 //   * residual epilogue (FragResidual, one part): x[col] += half(y[col]); x * w goes to up to 3 fp32 targets, and
 //     the block's sum of x^2 to partials[blockIdx.x].
 #include <algorithm>
-#include <atomic>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 
 #include "kernels/kernel_check.h"
 #include "kernels/pdl.cuh"
@@ -61,7 +58,6 @@ struct Gemv1Params {
   int32_t max_tiles;   // tiles per warp slice (at most)
   int32_t warp_bytes;  // shared memory per warp
   const __half* x;
-  const __half* x_up;  // non-null: the input is half(silu(x) * x_up)
   const __half* x_frag[kGemvMaxParts];  // non-null: part i's input already in fragment order (frag.cuh), no gather
   int32_t pair;        // 1: SwiGLU pair (2 parts of one width; a block runs strip b of both, `slices` warps each)
   int32_t slices;      // warps per part in a block
@@ -70,11 +66,7 @@ struct Gemv1Params {
   FragNorm norm;
   int32_t res_on;      // 1 (one part, no pair): the output is added to the residual stream (FragResidual)
   FragResidual res;
-  int32_t l1_first;    // 1: the first two batches of each warp's stream are prefetched into L1 (EXL_GEMV1_L1=0: L2)
-  int32_t prefetch_l2;  // 1 (EXL_GEMV1_PF_L2=1, A/B only): the rest of the slice's first 4 KB into L2 as well
-  int32_t l1_batches;   // batches of the stream prefetched into L1 (EXL_GEMV1_L1_BATCHES, default 2)
-  int32_t epi_pre;      // 1 (EXL_GEMV1_EPI_PRE, default): the epilogue's constant inputs loaded before the wait
-  int32_t res_early;    // 1 (EXL_GEMV1_RES_EARLY, default; needs epi_pre): also the residual x before the wait
+  int32_t l1_batches;   // batches of each warp's stream prefetched into L1 (GemvOneTuning::l1_batches)
 };
 
 __device__ __forceinline__ void mma_16816_zero(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -164,15 +156,12 @@ __device__ __forceinline__ void a_regs(const uint32_t (&w)[kBits], int kstep, __
 
 // One tile: 2 chunks of 32 rows, 2 k-steps each. `xf` = this warp's fragment-ordered x at the tile (32 words),
 // `chunk` = the tile's first chunk in the slice.
-// kBAll (opt-in instance, EXL_GEMV1_B_ALL_LANES=1; +0.2-0.3% decode on H100, within noise): every lane loads x,
-// so all 8 B columns are x and no lane needs the predicate or the zeroing; column 0 of the result (the one read)
-// is the same.
-template <int kBits, bool kBAll>
+template <int kBits>
 __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const uint32_t* xf, const WarpTable& tab,
                                          int chunk, int lane, float& tot0, float& tot1) {
   const int g = lane >> 2, t = lane & 3;
   uint4 xb0 = make_uint4(0u, 0u, 0u, 0u), xb1 = xb0;
-  if (kBAll || g == 0) {  // token 0 of B lives in lanes 0..3; the other lanes' B columns are 0
+  if (g == 0) {  // token 0 of B lives in lanes 0..3; the other lanes' B columns are 0
     xb0 = *reinterpret_cast<const uint4*>(xf + t * 8);
     xb1 = *reinterpret_cast<const uint4*>(xf + t * 8 + 4);
   }
@@ -200,7 +189,7 @@ __device__ __forceinline__ void tile_one(const uint32_t (&w)[kBits], const uint3
 }
 
 // Tiles [lo, hi) of one class (global tile indices) with a register double buffer of kU tiles per batch.
-template <int kBits, bool kBAll>
+template <int kBits>
 __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::TileClass& cls, int lo, int hi,
                                           int ts, int64_t strip, const uint32_t* xf, const WarpTable& tab, int lane,
                                           float& tot0, float& tot1) {
@@ -217,12 +206,12 @@ __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::
   for (int i = 0; i < count; i += 2 * kU) {
 #pragma unroll
     for (int u = 0; u < kU; ++u)
-      if (i + u < count) tile_one<kBits, kBAll>(wa[u], x0 + (i + u) * 32, tab, c0 + 2 * (i + u), lane, tot0, tot1);
+      if (i + u < count) tile_one<kBits>(wa[u], x0 + (i + u) * 32, tab, c0 + 2 * (i + u), lane, tot0, tot1);
     tile::load_batch<kBits, kU>(tiles, stride, i + 2 * kU, count, lane, wa);
 #pragma unroll
     for (int u = 0; u < kU; ++u)
       if (i + kU + u < count)
-        tile_one<kBits, kBAll>(wb[u], x0 + (i + kU + u) * 32, tab, c0 + 2 * (i + kU + u), lane, tot0, tot1);
+        tile_one<kBits>(wb[u], x0 + (i + kU + u) * 32, tab, c0 + 2 * (i + kU + u), lane, tot0, tot1);
     tile::load_batch<kBits, kU>(tiles, stride, i + 3 * kU, count, lane, wb);
   }
 }
@@ -230,7 +219,6 @@ __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::
 // A warp's prologue: the scale table and chunk map of its slice (weights only, before the PDL wait), then x rows
 // through perm into fragment order. It runs before the weight stream: holding a stream's first batches in registers
 // across it cost ~40 registers per thread (ptxas -v) and spills at 3 blocks per SM.
-template <bool kSwiglu>
 __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const QuantTilesView& v, int64_t strip, int ts, int te,
                                            const WarpTable& tab, __half* xs, const __half* x_frag,
                                            const float* x_frag32, int lane) {
@@ -325,15 +313,7 @@ __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const Quant
     }
     __half val[kIlp];
 #pragma unroll
-    for (int u = 0; u < kIlp; ++u) {
-      if constexpr (!kSwiglu) {
-        val[u] = src[u] < 0 ? __ushort_as_half(0) : gp.x[src[u]];
-      } else {
-        val[u] = src[u] < 0 ? __ushort_as_half(0)
-                            : __float2half_rn(tile::silu_times(__half2float(gp.x[src[u]]),
-                                                               __half2float(gp.x_up[src[u]])));
-      }
-    }
+    for (int u = 0; u < kIlp; ++u) val[u] = src[u] < 0 ? __ushort_as_half(0) : gp.x[src[u]];
 #pragma unroll
     for (int u = 0; u < kIlp; ++u)
       if (i0 + 32 * u < rows) xs[frag_half_index(i0 + 32 * u)] = val[u];
@@ -341,7 +321,6 @@ __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const Quant
   __syncwarp();
 }
 
-template <bool kSwiglu, bool kBAll>
 __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, int64_t strip, unsigned char* smem_raw) {
   const Gemv1Part& p = gp.parts[part];
   const QuantTilesView& v = p.w;
@@ -362,10 +341,9 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
   __half* xs = reinterpret_cast<__half*>(xf);
 
   // The stream's first batches (gp.l1_batches batches of class_one's kU tiles, first class) are prefetched into L1
-  // before the prologue (gp.l1_first), so the loads after the PDL wait and the x staging hit L1 instead of making a
-  // DRAM round trip. With gp.prefetch_l2 (EXL_GEMV1_PF_L2=1, off by default) the rest of the slice's first 4 KB also
-  // goes into L2: that measured 2.2-2.4% slower in decode on H100 (bench/results/2026-11-24d-prefetch-and-lab.md,
-  // runs 5-6).
+  // before the prologue, so the loads after the PDL wait and the x staging hit L1 instead of making a DRAM round
+  // trip (about 3% of decode against no prefetch; bringing the rest of the slice's first 4 KB into L2 as well
+  // measured 2.2-2.4% slower: bench/results/2026-11-24d-prefetch-and-lab.md, runs 5-6).
 #pragma unroll 1
   for (int c = 0; c < quant::kMaxTileClasses; ++c) {
     if (c >= v.num_classes) break;
@@ -374,32 +352,27 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
     if (lo >= hi) continue;
     const int per_tile = cls.bits;  // 128-byte lines per tile
     const uint32_t* base = v.tiles + quant::tile_first_word(cls, lo, strip, v.lane_words);  // tiles are contiguous
-    const int l1_tiles = gp.l1_first ? min(hi - lo, gp.l1_batches * (cls.bits <= 4 ? 8 / cls.bits : 1)) : 0;
+    const int l1_tiles = min(hi - lo, gp.l1_batches * (cls.bits <= 4 ? 8 / cls.bits : 1));
 #pragma unroll 1
     for (int l = lane; l < l1_tiles * per_tile; l += 32)
       asm volatile("prefetch.global.L1 [%0];" ::"l"(base + 32 * l));
-    if (gp.prefetch_l2) {
-      const int tile = lane / per_tile;
-      if (tile >= l1_tiles && tile < hi - lo && tile < 32 / per_tile)
-        asm volatile("prefetch.global.L2 [%0];" ::"l"(base + 32 * lane));
-    }
     break;
   }
   // The epilogue's inputs, before the PDL wait, into shared memory (not registers: they would be live across the
   // stream): the norm weight and the fragment-order destinations of the residual epilogue, the pair's y_frag
-  // destinations (constants); and with gp.res_early the residual stream x itself. x is safe to read here: the
-  // residual launches (o_proj, down_proj) never directly follow a launch that writes x, and this block started only
-  // after every block of the previous launch passed its own wait, so the last writer of x (two launches back)
-  // has completed; __ldcg reads it from L2, which is coherent. (`exl bench --skip-kernels gateup` breaks that
-  // order, down_proj then follows o_proj: its tokens are meaningless anyway.) Loading them after the stream put up
-  // to three dependent round trips (x, then weight and destinations behind the store to x) between the block's
-  // reduction and its stores.
+  // destinations (constants), and the residual stream x itself. x is safe to read here: the residual launches
+  // (o_proj, down_proj) never directly follow a launch that writes x, and this block started only after every block
+  // of the previous launch passed its own wait, so the last writer of x (two launches back) has completed; __ldcg
+  // reads it from L2, which is coherent. (`exl bench --skip-kernels gateup` breaks that order, down_proj then
+  // follows o_proj: its tokens are meaningless anyway.) Loading them after the stream put up to three dependent
+  // round trips (x, then weight and destinations behind the store to x) between the block's reduction and its
+  // stores: 3.5-3.6% of decode for the constants, 0.5-0.9% more for x (bench/results/2026-11-24e-epilogues.md).
   __shared__ float res_pre_s[2][quant::kStripCols];                 // x, weight
   __shared__ int32_t dest_pre_s[kMaxFragTargets][quant::kStripCols];  // residual targets; [0]: pair y_frag
-  if (gp.epi_pre && tid < quant::kStripCols && strip * quant::kStripCols + tid < v.out_features) {
+  if (tid < quant::kStripCols && strip * quant::kStripCols + tid < v.out_features) {
     const int64_t col = strip * quant::kStripCols + tid;
     if (gp.res_on) {
-      const float xr = gp.res_early ? __ldcg(gp.res.x + col) : 0.0f;
+      const float xr = __ldcg(gp.res.x + col);
       const float w = __ldg(gp.res.weight + col);
       int32_t d[kMaxFragTargets];
 #pragma unroll
@@ -412,7 +385,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
       dest_pre_s[0][tid] = __ldg(gp.y_frag.dest + col);
     }
   }
-  warp_prologue<kSwiglu>(gp, v, strip, ts, te, tab, xs, gp.x_frag[part], gp.x_frag32[part], lane);
+  warp_prologue(gp, v, strip, ts, te, tab, xs, gp.x_frag[part], gp.x_frag32[part], lane);
 
   float tot0 = 0.0f, tot1 = 0.0f;
 #pragma unroll 1
@@ -422,12 +395,12 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
     const int lo = max(ts, cls.tile_begin), hi = min(te, cls.tile_end);
     if (lo >= hi) continue;
     switch (cls.bits) {
-      case 2: class_one<2, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
-      case 3: class_one<3, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
-      case 4: class_one<4, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
-      case 5: class_one<5, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
-      case 6: class_one<6, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
-      default: class_one<8, kBAll>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 2: class_one<2>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 3: class_one<3>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 4: class_one<4>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 5: class_one<5>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      case 6: class_one<6>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
+      default: class_one<8>(v, cls, lo, hi, ts, strip, xf, tab, lane, tot0, tot1); break;
     }
   }
 
@@ -447,14 +420,14 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
         const __half yh = __float2half_rn(val);
         p.y[col] = yh;
         if (gp.res_on) {  // residual add, as add_rms_norm (x += the fp16 output), and the next norm's inputs
-          const float xn = (gp.res_early ? res_pre_s[0][tid] : gp.res.x[col]) + __half2float(yh);
+          const float xn = res_pre_s[0][tid] + __half2float(yh);
           gp.res.x[col] = xn;
           red[tid] = xn * xn;  // read back below by lane 0 (the other slots are not read again)
-          const float xw = xn * (gp.epi_pre ? res_pre_s[1][tid] : gp.res.weight[col]);
+          const float xw = xn * res_pre_s[1][tid];
 #pragma unroll
           for (int f = 0; f < kMaxFragTargets; ++f)
             if (f < gp.res.num_targets)
-              gp.res.targets[f].out[gp.epi_pre ? dest_pre_s[f][tid] : gp.res.targets[f].dest[col]] = xw;
+              gp.res.targets[f].out[dest_pre_s[f][tid]] = xw;
         }
       } else {
         // Warps [0, slices) ran the gate strip, [slices, 2 slices) the up strip; both rounded to fp16 before the
@@ -469,7 +442,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
         const __half gh = __float2half_rn(gv), uh = __float2half_rn(uv);
         gp.parts[0].y[col] = gh;
         gp.parts[1].y[col] = uh;
-        gp.y_frag.out[gp.epi_pre ? dest_pre_s[0][tid] : gp.y_frag.dest[col]] =
+        gp.y_frag.out[dest_pre_s[0][tid]] =
             __float2half_rn(tile::silu_times(__half2float(gh), __half2float(uh)));
       }
     }
@@ -494,7 +467,6 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
 // One body for all parts (the part picked by a run-time index into the __grid_constant__ parameters, read in place)
 // and a class loop that is not unrolled: 6 instances of the stream instead of 3 parts x 6 classes x 6 widths, a 12x
 // smaller kernel (bench/results/2026-11-23d-gemv-lab.md, run 8). Pair mode: block b is strip b of both parts.
-template <bool kSwiglu, bool kBAll>
 __global__ void __launch_bounds__(kMaxSliceWarps * 32, kMinBlocksAtMax)
     gemv_one_kernel(const __grid_constant__ Gemv1Params gp) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -503,53 +475,17 @@ __global__ void __launch_bounds__(kMaxSliceWarps * 32, kMinBlocksAtMax)
                    : (gp.num_parts > 2 && b >= gp.parts[2].block_begin) ? 2
                    : (gp.num_parts > 1 && b >= gp.parts[1].block_begin) ? 1
                                                                         : 0;
-  gemv_one_body<kSwiglu, kBAll>(gp, part, b - gp.parts[part].block_begin, smem_raw);
+  gemv_one_body(gp, part, b - gp.parts[part].block_begin, smem_raw);
 }
 
 }  // namespace
 
 namespace {
-int forced_slices() {
-  static const int forced = [] {
-    const char* e = std::getenv("EXL_GEMV1_WARPS");
-    const int v = e != nullptr ? std::atoi(e) : 0;
-    return v >= 1 && v <= kMaxSliceWarps ? v : 0;
-  }();
-  return forced;
-}
-
-// Warps per block of a launch, by kind: [0] one part whose strips fit one wave of 12-warp blocks (2 per SM:
-// o_proj, down_proj of Llama-3-8B), [1] other single or grouped launches (q/k/v), [2] per part of a SwiGLU pair,
-// [3] more than 8 waves of strips (the head). EXL_GEMV1_SLICES="a,b,c[,d]" overrides (A/B runs); at most 8 tiles
-// per warp are taken below 9 warps (the measured rule), at least 4 tiles per warp above. Default 12,8,3,4: 12-warp
-// o/down blocks were within noise of 8 while the L2 prefetch was on, and are +1.0% (EXL2) / +0.3% (GPTQ) at 2k
-// without it; 4-warp head blocks (6 per SM: 10 waves of the 8016 strips instead of 20.2) +0.6% (EXL2, twice)
-// (2026-11-24d, runs 7-9, 12, 14).
-struct SliceConfig {
-  int v[4] = {12, 8, 3, 4};  // [3]: launches of more than 8 waves of strips at 1 per SM (the LM head)
-};
-const SliceConfig& slice_config() {
-  static const SliceConfig cfg = [] {
-    SliceConfig c;
-    if (const char* e = std::getenv("EXL_GEMV1_SLICES")) {
-      int a = 0, b = 0, d = 0, f = 0, end3 = 0, end4 = 0;
-      const bool three = std::sscanf(e, "%d,%d,%d%n", &a, &b, &d, &end3) == 3 && e[end3] == '\0';
-      const bool four = !three && std::sscanf(e, "%d,%d,%d,%d%n", &a, &b, &d, &f, &end4) == 4 && e[end4] == '\0';
-      if (three) f = c.v[3];
-      if ((!three && !four) || a < 1 || a > kMaxSliceWarps || b < 1 || b > kMaxSliceWarps || d < 1 ||
-          d > kMaxSliceWarps / 2 || f < 1 || f > kMaxSliceWarps)
-        raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
-                            "EXL_GEMV1_SLICES='%s': expected three or four warp counts 'a,b,c[,d]' with a, b, d in "
-                            "1..%d and c in 1..%d",
-                            e, kMaxSliceWarps, kMaxSliceWarps / 2);
-      c.v[0] = a;
-      c.v[1] = b;
-      c.v[2] = d;
-      c.v[3] = f;
-    }
-    return c;
-  }();
-  return cfg;
+// About 8 tiles per warp, at most 8 warps (K = 4096 -> 8 warps, K = 14336 -> 8 warps of 28 tiles); `warps` > 0
+// (GemvOneTuning::warps) forces the count.
+int slices_by_tiles(int32_t num_tiles, int warps) {
+  if (warps > 0) return warps;
+  return std::clamp((num_tiles + 7) / 8, 1, 8);
 }
 
 int sm_count() {
@@ -562,48 +498,25 @@ int sm_count() {
   return n;
 }
 
-int launch_slices(int32_t max_tiles, int64_t strips, bool pair) {
-  const int by_tiles = gemv_one_slices(max_tiles);
-  if (forced_slices() > 0) return pair ? std::min(by_tiles, kMaxSliceWarps / 2) : by_tiles;
-  const SliceConfig& cfg = slice_config();
-  const int want = pair                                              ? cfg.v[2]
-                   : strips <= int64_t{kMinBlocksAtMax} * sm_count() ? cfg.v[0]
-                   : strips > int64_t{8} * sm_count()                 ? cfg.v[3]
-                                                                      : cfg.v[1];
+// Warps per block of a launch, by kind (GemvOneTuning::slices): [0] one part whose strips fit one wave of 12-warp
+// blocks (2 per SM: o_proj, down_proj of Llama-3-8B), [1] other single or grouped launches (q/k/v), [2] per part of a
+// SwiGLU pair, [3] more than 8 waves of strips (the head); at most 8 tiles per warp are taken below 9 warps (the
+// measured rule), at least 4 tiles per warp above. Default 12,8,3,4: 12-warp o/down blocks were within noise of 8
+// while the L2 prefetch was on, and are +1.0% (EXL2) / +0.3% (GPTQ) at 2k without it; 4-warp head blocks (6 per SM:
+// 10 waves of the 8016 strips instead of 20.2) +0.6% (EXL2, twice) (2026-11-24d, runs 7-9, 12, 14).
+// GemvOneTuning::warps > 0 sets every launch instead (a pair's parts at most kMaxSliceWarps / 2).
+int launch_slices(int32_t max_tiles, int64_t strips, bool pair, const GemvOneTuning& tuning) {
+  const int by_tiles = slices_by_tiles(max_tiles, tuning.warps);
+  if (tuning.warps > 0) return pair ? std::min(by_tiles, kMaxSliceWarps / 2) : by_tiles;
+  const int32_t* cfg = tuning.slices;
+  const int want = pair                                              ? cfg[2]
+                   : strips <= int64_t{kMinBlocksAtMax} * sm_count() ? cfg[0]
+                   : strips > int64_t{8} * sm_count()                 ? cfg[3]
+                                                                      : cfg[1];
   if (want <= 8) return std::min(want, by_tiles);
   return std::min(want, std::clamp((max_tiles + 3) / 4, 1, kMaxSliceWarps));
 }
 }  // namespace
-
-int gemv_one_slices(int32_t num_tiles) {
-  if (forced_slices() > 0) return forced_slices();
-  // About 8 tiles per warp, at most 8 warps: K = 4096 -> 8 warps, K = 14336 -> 8 warps of 28 tiles.
-  return std::clamp((num_tiles + 7) / 8, 1, 8);
-}
-
-namespace {
-std::atomic<int>& gemv_one_mode_ref() {
-  static std::atomic<int> mode{[] {
-    const char* e = std::getenv("EXL_GEMV1");
-    const int v = e != nullptr ? std::atoi(e) : 1;
-    return v >= 0 && v <= 2 ? v : 1;
-  }()};
-  return mode;
-}
-}  // namespace
-
-namespace {
-std::atomic<bool>& b_all_lanes_ref() {
-  static std::atomic<bool> on{env_switch("EXL_GEMV1_B_ALL_LANES", false)};
-  return on;
-}
-}  // namespace
-
-bool gemv_one_b_all_lanes() { return b_all_lanes_ref().load(); }
-void set_gemv_one_b_all_lanes(bool on) { b_all_lanes_ref().store(on); }
-
-GemvOneMode gemv_one_mode() { return static_cast<GemvOneMode>(gemv_one_mode_ref().load()); }
-void set_gemv_one_mode(GemvOneMode mode) { gemv_one_mode_ref().store(static_cast<int>(mode)); }
 
 bool gemv_one_preferred(const GemvPart* parts, int num_parts, const __half* x_up) {
   // Measured on H100, llama3-8b shapes, one decode step (bench/results/2026-11-23c-gemv-one.md): gemv_one is faster
@@ -616,35 +529,16 @@ bool gemv_one_preferred(const GemvPart* parts, int num_parts, const __half* x_up
   return true;
 }
 
-void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up, cudaStream_t stream,
-                    const GemvOneFrag* frag) {
+void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const GemvOneTuning& tuning,
+                    cudaStream_t stream, const GemvOneFrag* frag) {
   if (num_parts < 1 || num_parts > kGemvMaxParts)
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_one: %d matrices in one launch (1 .. %d)",
                         num_parts, kGemvMaxParts);
   const bool pair = frag != nullptr && frag->swiglu_pair;
   Gemv1Params p{};
   p.num_parts = num_parts;
-  static const bool l1_first = env_switch("EXL_GEMV1_L1", true);
-  static const bool prefetch_l2 = env_switch("EXL_GEMV1_PF_L2", false);
-  p.l1_first = l1_first ? 1 : 0;
-  p.prefetch_l2 = prefetch_l2 ? 1 : 0;
-  static const int l1_batches = [] {
-    const char* e = std::getenv("EXL_GEMV1_L1_BATCHES");
-    if (e == nullptr) return 2;
-    char* end = nullptr;
-    const long v = std::strtol(e, &end, 10);
-    if (end == e || *end != '\0' || v < 1 || v > 16)
-      raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
-                          "EXL_GEMV1_L1_BATCHES='%s': expected a number of batches in 1..16", e);
-    return static_cast<int>(v);
-  }();
-  p.l1_batches = l1_batches;
-  static const bool epi_pre = env_switch("EXL_GEMV1_EPI_PRE", true);
-  static const bool res_early = env_switch("EXL_GEMV1_RES_EARLY", true);
-  p.epi_pre = epi_pre ? 1 : 0;
-  p.res_early = epi_pre && res_early ? 1 : 0;
+  p.l1_batches = tuning.l1_batches;
   p.x = x;
-  p.x_up = x_up;
   if (frag != nullptr) {
     for (int i = 0; i < num_parts; ++i) {
       p.x_frag[i] = frag->x[i];
@@ -673,9 +567,6 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
       p.res_on = 1;
       p.res = frag->res;
     }
-    if (x_up != nullptr)
-      raise_kernel_error(KernelErrorKind::kInvalidArgument,
-                         "gemv_one: a fragment-ordered input is already the SwiGLU product (x_up must be null)");
   }
   if (pair) {
     if (num_parts != 2 || parts[0].w->width != parts[1].w->width ||
@@ -691,7 +582,7 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
   // A pair runs both parts in one block of at most kMaxSliceWarps warps.
   int64_t strips = 0;
   for (int i = 0; i < num_parts; ++i) strips += (parts[i].w->width + quant::kStripCols - 1) / quant::kStripCols;
-  const int slices = launch_slices(max_tiles, strips, pair);
+  const int slices = launch_slices(max_tiles, strips, pair, tuning);
   const int warps = pair ? 2 * slices : slices;
   p.slices = slices;
   const int per_warp_tiles = (max_tiles + slices - 1) / slices;
@@ -722,9 +613,7 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
   if (blocks <= 0 || blocks > (int64_t{1} << 31) - 1)
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_one: %lld blocks", static_cast<long long>(blocks));
   const size_t smem = sizeof(float) * kMaxSliceWarps * quant::kStripCols + static_cast<size_t>(warps) * p.warp_bytes;
-  const bool b_all = gemv_one_b_all_lanes();
-  auto kernel = x_up != nullptr ? (b_all ? gemv_one_kernel<true, true> : gemv_one_kernel<true, false>)
-                                : (b_all ? gemv_one_kernel<false, true> : gemv_one_kernel<false, false>);
+  auto kernel = gemv_one_kernel;
   if (smem > 48 * 1024) {
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                "gemv_one: cudaFuncSetAttribute");

@@ -399,12 +399,10 @@ int64_t gemv_partial_floats(const GemvSplitPlan& plan, int64_t width, int64_t nu
 }
 
 void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up,
-                      int64_t num_tokens, cudaStream_t stream) {
+                      int64_t num_tokens, const GemvOneTuning& one, cudaStream_t stream) {
   if (num_tokens <= 0) return;
-  const GemvOneMode one = gemv_one_mode();
-  if (num_tokens == 1 &&
-      (one == GemvOneMode::kAlways || (one == GemvOneMode::kAuto && gemv_one_preferred(parts, num_parts, x_up)))) {
-    gemv_one_multi(parts, num_parts, x, x_up, stream);
+  if (num_tokens == 1 && gemv_one_preferred(parts, num_parts, x_up)) {
+    gemv_one_multi(parts, num_parts, x, one, stream);
     return;
   }
   if (num_parts < 1 || num_parts > kGemvMaxParts)
@@ -458,9 +456,10 @@ void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, con
 }
 
 void gemv_quant(const QuantTilesView& w, const GemvSplitPlan& plan, const __half* x, const __half* x_up, __half* y,
-                int64_t num_tokens, float* partials, uint32_t* counters, cudaStream_t stream) {
+                int64_t num_tokens, float* partials, uint32_t* counters, const GemvOneTuning& one,
+                cudaStream_t stream) {
   const GemvPart part{&w, &plan, y, partials, counters};
-  gemv_quant_multi(&part, 1, x, x_up, num_tokens, stream);
+  gemv_quant_multi(&part, 1, x, x_up, num_tokens, one, stream);
 }
 
 void add_bias(__half* y, const __half* bias, int64_t num_tokens, int64_t out_features, cudaStream_t stream) {

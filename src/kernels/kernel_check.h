@@ -1,13 +1,10 @@
 // Error reporting for kernel launch code without fmt (nvcc's front end cannot compile fmt's format-string
 // checks): messages are formatted with snprintf and thrown as exl::Error by functions defined in backend/cuda.
-// Also env_switch, the on/off switches of the kernels' A/B runs.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 
 namespace exl::kernels {
 
@@ -31,14 +28,6 @@ inline void check_launch(const char* op) {
 
 inline void check_cuda(cudaError_t err, const char* op) {
   if (err != cudaSuccess) raise_launch_error(err, op);
-}
-
-// An on/off switch from the environment (A/B runs): unset gives `fallback`; a switch that is on by default is off
-// only for "0", one that is off by default is on only for "1".
-inline bool env_switch(const char* name, bool fallback) {
-  const char* e = std::getenv(name);
-  if (e == nullptr) return fallback;
-  return fallback ? std::strcmp(e, "0") != 0 : std::strcmp(e, "1") == 0;
 }
 
 }  // namespace exl::kernels

@@ -1,17 +1,9 @@
-// pdl_enabled(): compute capability >= 9.0 of the current device, unless EXL_PDL=0 (for A/B measurements).
-#include <cstdlib>
-#include <cstring>
-
+// pdl_enabled(): compute capability >= 9.0 of the current device (griddepcontrol needs sm_90).
 #include "kernels/pdl.cuh"
 
 namespace exl::kernels {
 
 bool pdl_enabled() {
-  static const bool env_off = [] {
-    const char* e = std::getenv("EXL_PDL");
-    return e != nullptr && std::strcmp(e, "0") == 0;
-  }();
-  if (env_off) return false;
   constexpr int kMaxDevices = 64;
   static int cached[kMaxDevices] = {};  // 0 unknown, 1 yes, 2 no
   int device = 0;

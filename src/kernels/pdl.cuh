@@ -7,8 +7,9 @@
 //     waited on its own predecessor before it could complete);
 //   * pdl_launch_dependents() (after pdl_wait) lets the next kernel start its own pre-wait part; calling it after the
 //     wait keeps at most one kernel waiting behind the running one.
-// On GPUs below sm_90, or with EXL_PDL=0 in the environment, launch_pdl is an ordinary launch and both calls are
-// no-ops. CUDA graphs captured from the stream keep the programmatic edges.
+// On GPUs below sm_90 launch_pdl is an ordinary launch and both calls are no-ops (a capability check, not a switch:
+// PDL off measured 10% slower in decode, bench/results/2026-11-23-decode-pdl-fusion.md). CUDA graphs captured from
+// the stream keep the programmatic edges.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -31,7 +32,7 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-// Host: whether launches on the current device use PDL (compute capability >= 9.0 and EXL_PDL not "0").
+// Host: whether launches on the current device use PDL (compute capability >= 9.0).
 bool pdl_enabled();
 
 template <typename... KernelArgs, typename... Args>

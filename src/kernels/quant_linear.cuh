@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "kernels/frag.cuh"
+#include "kernels/tuning.h"
 #include "quant/tile_layout.h"
 
 namespace exl::kernels {
@@ -68,9 +69,11 @@ size_t gemv_shared_bytes(const GemvSplitPlan& plan, int64_t num_tokens);
 int64_t gemv_partial_floats(const GemvSplitPlan& plan, int64_t width, int64_t num_tokens);
 
 // partials: >= gemv_partial_floats floats (unused when splits == 1); counters: W/128 zeroed words, left zeroed.
-// x_up non-null: the input is half(silu(x) * x_up) element-wise (SwiGLU), computed in the gather.
+// x_up non-null: the input is half(silu(x) * x_up) element-wise (SwiGLU), computed in the gather. One-token launches
+// may run gemv_one instead (gemv_quant_multi), with the launch shape `one`.
 void gemv_quant(const QuantTilesView& w, const GemvSplitPlan& plan, const __half* x, const __half* x_up, __half* y,
-                int64_t num_tokens, float* partials, uint32_t* counters, cudaStream_t stream);
+                int64_t num_tokens, float* partials, uint32_t* counters, const GemvOneTuning& one,
+                cudaStream_t stream);
 
 // One matrix of a grouped launch: its own output, partials (>= gemv_partial_floats floats, disjoint from the other
 // parts') and counters.
@@ -83,26 +86,16 @@ struct GemvPart {
 };
 // y_i = x . W_i for 1 .. kGemvMaxParts matrices with the same in_features, in one launch (blocks of all parts in one
 // grid). Launched with PDL: the weights' first loads and the scale table are issued before waiting on x's producer.
+// One token goes to gemv_one (with the launch shape `one`) where gemv_one_preferred says it is faster.
 void gemv_quant_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up,
-                      int64_t num_tokens, cudaStream_t stream);
+                      int64_t num_tokens, const GemvOneTuning& one, cudaStream_t stream);
 
 // gemv_one.cu: a one-token kernel (a block per 16-column strip, its warps split K and reduce in shared memory; no
-// scratch, no counters). gemv_quant_multi routes one token to it according to the mode: kAuto (default) where it
-// measured faster on H100 (gemv_one_preferred), kAlways / kOff for tests and A/B runs. The environment variable
-// EXL_GEMV1=0/1/2 (off/auto/always) sets the initial mode; EXL_GEMV1_WARPS=1..8 forces the warps per block.
-enum class GemvOneMode : int { kOff = 0, kAuto = 1, kAlways = 2 };
-GemvOneMode gemv_one_mode();
-void set_gemv_one_mode(GemvOneMode mode);
-// Which gemv_one instance runs: the default loads x (the mma B operand) in the lanes of token 0 only and zeroes the
-// others; "all lanes" (EXL_GEMV1_B_ALL_LANES=1 or this setter; opt-in: within noise on H100) loads it in every
-// lane, without the predicate and the zeroing. The results are identical.
-bool gemv_one_b_all_lanes();
-void set_gemv_one_b_all_lanes(bool on);
-int gemv_one_slices(int32_t num_tiles);
-struct GemvPart;
+// scratch, no counters). gemv_quant_multi routes one token to it where it measured faster on H100
+// (gemv_one_preferred; bench/results/2026-11-23c-gemv-one.md); the fragment-ordered decode path calls it directly.
 bool gemv_one_preferred(const GemvPart* parts, int num_parts, const __half* x_up);
 // Fragment-ordered inputs (frag.cuh) for a gemv_one launch: part i reads x[i] (16-byte aligned, at least its padded
-// rows) instead of gathering x through its perm; the launch's x and x_up are then unused (x_up must be null).
+// rows) instead of gathering x through its perm; the launch's x is then unused.
 // swiglu_pair: exactly 2 parts of one shape (gate, up) run in the same block, which also writes
 // half(silu(gate) * up) of each column to y_frag (the down projection's fragment-ordered input) and zeroes its pads.
 // x32 instead of x: part i's input is fp32 x * w (FragTarget32) still to be scaled by the RMSNorm of `norm` (every
@@ -116,8 +109,9 @@ struct GemvOneFrag {
   bool res_on = false;
   FragResidual res;
 };
-void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const __half* x_up, cudaStream_t stream,
-                    const GemvOneFrag* frag = nullptr);
+// x: the plain input (gathered through each part's perm), or null with frag.
+void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const GemvOneTuning& tuning,
+                    cudaStream_t stream, const GemvOneFrag* frag = nullptr);
 
 void dequant_quant(const QuantTilesView& w, int64_t col_begin, int64_t cols, __half* out, cudaStream_t stream);
 

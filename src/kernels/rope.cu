@@ -1,5 +1,7 @@
 // For i < R (R = rotary_half): (a, b) = (x[i], x[i+R]); x[i] = a*c - b*s; x[i+R] = b*c + a*s, with
 // c = cos(pos * inv_freq[i]) * attention_factor, s = sin(...) * attention_factor, on every q and k head.
+// Interleaved (GPT-J): the pair is (x[2i], x[2i+1]) instead. Either way the rotated elements are d < 2R and
+// [2R, head_dim) is left as is (partial rotary). rotate = false: R is taken as 0 (nothing rotated, cache write only).
 // Shapes: q fp16 [num_tokens, num_heads, head_dim], k and v fp16 [num_tokens, num_kv_heads, head_dim],
 // inv_freq fp32 [R], positions int32 [num_tokens]. Optionally k (rotated) and v go to the paged cache
 // [num_pages, page_size, num_kv_heads, head_dim] at the token's slot.
@@ -42,7 +44,7 @@ __device__ __forceinline__ int64_t token_slot(const RopeArgs& a, int t) {
 __global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs a, int copy_vec) {
   const int t = blockIdx.x;
   const int w = blockIdx.y * kThreads + threadIdx.x;
-  const int R = static_cast<int>(a.rotary_half), D = static_cast<int>(a.head_dim);
+  const int R = a.rotate ? static_cast<int>(a.rotary_half) : 0, D = static_cast<int>(a.head_dim);
   const int nkv = static_cast<int>(a.num_kv_heads);
   const int q_heads = a.q ? static_cast<int>(a.num_heads) : 0;
   const int pairs = (q_heads + nkv) * R;
@@ -70,16 +72,17 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs a, int copy_vec
     const bool is_q = h < q_heads;
     const int kh = h - q_heads;
     __half* x = is_q ? a.q + (static_cast<int64_t>(t) * a.num_heads + h) * D : a.k + t * kv_row + kh * D;
-    const float va = __half2float(x[i]), vb = __half2float(x[i + R]);
+    const int ia = a.interleaved ? 2 * i : i, ib = a.interleaved ? 2 * i + 1 : i + R;
+    const float va = __half2float(x[ia]), vb = __half2float(x[ib]);
     const __half ra = __float2half_rn(va * c - vb * s), rb = __float2half_rn(vb * c + va * s);
-    x[i] = ra;
-    x[i + R] = rb;
+    x[ia] = ra;
+    x[ib] = rb;
     if (!is_q && write) {
       const int64_t slot = token_slot(a, t);
       if (slot >= 0) {
         __half* dst = a.cache.k_pages + slot * kv_row + kh * D;
-        dst[i] = ra;
-        dst[i + R] = rb;
+        dst[ia] = ra;
+        dst[ib] = rb;
       }
     }
     return;
@@ -118,15 +121,20 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }  // namespace
 
 void launch_rope(const RopeArgs& args, cudaStream_t stream) {
-  if (args.rotary_half < 1 || 2 * args.rotary_half > args.head_dim || args.rotary_half > kMaxRotaryHalf)
+  if (args.rotate &&
+      (args.rotary_half < 1 || 2 * args.rotary_half > args.head_dim || args.rotary_half > kMaxRotaryHalf))
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "rope: %lld frequencies do not fit head_dim %lld",
                         static_cast<long long>(args.rotary_half), static_cast<long long>(args.head_dim));
+  if (args.head_dim < 1)
+    raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "rope: head_dim %lld",
+                        static_cast<long long>(args.head_dim));
   if (args.num_tokens == 0) return;
   const bool write = args.cache.k_pages != nullptr;
+  if (!args.rotate && !write) return;  // nothing to do
   const int64_t kv_row = args.num_kv_heads * args.head_dim;
   const bool copy_vec = write && args.head_dim % 8 == 0 && aligned16(args.k) && aligned16(args.v) &&
                         aligned16(args.cache.k_pages) && aligned16(args.cache.v_pages);
-  const int64_t pairs = ((args.q ? args.num_heads : 0) + args.num_kv_heads) * args.rotary_half;
+  const int64_t pairs = args.rotate ? ((args.q ? args.num_heads : 0) + args.num_kv_heads) * args.rotary_half : 0;
   const int64_t copies = write ? (copy_vec ? kv_row / 8 : kv_row) : 0;
   const int64_t blocks_y = (pairs + copies + kThreads - 1) / kThreads;
   if (blocks_y > 65535 || args.num_tokens > 0x7fffffff)

@@ -1,5 +1,6 @@
-// Rotary position embedding ("rotate half", every rope type via precomputed inverse frequencies), in place on
-// q and k, optionally writing the rotated k and v straight into the paged cache.
+// Rotary position embedding (every rope type via precomputed inverse frequencies; "rotate half" NeoX pairs or
+// interleaved GPT-J pairs; partial rotary), in place on q and k, optionally writing the rotated k and v straight
+// into the paged cache. With rotate = false only the cache write runs (layers without positional encoding).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -19,11 +20,13 @@ struct RopeArgs {
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
-  const float* inv_freq = nullptr;  // [rotary_half], device
-  int64_t rotary_half = 0;          // rotary_dim / 2 <= head_dim / 2
+  const float* inv_freq = nullptr;  // [rotary_half], device (unused without rotation)
+  int64_t rotary_half = 0;          // rotary_dim / 2 <= head_dim / 2; dims [2 * rotary_half, head_dim) untouched
   float attention_factor = 1.0f;
   TokenSlots slots;                 // positions (and sequences, for the cache write)
   PagedKvArgs cache;                // k_pages null: no cache write
+  bool interleaved = false;         // pairs (2i, 2i + 1) (GPT-J, Cohere, GLM) instead of (i, i + rotary_half)
+  bool rotate = true;               // false: q and k unchanged; only the cache write of k and v (no launch without it)
 };
 
 void launch_rope(const RopeArgs& args, cudaStream_t stream);

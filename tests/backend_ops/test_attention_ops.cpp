@@ -88,6 +88,7 @@ kernels::AttentionArgs small_decode_args() {
   return a;
 }
 
+// Decode merges its splits inside the kernel: `counters` (DecodeSplit::counters) is required for Kernel::kDecode.
 void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, ThreadPool& pool,
               uint32_t* counters = nullptr) {
   const int64_t S = static_cast<int64_t>(c.seqs.size()), D = c.head_dim, NH = c.num_heads, NKV = c.num_kv_heads;
@@ -128,7 +129,7 @@ void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, T
     GuardedArray<int32_t> d_dest(layout.dest), d_pads(layout.pads);
     GuardedArray<uint16_t> d_frag(static_cast<size_t>(NH * D + 24));
     if (S == 1) a.out_frag = {reinterpret_cast<__half*>(d_frag.get()), d_dest.get(), d_pads.get(), 24};
-    kernels::launch_attention_decode(a, {splits, ws.get(), false, counters}, nullptr);
+    kernels::launch_attention_decode(a, {splits, ws.get(), counters}, nullptr);
     ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
     EXPECT_TRUE(ws.guards_intact());
     if (S == 1) {
@@ -140,7 +141,6 @@ void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, T
   const Diff d = compare(from_half_bits(d_out.download()), want);
   EXPECT_TRUE(d.finite);
   EXPECT_LT(d.rel_l2, 3e-3) << (kernel == Kernel::kPrefill ? "prefill" : "decode") << " splits " << splits
-                            << (counters ? " (in-kernel merge)" : "")
                             << " heads " << NH << "/" << NKV << " head_dim " << D << " page " << c.page_size
                             << " window " << c.window << " (max abs " << d.max_abs << ")";
   EXPECT_TRUE(d_out.guards_intact());
@@ -162,29 +162,12 @@ TEST(AttentionOps, PrefillMatchesCpu) {
   run_case({32, 8, 128, 256, 0, {{700, 700}}}, Kernel::kPrefill, 0, rng, pool);
 }
 
+// The splits of each (KV head, sequence) merged inside the attention kernel (DecodeSplit::counters): split counts 1,
+// 5, 7, 16, 33, 64 and the chosen count for Llama-3-8B on an H100, empty splits (short sequences), every head_dim,
+// GQA 1/4/8/16, a sliding window. The counters are zeroed once and shared by every case (split counts change
+// between launches, as in a decode graph replayed every token and the batched steps between), and one case runs
+// three times in a row.
 TEST(AttentionOps, DecodeMatchesCpu) {
-  EXL_REQUIRE_GPU();
-  std::mt19937 rng(9);
-  ThreadPool pool(0);
-  for (int64_t D : {64, 80, 96, 128, 256}) {
-    for (auto [NH, NKV] : {std::pair<int64_t, int64_t>{8, 8}, {8, 2}, {32, 4}}) {
-      for (int splits : {1, 7, 33}) {
-        run_case({NH, NKV, D, 16, 0, {{1, 1}, {1, 37}, {1, 1000}, {1, 64}}}, Kernel::kDecode, splits, rng, pool);
-      }
-    }
-  }
-  run_case({32, 8, 128, 256, 0, {{1, 5000}}}, Kernel::kDecode,
-           kernels::choose_decode_splits(1, 8, 8192, 132), rng, pool);
-  run_case({32, 8, 128, 256, 1000, {{1, 4000}, {1, 999}}}, Kernel::kDecode, 16, rng, pool);
-  run_case({64, 4, 128, 256, 0, {{1, 300}}}, Kernel::kDecode, 5, rng, pool);  // 16 query heads per KV head
-  for (int64_t D : {64, 128, 256}) run_case({8, 2, D, 16, 0, {{1, 333}}}, Kernel::kDecode, 7, rng, pool);
-}
-
-// The splits of each (KV head, sequence) merged inside the attention kernel (DecodeSplit::counters): no combine
-// launch; split counts 1, 5, 7, 16, 33 and 64, empty splits (short sequences), every head_dim, GQA 1/4/8/16, a
-// sliding window. The counters are zeroed once and shared by every case (split counts change between launches, as
-// in a decode graph replayed every token and the batched steps between), and one case runs three times in a row.
-TEST(AttentionOps, DecodeInKernelMergeMatchesCpu) {
   EXL_REQUIRE_GPU();
   std::mt19937 rng(19);
   ThreadPool pool(0);
@@ -202,10 +185,13 @@ TEST(AttentionOps, DecodeInKernelMergeMatchesCpu) {
   run_case({32, 8, 128, 256, 0, {{1, 8192}}}, Kernel::kDecode, 64, rng, pool, c);
   run_case({32, 8, 128, 256, 1000, {{1, 4000}, {1, 999}}}, Kernel::kDecode, 16, rng, pool, c);
   run_case({64, 4, 128, 256, 0, {{1, 300}}}, Kernel::kDecode, 5, rng, pool, c);  // 16 query heads per KV head
+  run_case({32, 8, 128, 256, 0, {{1, 5000}}}, Kernel::kDecode, kernels::choose_decode_splits(1, 8, 8192, 132), rng,
+           pool, c);
+  for (int64_t D : {64, 128, 256}) run_case({8, 2, D, 16, 0, {{1, 333}}}, Kernel::kDecode, 7, rng, pool, c);
   EXPECT_TRUE(counters.guards_intact());
-  // --skip-kernels combine on a launch that has no combine: an error.
+  // The merge needs its counters.
   float dummy_ws[4];
-  EXPECT_THROW(kernels::launch_attention_decode(small_decode_args(), {4, dummy_ws, true, c}, nullptr), Error);
+  EXPECT_THROW(kernels::launch_attention_decode(small_decode_args(), {4, dummy_ws, nullptr}, nullptr), Error);
 }
 
 // Decode with RoPE and the new token's KV write fused into the kernel (AttentionArgs::rope): raw q, k and v of the
@@ -266,7 +252,7 @@ void run_fused_rope_case(int64_t NH, int64_t NKV, int64_t D, int64_t rotary_half
     a.rope = {reinterpret_cast<const __half*>(d_kn.get()), reinterpret_cast<const __half*>(d_vn.get()),
               reinterpret_cast<__half*>(d_kc.get()), reinterpret_cast<__half*>(d_vc.get()), d_inv.get(),
               static_cast<int32_t>(rotary_half), attention_factor};
-    kernels::launch_attention_decode(a, {splits, ws.get(), false, counters}, nullptr);
+    kernels::launch_attention_decode(a, {splits, ws.get(), counters}, nullptr);
   } else {
     std::vector<int32_t> token_seq(static_cast<size_t>(S));
     for (int64_t i = 0; i < S; ++i) token_seq[static_cast<size_t>(i)] = static_cast<int32_t>(i);
@@ -288,13 +274,13 @@ void run_fused_rope_case(int64_t NH, int64_t NKV, int64_t D, int64_t rotary_half
     cudaStream_t st = nullptr;
     ASSERT_EQ(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), cudaSuccess);
     kernels::launch_rope(r, st);
-    kernels::launch_attention_decode(a, {splits, ws.get(), false, counters}, st);
+    kernels::launch_attention_decode(a, {splits, ws.get(), counters}, st);
     ASSERT_EQ(cudaStreamSynchronize(st), cudaSuccess);
     ASSERT_EQ(cudaStreamDestroy(st), cudaSuccess);
   }
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   SCOPED_TRACE(::testing::Message() << (chained ? "rope kernel then attention" : "fused rope")
-                                    << (counters ? " (in-kernel merge)" : "") << ": heads " << NH
+                                    << ": heads " << NH
                                     << "/" << NKV << " head_dim " << D << " rotary_half " << rotary_half << " splits "
                                     << splits);
   const Diff d = compare(from_half_bits(d_out.download()), want);
@@ -310,28 +296,23 @@ TEST(AttentionOps, DecodeWithFusedRopeMatchesCpu) {
   EXL_REQUIRE_GPU();
   std::mt19937 rng(12);
   ThreadPool pool(0);
+  GuardedArray<uint32_t> counters(std::vector<uint32_t>(32, 0u));
+  uint32_t* c = counters.get();
   for (int64_t D : {64, 80, 96, 128, 256})
-    for (int splits : {1, 7}) run_fused_rope_case(8, 2, D, D / 2, 1.0f, {1, 37, 300}, splits, rng, pool);
-  run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool);   // llama3-8b decode shape
-  run_fused_rope_case(8, 8, 128, 32, 1.1f, {17, 129}, 5, rng, pool);  // partial rotary, attention factor
+    for (int splits : {1, 7}) run_fused_rope_case(8, 2, D, D / 2, 1.0f, {1, 37, 300}, splits, rng, pool, false, c);
+  run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool, false, c);   // llama3-8b decode shape
+  run_fused_rope_case(8, 8, 128, 32, 1.1f, {17, 129}, 5, rng, pool, false, c);  // partial rotary, attention factor
   // The unfused chain: rope_kernel writes the newest rows just before attention_decode reads the cache.
   for (int64_t D : {64, 80, 96, 128, 256})
-    for (int splits : {1, 7}) run_fused_rope_case(8, 2, D, D / 2, 1.0f, {1, 37, 300}, splits, rng, pool, true);
-  run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool, true);
-  // Splits merged inside the kernel, fused and chained, as the one-token decode graph runs them.
-  GuardedArray<uint32_t> counters(std::vector<uint32_t>(32, 0u));
-  for (int64_t D : {64, 128, 256})
-    for (int splits : {1, 7})
-      run_fused_rope_case(8, 2, D, D / 2, 1.0f, {1, 37, 300}, splits, rng, pool, false, counters.get());
-  run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool, false, counters.get());
-  run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool, true, counters.get());
+    for (int splits : {1, 7}) run_fused_rope_case(8, 2, D, D / 2, 1.0f, {1, 37, 300}, splits, rng, pool, true, c);
+  run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool, true, c);
   EXPECT_TRUE(counters.guards_intact());
   // Bad arguments: a rotary half beyond head_dim / 2.
   kernels::AttentionArgs bad = small_decode_args();
   bad.rope.k_new = reinterpret_cast<const __half*>(&bad);
   bad.rope.rotary_half = 40;
   float dummy_ws[4];
-  EXPECT_THROW(kernels::launch_attention_decode(bad, {1, dummy_ws}, nullptr), Error);
+  EXPECT_THROW(kernels::launch_attention_decode(bad, {1, dummy_ws, c}, nullptr), Error);
 }
 
 TEST(AttentionOps, RejectsUnsupportedHeadDim) {

@@ -122,7 +122,8 @@ struct Checker {
   CublasHandle cublas;
   Stream stream;
 
-  explicit Checker(const LinearWeight& w) : lw(w), lin(CudaLinear::create(w)), w_nk(w.to_f32_nk()) {}
+  explicit Checker(const LinearWeight& w, const LinearOptions& options = {})
+      : lw(w), lin(CudaLinear::create(w, options)), w_nk(w.to_f32_nk()) {}
 
   // Runs num_tokens through CUDA and the CPU oracle; `scratch_elements` < 0 means the full requirement.
   void check(int64_t M, uint64_t seed, int64_t scratch_elements = -1) {
@@ -349,45 +350,41 @@ TEST(LinearOps, SwigluFusedIntoGemv) {
   check_swiglu();
 }
 
-// Sets the one-token GEMV routing for one scope (the default picks a kernel per launch shape).
-struct GemvOneModeScope {
-  kernels::GemvOneMode saved = kernels::gemv_one_mode();
-  explicit GemvOneModeScope(kernels::GemvOneMode m) { kernels::set_gemv_one_mode(m); }
-  ~GemvOneModeScope() { kernels::set_gemv_one_mode(saved); }
-};
-
-// Both one-token kernels (gemv_one and gemv_quant) against the CPU oracle, whichever the default routing picks:
-// every width, odd shapes with bias, a long K, grouped launches (EXL2 q/k/v, GPTQ act-order + EXL2) and SwiGLU.
+// Both one-token kernels against the CPU oracle on the same shapes: every width and an odd shape with bias, routed
+// by their split plans (kernels::gemv_one_preferred: gemv_one where the plan splits K and K <= 8192, gemv_quant for
+// one slice), and a long K (gemv_quant only: gemv_one takes it on the fragment-ordered path, FragInputOneToken).
+// Then the default routing of grouped launches (EXL2 q/k/v, GPTQ act-order + EXL2) and of SwiGLU (gemv_quant).
 TEST(LinearOps, OneTokenBothKernels) {
   EXL_REQUIRE_GPU();
-  for (const kernels::GemvOneMode mode : {kernels::GemvOneMode::kAlways, kernels::GemvOneMode::kOff}) {
-    const GemvOneModeScope scope(mode);
-    SCOPED_TRACE(mode == kernels::GemvOneMode::kAlways ? "gemv_one" : "gemv_quant");
+  for (const int32_t splits : {4, 1}) {
+    SCOPED_TRACE(splits > 1 ? "gemv_one" : "gemv_quant");
+    const LinearOptions options{.gemv_splits = splits};
     // (Checker keeps a reference to its weight: each one is a named local.)
     for (int bits : {2, 3, 4, 5, 6, 8}) {
       const LinearWeight one = exl2_weight(256, 1024, {{bits, 1.0, bits <= 3 ? 64 : 128}}, false, 300 + bits);
-      Checker c(one);
+      Checker c(one, options);
+      ASSERT_EQ(c.lin.gemv_splits() > 1, splits > 1);
       c.check(1, 11 + bits);
     }
     const LinearWeight mixed_w = exl2_weight(
         200, 1056, {{8, 0.1, 32}, {6, 0.1, 64}, {5, 0.2, 32}, {4, 0.2, 128}, {3, 0.2, 64}, {2, 0.2, 32}}, true, 8);
-    Checker mixed(mixed_w);
+    Checker mixed(mixed_w, options);
     mixed.check(1, 21);
-    const LinearWeight tall_w = exl2_weight(256, 14336, {{4, 1.0, 128}}, true, 33);
-    Checker tall(tall_w);
-    tall.check(1, 22);
-    const LinearWeight q = exl2_weight(512, 1024, {{4, 0.5, 32}, {3, 0.5, 64}}, false, 54);
-    const LinearWeight k = exl2_weight(128, 1024, {{6, 0.3, 32}, {4, 0.7, 128}}, true, 55);
-    const LinearWeight v = exl2_weight(200, 1024, {{8, 0.2, 32}, {5, 0.3, 32}, {2, 0.5, 64}}, false, 56);
-    check_group({&q, &k, &v}, true);
-    quant::GptqPackOptions opt;
-    opt.group_size = 128;
-    opt.g_idx.resize(1024);
-    for (int64_t r = 0; r < 1024; ++r) opt.g_idx[static_cast<size_t>(r)] = static_cast<int32_t>((r * 5) % 8);
-    const LinearWeight gate = gptq_weight(384, 1024, opt, true, 64);
-    check_group({&gate, &q}, true);
-    check_swiglu();
   }
+  const LinearWeight tall_w = exl2_weight(256, 14336, {{4, 1.0, 128}}, true, 33);
+  Checker tall(tall_w, LinearOptions{.gemv_splits = 4});
+  tall.check(1, 22);
+  const LinearWeight q = exl2_weight(512, 1024, {{4, 0.5, 32}, {3, 0.5, 64}}, false, 54);
+  const LinearWeight k = exl2_weight(128, 1024, {{6, 0.3, 32}, {4, 0.7, 128}}, true, 55);
+  const LinearWeight v = exl2_weight(200, 1024, {{8, 0.2, 32}, {5, 0.3, 32}, {2, 0.5, 64}}, false, 56);
+  check_group({&q, &k, &v}, true);
+  quant::GptqPackOptions opt;
+  opt.group_size = 128;
+  opt.g_idx.resize(1024);
+  for (int64_t r = 0; r < 1024; ++r) opt.g_idx[static_cast<size_t>(r)] = static_cast<int32_t>((r * 5) % 8);
+  const LinearWeight gate = gptq_weight(384, 1024, opt, true, 64);
+  check_group({&gate, &q}, true);
+  check_swiglu();
 }
 
 // Host only (no GPU needed): gemv_one sizes each warp's scale table from the plan's group count for the slice count
@@ -442,7 +439,8 @@ TEST(LinearOps, FloatWeights) {
 }
 
 // One token on fp16 weights runs kernels::gemv_f16 (PDL-launched, not cuBLAS): a head-like shape, the smallest
-// and the largest k it takes, with and without bias; k % 8 != 0 goes to cuBLAS. Bad arguments are errors.
+// and the largest k it takes, with and without bias; k % 8 != 0 goes to cuBLAS; every batch depth
+// (CudaTuning f16_gemv_batch). Bad arguments are errors.
 TEST(LinearOps, FloatWeightsOneTokenGemv) {
   EXL_REQUIRE_GPU();
   struct Shape {
@@ -454,6 +452,13 @@ TEST(LinearOps, FloatWeightsOneTokenGemv) {
     const LinearWeight lw = float_weight(sh.n, sh.k, DType::kF16, sh.bias, 500 + static_cast<uint64_t>(sh.n));
     Checker c(lw);
     c.check(1, static_cast<uint64_t>(sh.k));
+    for (const int32_t batch : {4, 8}) {
+      SCOPED_TRACE(::testing::Message() << "batch " << batch);
+      LinearOptions o;
+      o.tuning.f16_gemv.batch = batch;
+      Checker cb(lw, o);
+      cb.check(1, static_cast<uint64_t>(sh.k) + 1);
+    }
   }
   kernels::GemvF16Args bad;
   bad.n = 4;
@@ -638,20 +643,9 @@ void check_frag_input_one_token() {
   EXPECT_THROW(flin.frag_target(nullptr), Error);
 }
 
-// Sets gemv_one's B-operand variant for one scope.
-struct BAllLanesScope {
-  bool saved = kernels::gemv_one_b_all_lanes();
-  explicit BAllLanesScope(bool on) { kernels::set_gemv_one_b_all_lanes(on); }
-  ~BAllLanesScope() { kernels::set_gemv_one_b_all_lanes(saved); }
-};
-
 TEST(LinearOps, FragInputOneToken) {
   EXL_REQUIRE_GPU();
-  for (const bool b_all : {false, true}) {
-    SCOPED_TRACE(b_all ? "B in all lanes" : "B in token-0 lanes");
-    const BAllLanesScope scope(b_all);
-    check_frag_input_one_token();
-  }
+  check_frag_input_one_token();
 }
 
 

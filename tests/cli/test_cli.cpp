@@ -131,5 +131,27 @@ TEST(Cli, ErrorsGoToStderrWithNonZeroStatus) {
   fs::remove(ids);
 }
 
+// exl bench --tune key=value: a wrong key or value fails before the model is loaded (no GPU needed), naming the keys
+// or the range. Without CUDA, bench itself is the error.
+TEST(Cli, BenchTuneErrors) {
+  const std::string bench = "bench --model " + kDemo.string() + " ";
+  Result r = run(bench + "--tune gemv_warps=3", "", true);
+  EXPECT_NE(r.status, 0);
+#ifdef EXL_HAVE_CUDA
+  EXPECT_NE(r.out.find("unknown key 'gemv_warps'"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("gemv1_warps, gemv1_slices"), std::string::npos) << r.out;
+  r = run(bench + "--tune decode_splits=abc", "", true);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("decode_splits='abc' is not an integer"), std::string::npos) << r.out;
+  r = run(bench + "--tune decode_splits=8 --tune gemv1_l1_batches=99", "", true);
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.out.find("gemv1_l1_batches = 99 is outside 1..16"), std::string::npos) << r.out;
+  r = run("bench --help");
+  EXPECT_NE(r.out.find("gemv1_l1_batches"), std::string::npos) << r.out;
+#else
+  EXPECT_NE(r.out.find("without CUDA"), std::string::npos) << r.out;
+#endif
+}
+
 }  // namespace
 }  // namespace exl

@@ -111,36 +111,12 @@ std::pair<float, float> logits_at(model::Runner& runner, std::vector<int32_t> id
 
 class TinyLlamaCudaGreedy : public ::testing::TestWithParam<Variant> {};
 
-// Sets an environment variable for one scope (runner options read at construction).
-struct EnvScope {
-  std::string name, saved;
-  bool had = false;
-  explicit EnvScope(const char* n, const char* value) : name(n) {
-    if (const char* old = std::getenv(n)) {
-      had = true;
-      saved = old;
-    }
-    setenv(n, value, 1);
-  }
-  ~EnvScope() {
-    if (had)
-      setenv(name.c_str(), saved.c_str(), 1);
-    else
-      unsetenv(name.c_str());
-  }
-};
-
-// fused: the decode fusions of cuda_runner.cpp, on by default (EXL_FUSE_NORM: the RMSNorms between one-token GEMVs run
-// inside them; EXL_FUSE_ROPE: RoPE and the new token's KV write run inside the attention kernel).
-void check_greedy(const Variant& v, bool fused) {
+// Greedy decode against the reference continuations. EXL2 layers decode on the fused one-token path (norms inside
+// the GEMVs, RoPE inside attention); `tuning` (CudaRunnerOptions::tuning) runs it with other launch shapes.
+void check_greedy(const Variant& v, const cuda::CudaTuning& tuning = {}) {
   const auto root = (testing::testdata_dir() / "models/tiny-llama");
   const auto weights = model::ModelWeights::load(root / v.folder);
-  std::unique_ptr<model::Runner> runner;
-  {
-    const EnvScope norm("EXL_FUSE_NORM", fused ? "1" : "0");
-    const EnvScope rope("EXL_FUSE_ROPE", fused ? "1" : "0");
-    runner = cuda::make_cuda_runner(weights, {.cache_tokens = 1024, .page_size = 16});
-  }
+  const auto runner = cuda::make_cuda_runner(weights, {.cache_tokens = 1024, .page_size = 16, .tuning = tuning});
   const auto tok = tokenizer::Tokenizer::from_dir(root / v.folder);
   const nlohmann::json ref = read_json_file(root / "refs.json");
   const auto& prompts = ref["prompts"];
@@ -169,13 +145,29 @@ void check_greedy(const Variant& v, bool fused) {
 TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferences) {
   const Variant v = GetParam();
   EXL_REQUIRE_GPU_AND(testing::testdata_dir() / "models/tiny-llama" / v.folder);
-  check_greedy(v, false);
+  check_greedy(v);
 }
 
-TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferencesWithDecodeFusions) {
+// Every tunable launch knob away from its default (docs/tuning.md): the same continuations. The second set forces
+// the warps of every gemv_one launch instead of the per-kind slices.
+TEST_P(TinyLlamaCudaGreedy, ContinuationsMatchReferencesWithOtherTuning) {
   const Variant v = GetParam();
   EXL_REQUIRE_GPU_AND(testing::testdata_dir() / "models/tiny-llama" / v.folder);
-  check_greedy(v, true);
+  cuda::CudaTuning t;
+  t.gemv_blocks_per_sm = 1;
+  t.gemv1.slices[0] = 8;
+  t.gemv1.slices[1] = 4;
+  t.gemv1.slices[2] = 2;
+  t.gemv1.slices[3] = 12;
+  t.gemv1.l1_batches = 1;
+  t.f16_gemv.batch = 4;
+  t.decode_splits = 7;
+  check_greedy(v, t);
+  t.gemv1.warps = 3;
+  t.gemv1.l1_batches = 4;
+  t.f16_gemv.batch = 8;
+  t.decode_splits = 64;
+  check_greedy(v, t);
 }
 
 TEST(TinyLlamaCudaRunner, DecodeStopsSamplesAndRejectsBadInput) {
@@ -260,6 +252,27 @@ TEST(RandomModelCuda, TimingSkipLeavesTheNamedLaunchesOut) {
     EXPECT_EQ(launches[2], launches[0] - static_cast<double>(w.layers.size())) << "format " << static_cast<int>(format);
     std::filesystem::remove_all(dir);
   }
+}
+
+// CudaRunnerOptions::tuning is range-checked when the runner is created, before it touches the device (so this
+// runs without a GPU too).
+TEST(RandomModelCuda, RunnerRejectsTuningOutOfRange) {
+  const auto dir = std::filesystem::temp_directory_path() / ("exl_tuning_cuda_" + std::to_string(::getpid()));
+  model::RandomModelOptions o;
+  o.preset = "tiny";
+  o.format = model::RandomFormat::kExl2;
+  model::write_random_model(dir, o);
+  const auto w = model::ModelWeights::load(dir);
+  cuda::CudaTuning t;
+  t.gemv1.l1_batches = 0;
+  try {
+    cuda::make_cuda_runner(w, {.cache_tokens = 64, .page_size = 16, .tuning = t});
+    ADD_FAILURE() << "gemv1_l1_batches = 0 was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("gemv1_l1_batches = 0 is outside 1..16"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 std::string variant_name(const ::testing::TestParamInfo<Variant>& info) {

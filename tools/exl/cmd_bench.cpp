@@ -8,6 +8,7 @@
 #include "model/model_weights.h"
 #ifdef EXL_HAVE_CUDA
 #include "backend/cuda/bench_runner.h"
+#include "backend/cuda/tuning.h"
 #endif
 
 namespace exl::cli {
@@ -22,6 +23,7 @@ void add_bench_command(CLI::App& app) {
     bool as_json = false;
     std::string json_out;
     std::string skip_kernels;
+    std::vector<std::string> tune;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("bench", "Benchmark prefill and batch-1 decode on the GPU");
@@ -33,10 +35,19 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--json", o->as_json, "Print JSON");
   cmd->add_option("--json-out", o->json_out, "Also write the JSON result to this file");
   cmd->add_option("--skip-kernels", o->skip_kernels,
-                  "Timing only: leave these decode launches out (comma list of qkv, attn, combine, o, gateup, down, "
-                  "head); the generated tokens are meaningless");
+                  "Timing only: leave these decode launches out (comma list of qkv, attn, o, gateup, down, head); "
+                  "the generated tokens are meaningless");
+  std::string tune_help = "Set a CUDA launch knob, key=value (repeatable; docs/tuning.md)";
+#ifdef EXL_HAVE_CUDA
+  tune_help += ". Keys: " + cuda::tuning_keys();
+#endif
+  cmd->add_option("--tune", o->tune, tune_help)->take_all();
   cmd->callback([o] {
 #ifdef EXL_HAVE_CUDA
+    // The knobs first: a typo fails before the model loads (and without a GPU).
+    cuda::CudaTuning tuning;
+    for (const std::string& kv : o->tune) cuda::set_tuning(tuning, kv);
+    cuda::validate_tuning(tuning);
     EXL_CHECK(cuda_available(), kUnsupported, "bench: no CUDA device found (the benchmark measures the GPU)");
     const auto weights = model::ModelWeights::load(o->dir);
     cuda::BenchOptions bo;
@@ -45,6 +56,9 @@ void add_bench_command(CLI::App& app) {
     bo.contexts = o->contexts;
     bo.repetitions = o->repetitions;
     bo.skip_kernels = o->skip_kernels;
+    bo.tuning = tuning;
+    if (const std::string changed = cuda::tuning_changes(tuning); !changed.empty())
+      std::cerr << "bench: tuning " << changed << "\n";
     if (!o->skip_kernels.empty())
       std::cerr << "bench: timing only, skipping decode launches: " << o->skip_kernels
                 << " (the outputs are meaningless)\n";

@@ -47,11 +47,7 @@ double copy_bandwidth(int repetitions) {
 double weight_bytes(const model::ModelWeights& w) {
   double bytes = static_cast<double>(w.head.stored_bytes()) +
                  static_cast<double>(w.config.hidden_size) * static_cast<double>(dtype_size(w.embedding.dtype()));
-  for (const auto& l : w.layers) {
-    bytes += static_cast<double>(l.attn_norm.nbytes() + l.mlp_norm.nbytes());
-    for (const auto* lw : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
-      bytes += static_cast<double>(lw->stored_bytes());
-  }
+  for (const auto& l : w.layers) bytes += static_cast<double>(l.nbytes());
   return bytes + static_cast<double>(w.final_norm.nbytes());
 }
 
@@ -82,6 +78,7 @@ BenchResult run_decode_bench(const model::ModelWeights& weights, const BenchOpti
   cudaDeviceProp prop{};
   EXL_CUDA_CHECK(cudaGetDeviceProperties(&prop, opt.device));
   result.device_name = prop.name;
+  result.tuning = tuning_changes(opt.tuning);
   result.copy_bandwidth = copy_bandwidth(std::max(opt.repetitions, 5));
   result.weight_bytes = weight_bytes(weights);
 
@@ -90,7 +87,7 @@ BenchResult run_decode_bench(const model::ModelWeights& weights, const BenchOpti
   for (int64_t ctx : opt.contexts) max_ctx = std::max(max_ctx, ctx + opt.decode_tokens);
   auto runner = make_cuda_runner(
       weights, {.cache_tokens = max_ctx + opt.page_size, .page_size = opt.page_size, .device = opt.device,
-                .max_batch_tokens = opt.prompt_tokens, .timing_skip = opt.skip_kernels});
+                .max_batch_tokens = opt.prompt_tokens, .timing_skip = opt.skip_kernels, .tuning = opt.tuning});
   std::mt19937 rng(static_cast<uint32_t>(opt.seed));
   cache::PageAllocator alloc(runner->num_pages());
   cache::SequenceCache seq;
@@ -142,6 +139,7 @@ BenchResult run_decode_bench(const model::ModelWeights& weights, const BenchOpti
 std::string BenchResult::to_json() const {
   nlohmann::json j;
   j["device"] = device_name;
+  if (!tuning.empty()) j["tuning"] = tuning;
   j["copy_bandwidth_gb_s"] = copy_bandwidth / 1e9;
   j["weight_bytes"] = weight_bytes;
   j["prefill_tok_s"] = prefill_tokens_per_second;
@@ -160,6 +158,7 @@ std::string BenchResult::to_json() const {
 std::string BenchResult::to_table() const {
   std::string s = fmt::format("device {}  copy bandwidth {:.0f} GB/s  weights {:.3f} GB\n", device_name,
                               copy_bandwidth / 1e9, weight_bytes / 1e9);
+  if (!tuning.empty()) s += fmt::format("tuning {}\n", tuning);
   s += fmt::format("prefill {:.0f} tok/s  time to first token {:.1f} ms  launches/token {:.0f}\n",
                    prefill_tokens_per_second, time_to_first_token_ms, launches_per_token);
   s += "context  decode tok/s  spread  GB/token  ceiling tok/s  of ceiling\n";

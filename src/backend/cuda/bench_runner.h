@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/tuning.h"
 #include "model/model_weights.h"
 
 namespace exl::cuda {
@@ -19,6 +20,7 @@ struct BenchOptions {
   int device = 0;
   uint64_t seed = 1;
   std::string skip_kernels;  // timing only: CudaRunnerOptions::timing_skip
+  CudaTuning tuning;         // CudaRunnerOptions::tuning (exl bench --tune)
 };
 
 struct DecodePoint {
@@ -32,6 +34,7 @@ struct DecodePoint {
 
 struct BenchResult {
   std::string device_name;
+  std::string tuning;                   // the tuning keys that differ from the defaults (tuning_changes)
   double copy_bandwidth = 0.0;          // bytes/s, device-to-device copy counting read + write
   double weight_bytes = 0.0;            // decoder + head as stored, plus one embedding row
   double prefill_tokens_per_second = 0.0;

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -22,6 +21,7 @@ namespace exl::cuda {
 
 struct CudaLinear::Impl {
   quant::WeightFormat format = quant::WeightFormat::kFloat;
+  CudaTuning tuning;  // LinearOptions::tuning
   int64_t in_features = 0, out_features = 0;
   size_t bytes = 0;
   DeviceBuffer weight;  // kFloat: fp16 [N, K]
@@ -39,17 +39,6 @@ struct CudaLinear::Impl {
 };
 
 namespace {
-
-// Resident GEMV blocks per SM the split plan aims for (the occupancy API's count, capped). Default 2;
-// EXL_GEMV_BLOCKS_PER_SM=1..4 overrides the cap for tuning runs.
-int gemv_max_blocks_per_sm() {
-  static const int cap = [] {
-    const char* e = std::getenv("EXL_GEMV_BLOCKS_PER_SM");
-    const int v = e != nullptr ? std::atoi(e) : 0;
-    return v >= 1 && v <= 4 ? v : 2;
-  }();
-  return cap;
-}
 
 template <typename T>
 DeviceBuffer upload_vector(const std::vector<T>& v, size_t& total) {
@@ -86,6 +75,7 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
   out.impl_ = std::make_unique<Impl>();
   Impl& im = *out.impl_;
   im.format = w.format;
+  im.tuning = options.tuning;
   im.in_features = w.in_features;
   im.out_features = w.out_features;
   const int64_t N = w.out_features, K = w.in_features;
@@ -171,9 +161,9 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
   } else {
     // Tuned for decode (1 token): one full wave of resident blocks. Occupancy depends on the plan's shared memory,
     // so plan with the register/thread limit first and re-plan once if the real shared memory allows fewer blocks.
-    // At most 2 per SM: with 3 resident (the 1-token occupancy on H100) 12 splits measured slower than 8
-    // (bench/results/2026-11-22-linear-tuned.md).
-    int per_sm = std::min(kernels::gemv_blocks_per_sm(kernels::GemvSplitPlan{}, 1), gemv_max_blocks_per_sm());
+    // At most tuning.gemv_blocks_per_sm per SM (default 2): with 3 resident (the 1-token occupancy on H100) 12
+    // splits measured slower than 8 (bench/results/2026-11-22-linear-tuned.md).
+    int per_sm = std::min(kernels::gemv_blocks_per_sm(kernels::GemvSplitPlan{}, 1), im.tuning.gemv_blocks_per_sm);
     im.plan = kernels::plan_gemv_splits(t.chunk_group.data(), v.num_tiles,
                                         kernels::gemv_default_splits(t.width, v.num_tiles, sms, per_sm));
     const int real = kernels::gemv_blocks_per_sm(im.plan, 1);
@@ -220,13 +210,11 @@ void CudaLinear::forward(const __half* x, __half* y, int64_t num_tokens, const L
   }
   auto cublas = static_cast<cublasHandle_t>(ctx.cublas);
   if (im.format == quant::WeightFormat::kFloat) {
-    // One token: the PDL-launched GEMV (kernels/gemv_f16.cuh; EXL_F16_GEMV=0: cuBLAS, for A/B runs).
-    static const bool f16_gemv = [] {
-      const char* e = std::getenv("EXL_F16_GEMV");
-      return e == nullptr || std::string(e) != "0";
-    }();
-    const kernels::GemvF16Args g{im.weight.as<__half>(), x, im.bias.get() ? im.bias.as<__half>() : nullptr, y, N, K};
-    if (num_tokens == 1 && f16_gemv && kernels::gemv_f16_supported(g)) {
+    // One token: the PDL-launched GEMV (kernels/gemv_f16.cuh). cuBLAS measured 0.9-1.3% slower in decode with an
+    // FP16 head (GPTQ) and 10.6% slower with FP16 layers (bench/results/2026-11-24b-attention-merge.md, runs 3, 7, 8).
+    const kernels::GemvF16Args g{im.weight.as<__half>(), x, im.bias.get() ? im.bias.as<__half>() : nullptr, y, N, K,
+                                 im.tuning.f16_gemv};
+    if (num_tokens == 1 && kernels::gemv_f16_supported(g)) {
       kernels::launch_gemv_f16(g, ctx.stream);
       return;
     }
@@ -262,7 +250,7 @@ void CudaLinear::run_gemv(const __half* x, const __half* x_up, __half* y, int64_
             "{}: {} tokens need {} scratch halves for split-K partials, context has {}", op, num_tokens, need,
             ctx.scratch_elements);
   kernels::gemv_quant(im.view, im.plan, x, x_up, y, num_tokens, reinterpret_cast<float*>(ctx.scratch),
-                      im.counters.as<uint32_t>(), ctx.stream);
+                      im.counters.as<uint32_t>(), im.tuning.gemv1, ctx.stream);
 }
 
 bool CudaLinear::frag_capable() const { return impl_->format != quant::WeightFormat::kFloat; }
@@ -312,7 +300,7 @@ void CudaLinear::forward_frag(const __half* x_frag, const float* x_frag32, const
     frag.res_on = true;
     frag.res = *res;
   }
-  kernels::gemv_one_multi(&part, 1, nullptr, nullptr, ctx.stream, &frag);
+  kernels::gemv_one_multi(&part, 1, nullptr, im.tuning.gemv1, ctx.stream, &frag);
 }
 
 bool CudaLinear::fuses_swiglu(int64_t num_tokens) const {
@@ -366,8 +354,9 @@ CudaLinearGroup CudaLinearGroup::create(std::vector<const CudaLinear*> parts) {
   EXL_CUDA_CHECK(cudaGetDevice(&device));
   EXL_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   EXL_CUDA_CHECK(cudaDeviceGetAttribute(&g.max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  // Same rule as a single layer (cuda_linear.cpp create): one wave of at most 2 resident blocks per SM, now over
-  // the column blocks of all parts; every part gets the same split count (they share K).
+  // Same rule as a single layer (cuda_linear.cpp create): one wave of at most gemv_blocks_per_sm (default 2)
+  // resident blocks per SM, now over the column blocks of all parts; every part gets the same split count (they
+  // share K).
   auto plan_all = [&](int per_sm) {
     const int64_t want = std::max<int64_t>(1, int64_t{sms} * per_sm / std::max<int64_t>(col_blocks, 1));
     const int32_t splits = static_cast<int32_t>(std::clamp<int64_t>(std::min<int64_t>(want, min_tiles / 2), 1, 64));
@@ -376,7 +365,8 @@ CudaLinearGroup CudaLinearGroup::create(std::vector<const CudaLinear*> parts) {
       g.plans.push_back(kernels::plan_gemv_splits(p->impl_->chunk_group_host.data(), p->impl_->view.num_tiles,
                                                   splits));
   };
-  int per_sm = std::min(kernels::gemv_blocks_per_sm(kernels::GemvSplitPlan{}, 1), gemv_max_blocks_per_sm());
+  int per_sm = std::min(kernels::gemv_blocks_per_sm(kernels::GemvSplitPlan{}, 1),
+                        g.parts[0]->impl_->tuning.gemv_blocks_per_sm);
   plan_all(per_sm);
   int real = per_sm;
   for (const kernels::GemvSplitPlan& pl : g.plans) real = std::min(real, kernels::gemv_blocks_per_sm(pl, 1));
@@ -422,7 +412,8 @@ void CudaLinearGroup::forward(const __half* x, __half* const* ys, int64_t num_to
   EXL_CHECK(offset == 0 || (ctx.scratch != nullptr && ctx.scratch_elements >= 2 * offset), kInvalidArgument,
             "CudaLinearGroup::forward: {} tokens need {} scratch halves for split-K partials, context has {}",
             num_tokens, 2 * offset, ctx.scratch_elements);
-  kernels::gemv_quant_multi(parts, static_cast<int>(g.parts.size()), x, nullptr, num_tokens, ctx.stream);
+  kernels::gemv_quant_multi(parts, static_cast<int>(g.parts.size()), x, nullptr, num_tokens,
+                            g.parts[0]->impl_->tuning.gemv1, ctx.stream);
 }
 
 bool CudaLinearGroup::frag_capable() const {
@@ -460,7 +451,8 @@ void CudaLinearGroup::run_frag(const __half* const* x_frags, const float* const*
     frag.swiglu_pair = true;
     frag.y_frag = *swiglu_out;
   }
-  kernels::gemv_one_multi(parts, static_cast<int>(g.parts.size()), nullptr, nullptr, ctx.stream, &frag);
+  kernels::gemv_one_multi(parts, static_cast<int>(g.parts.size()), nullptr, g.parts[0]->impl_->tuning.gemv1,
+                          ctx.stream, &frag);
 }
 
 }  // namespace exl::cuda

@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "backend/cuda/tuning.h"
 #include "kernels/frag.cuh"
 #include "quant/linear_weight.h"
 
@@ -29,10 +30,13 @@ struct LinearContext {
   int64_t scratch_elements = 0;
 };
 
-// Load-time tuning knobs (benchmarks); defaults are what the benchmark chose.
+// Load-time options; defaults are what the benchmarks chose.
 struct LinearOptions {
   int32_t gemv_splits = 0;          // split-K slices of the GEMV kernel; 0 = one full wave of resident blocks
   ThreadPool* repack_pool = nullptr;  // non-null: the load-time repack (quant::tile_exl2 / tile_gptq) runs on it
+  // The launch knobs this layer's kernels read (gemv_blocks_per_sm, gemv1_*, f16_gemv_batch; docs/tuning.md), kept
+  // for every launch. Not range-checked here: the runner checks them once (validate_tuning).
+  CudaTuning tuning;
 };
 
 class CudaLinear {
@@ -95,7 +99,8 @@ class CudaLinear {
 // when all are EXL2/GPTQ: one split plan for the group (one wave of resident blocks over all the matrices' column
 // blocks), so the small matrices share the launch, the prologue latency and the wave with the big one. Otherwise
 // (FP16 weights, more tokens, a slice too large for shared memory) each layer's own forward() runs in turn.
-// The group keeps pointers: the CudaLinears must outlive it and stay where they are.
+// The group plans and launches with the tuning of its first layer (LinearOptions::tuning; a runner creates every
+// layer with one). The group keeps pointers: the CudaLinears must outlive it and stay where they are.
 class CudaLinearGroup {
  public:
   CudaLinearGroup();

@@ -7,10 +7,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <string_view>
+
+#include <fmt/format.h>
 
 #include "backend/cuda/cuda_check.h"
 #include "backend/cuda/cuda_graph.h"
@@ -34,10 +34,10 @@ namespace {
 constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 constexpr size_t kHeadLogitsBytes = size_t{128} << 20;
 constexpr size_t kSafetyMarginBytes = size_t{256} << 20;  // CUDA context growth, cuBLAS, fragmentation
-constexpr int kMaxDecodeSplits = 64;
+constexpr int kMaxDecodeSplits = kernels::kMaxDecodeSplits;
 // CudaRunnerOptions::timing_skip names, in bit order (CudaRunner::Skip).
-constexpr int kSkipNames = 7;
-constexpr const char* kSkipName[kSkipNames] = {"qkv", "attn", "combine", "o", "gateup", "down", "head"};
+constexpr int kSkipNames = 6;
+constexpr const char* kSkipName[kSkipNames] = {"qkv", "attn", "o", "gateup", "down", "head"};
 
 size_t device_linear_bytes(const quant::LinearWeight& w) {
   if (w.format == quant::WeightFormat::kFloat)
@@ -49,7 +49,50 @@ int64_t scratch_estimate(const quant::LinearWeight& w) {
   return w.format == quant::WeightFormat::kFloat ? 0 : w.in_features * w.out_features;
 }
 
-std::vector<float> tensor_f32(const Tensor& t) { return model::to_f32(t); }
+// The options of a ModelSpec this runner has kernels for: the Llama pattern (RMS pre-norms, gated SiLU MLP, NeoX
+// rope from one table, optional linear biases and per-layer sliding windows). Anything else is refused, naming the
+// option; the CPU backend runs every spec.
+void check_supported(const model::ModelSpec& m, const std::string& source) {
+  auto refuse = [&](const std::string& what) {
+    fail(ErrorKind::kUnsupported, "cuda runner: {} ({}): {} is not supported by the CUDA backend yet (the CPU backend "
+         "runs it: --backend cpu)", source, m.architecture, what);
+  };
+  if (m.embed_scale != 1.0f) refuse("an embedding scale");
+  if (!m.pos_embed_key.empty()) refuse("learned position embeddings");
+  if (m.head_normalize) refuse("a row-normalized head (norm_head)");
+  if (m.logit_scale != 1.0f) refuse("a logit scale");
+  if (m.final_softcap != 0.0f) refuse("final logit soft-capping");
+  if (m.ropes.size() != 1) refuse("several RoPE tables");
+  if (m.final_norm.type != model::NormType::kRms || m.final_norm.bias || !m.final_norm.weight)
+    refuse("a final norm other than RMSNorm");
+  for (size_t i = 0; i < m.layers.size(); ++i) {
+    const model::LayerSpec& l = m.layers[i];
+    const std::string at = fmt::format("layer {}: ", i);
+    for (const model::NormSpec* n : {&l.attn_norm, &l.mlp_norm})
+      if (n->type != model::NormType::kRms || n->bias || !n->weight) refuse(at + "a norm other than RMSNorm");
+    if (l.attn_post_norm.present() || l.mlp_post_norm.present()) refuse(at + "post-norms");
+    if (l.parallel) refuse(at + "a parallel attention/MLP block");
+    if (l.residual_scale != 1.0f) refuse(at + "a residual scale");
+    const model::AttentionSpec& a = l.attn;
+    if (a.q_norm.present() || a.k_norm.present()) refuse(at + "q/k norms");
+    if (a.softcap != 0.0f) refuse(at + "attention soft-capping");
+    if (a.clip_qkv != 0.0f) refuse(at + "q/k/v clipping");
+    if (a.rope != model::RopeStyle::kNeox) refuse(at + fmt::format("RoPE style {}", model::rope_style_name(a.rope)));
+    if (a.num_heads != m.layers[0].attn.num_heads || a.num_kv_heads != m.layers[0].attn.num_kv_heads ||
+        a.head_dim != m.layers[0].attn.head_dim || a.scale != m.layers[0].attn.scale)
+      refuse(at + "attention shapes or scales that differ between layers");
+    if (l.mlp.type != model::MlpType::kGated || l.mlp.act != model::Activation::kSilu)
+      refuse(at + fmt::format("an MLP other than gated SiLU ({})", l.mlp.type == model::MlpType::kMoe
+                                                                        ? std::string("mixture of experts")
+                                                                        : std::string(model::activation_name(l.mlp.act))));
+  }
+}
+
+bool has_biases(const model::LayerWeights& l) {
+  for (const auto* lw : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
+    if (!lw->bias.empty()) return true;
+  return false;
+}
 
 DeviceBuffer upload_floats(const std::vector<float>& v) {
   DeviceBuffer b(v.size() * sizeof(float));
@@ -84,7 +127,8 @@ DeviceBuffer upload_embedding(const Tensor& t) {
 }
 
 struct Layer {
-  DeviceBuffer attn_norm, mlp_norm;  // fp32
+  DeviceBuffer attn_norm, mlp_norm;  // fp32 (weight offsets folded in at load)
+  int64_t sliding_window = 0;
   CudaLinear q, k, v, o, gate, up, down;
   CudaLinearGroup qkv, gate_up;  // point into this Layer: built once layers_ stops growing
   DeviceBuffer k_pages, v_pages;     // fp16 [num_pages, page_size, num_kv_heads, head_dim]
@@ -103,7 +147,6 @@ struct StepView {
   int64_t max_pages_per_seq = 0;
   int64_t max_query_len = 0;  // 1 with decode_splits > 0: one token per sequence (flash-decoding path)
   int decode_splits = 0;
-  bool decode_merge = false;  // the splits merge inside the attention kernel (kernels::DecodeSplit::counters)
   const int32_t* final_rows = nullptr;  // rows of the final norm (gather), device
   int64_t num_final_rows = 0;
 };
@@ -126,8 +169,8 @@ class CudaRunner final : public model::Runner {
   };
   void run_chunk(std::span<const model::SequenceStep> seqs, const std::vector<Piece>& pieces, model::LogitsFor which,
                  std::vector<float>* logits);
-  // Embedding .. final norm into xn_ rows [0, num_final_rows). Returns whether the step ran the fragment-ordered
-  // one-token path (then the final norm also wrote the head's fragment-ordered input, when head_frag_).
+  // Embedding .. final norm into xn_ rows [0, num_final_rows). Returns whether the step ran the fused one-token path
+  // and the final norm also wrote the head's fragment-ordered input (head_frag_).
   bool run_model(const StepView& v);
   void run_head(int64_t row0, int64_t rows);  // logits_ = head(xn_[row0 .. row0 + rows))
   void decode_step_body();
@@ -139,14 +182,14 @@ class CudaRunner final : public model::Runner {
   io::ModelConfig config_;
   int device_ = 0;
   int num_sms_ = 1;
-  // One-token attention merges its splits inside the attention kernel (EXL_ATTN_MERGE=0: the two-kernel path
-  // with a separate combine, for A/B runs and --skip-kernels combine).
-  bool decode_merge_ = true;
+  int decode_splits_ = 0;  // CudaTuning::decode_splits: the decode graph's attention splits; 0: choose_decode_splits
   int64_t page_size_ = 0, num_pages_ = 0, max_tokens_ = 0, head_rows_ = 0;
   Stream stream_;
   CublasHandle cublas_;
   DeviceBuffer cublas_workspace_;
   DeviceBuffer embedding_, final_norm_;
+  model::RopeSpec rope_spec_;
+  float attn_scale_ = 1.0f;
   std::vector<Layer> layers_;
   CudaLinear head_;
   DeviceBuffer scratch_;
@@ -154,35 +197,26 @@ class CudaRunner final : public model::Runner {
   // Activations for max_tokens_ rows.
   DeviceBuffer x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, logits_, attn_ws_;
   DeviceBuffer attn_counters_;  // [2 * max_tokens * num_kv_heads] uint32, zeroed once (kernels::DecodeSplit::counters)
-  // One-token steps with fragment-ordered GEMV inputs (kernels/frag.cuh): each producer (norm, attention combine,
-  // the gate/up SwiGLU pair) writes its consumer's input already permuted, so no GEMV gathers x. EXL_FRAG=0 in
-  // the environment turns it off (A/B runs); FP16 layers never use it.
-  bool frag_ = false, head_frag_ = false;
-  // add_rms_norm writes its fragment-ordered copies by gathering through the inverse map (FragTarget::src); A/B
-  // switch EXL_NORM_GATHER=0: scattered through dest as before.
-  bool norm_gather_ = true;
-  kernels::FragTarget norm_target(const CudaLinear& lin, const DeviceBuffer& buf) const {
-    kernels::FragTarget t = lin.frag_target(buf.as<__half>());
-    if (!norm_gather_) t.src = nullptr;
-    return t;
-  }
-  DeviceBuffer xf_q_, xf_k_, xf_v_, xf_o_, xf_gate_, xf_up_, xf_down_, xf_head_;
-  // On the fragment-ordered path (EXL_FUSE_NORM=0 turns it off; measured in bench/results/2026-11-23f-*): the
-  // RMSNorms between layers run inside the GEMVs. o_proj and down_proj add their output to the residual stream and
-  // write x * w (fp32) for the next GEMV plus per-block sums of squares; the next GEMV finishes the norm while
-  // staging its input (kernels/frag.cuh FragResidual / FragNorm).
-  bool fuse_norm_ = false;
+  // The fused one-token path: one-token steps of one sequence when every layer is EXL2/GPTQ (FP16 layers never take
+  // it). The GEMV inputs are fragment-ordered (kernels/frag.cuh): each producer (the first layer's norm, the
+  // attention's merge, the gate/up SwiGLU pair, the residual epilogues) writes its consumer's input already
+  // permuted, so no GEMV gathers x. The RMSNorms between layers run inside the GEMVs: o_proj and down_proj add their
+  // output to the residual stream and write x * w (fp32) for the next GEMV plus per-block sums of squares; the next
+  // GEMV finishes the norm while staging its input (kernels/frag.cuh FragResidual / FragNorm). RoPE and the new
+  // token's K/V write run inside the attention kernel (AttentionArgs::rope) instead of a rope launch per layer.
+  // Other steps (FP16 weights, several sequences, prefill) run the plain path: add_rms_norm, the gathering GEMVs,
+  // the rope kernel. Measured: bench/results/2026-11-23e-frag-inputs.md, 2026-11-23f-norm-gather-and-fusions.md.
+  bool fused_ = false, head_frag_ = false;
+  // fp16 fragment-ordered inputs: q/k/v of the first layer (written by its norm), o (the attention), down (the
+  // SwiGLU pair), the head (the final norm).
+  DeviceBuffer xf_q_, xf_k_, xf_v_, xf_o_, xf_down_, xf_head_;
   // Timing only (CudaRunnerOptions::timing_skip): one-token decode launches left out, bit i = kSkipName[i].
-  enum Skip : uint32_t { kSkipQkv = 1, kSkipAttn = 2, kSkipCombine = 4, kSkipO = 8, kSkipGateUp = 16, kSkipDown = 32,
-                         kSkipHead = 64 };
+  enum Skip : uint32_t { kSkipQkv = 1, kSkipAttn = 2, kSkipO = 4, kSkipGateUp = 8, kSkipDown = 16, kSkipHead = 32 };
   uint32_t skip_ = 0;
-  // On the same path (EXL_FUSE_ROPE=0 turns it off): the decode step rotates q and k and writes the new token's K/V
-  // inside the attention kernel (AttentionArgs::rope) instead of a rope launch per layer. Other steps (FP16 weights,
-  // several sequences, prefill) keep the rope kernel.
-  bool fuse_rope_ = false;
+  // fp32 x * w inputs of the GEMVs after a residual epilogue, and the epilogues' per-block sums of squares.
   DeviceBuffer xf32_q_, xf32_k_, xf32_v_, xf32_gate_, xf32_up_, norm_partials_a_, norm_partials_b_;
   // Per layer: k and v (up) read q's (gate's) fragment order, so the fused decode writes and reads one fp32 copy
-  // (CudaLinear::same_frag_input; EXL_SHARE_FRAG=0 turns it off for A/B runs).
+  // (CudaLinear::same_frag_input; +1.2-1.7% decode: bench/results/2026-11-24d-prefetch-and-lab.md).
   std::vector<bool> share_qkv_, share_gate_up_;
   int64_t attn_ws_floats_ = 0;
   // Rope.
@@ -201,7 +235,8 @@ class CudaRunner final : public model::Runner {
 };
 
 CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& opt)
-    : config_(w.config), device_(opt.device), page_size_(opt.page_size), max_tokens_(opt.max_batch_tokens) {
+    : config_(w.config), device_(opt.device), decode_splits_(opt.tuning.decode_splits), page_size_(opt.page_size),
+      max_tokens_(opt.max_batch_tokens) {
   const io::ModelConfig& c = config_;
   if (!opt.timing_skip.empty()) {
     std::string_view rest = opt.timing_skip;
@@ -213,15 +248,14 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
       for (int i = 0; i < kSkipNames; ++i)
         if (name == kSkipName[i]) bit = i;
       EXL_CHECK(bit >= 0, kInvalidArgument,
-                "cuda runner: timing_skip '{}' is not one of qkv, attn, combine, o, gateup, down, head", name);
+                "cuda runner: timing_skip '{}' is not one of qkv, attn, o, gateup, down, head", name);
       skip_ |= 1u << bit;
     }
   }
   EXL_CHECK(page_size_ > 0 && opt.cache_tokens > 0 && max_tokens_ > 0, kInvalidArgument,
             "cuda runner: page_size ({}), cache_tokens ({}) and max_batch_tokens ({}) must be positive", page_size_,
             opt.cache_tokens, max_tokens_);
-  EXL_CHECK(c.hidden_act == "silu", kUnsupported, "cuda runner: hidden_act '{}' is not supported (supported: silu)",
-            c.hidden_act);
+  check_supported(w.spec, c.source);
   EXL_CHECK(kernels::head_dim_supported(c.head_dim), kUnsupported,
             "cuda runner: head_dim {} is not supported (supported: {})", c.head_dim, kernels::kSupportedHeadDims);
   EXL_CHECK(c.num_kv_heads > 0 && c.num_heads % c.num_kv_heads == 0, kInvalidArgument,
@@ -234,12 +268,6 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
             device_, count);
   EXL_CUDA_CHECK(cudaSetDevice(device_));
   EXL_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, device_));
-  {
-    const char* env = std::getenv("EXL_ATTN_MERGE");
-    EXL_CHECK(env == nullptr || std::strcmp(env, "0") == 0 || std::strcmp(env, "1") == 0, kInvalidArgument,
-              "EXL_ATTN_MERGE={}: expected 0 or 1", env ? env : "");
-    decode_merge_ = env == nullptr || std::strcmp(env, "1") == 0;
-  }
 
   num_pages_ = kernels::ceil_div(opt.cache_tokens, page_size_);
   const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim, NH = c.num_heads, NKV = c.num_kv_heads;
@@ -281,19 +309,21 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   EXL_CUBLAS_CHECK(cublasSetMathMode(cublas_.get(), CUBLAS_DEFAULT_MATH));
 
   embedding_ = upload_embedding(w.embedding);
-  final_norm_ = upload_floats(tensor_f32(w.final_norm));
+  final_norm_ = upload_floats(w.final_norm.weight);
   // The load-time repack of EXL2/GPTQ tensors runs on every core (a 70B model is about 20 GB of tiles), then the
   // pool goes away.
   ThreadPool repack_pool;
   LinearOptions lopt;
   lopt.repack_pool = &repack_pool;
+  lopt.tuning = opt.tuning;
   head_ = CudaLinear::create(w.head, lopt);
   scratch_elements_ = head_.scratch_elements_needed();
   const size_t kv_bytes = static_cast<size_t>(num_pages_ * page_size_ * NKV * D) * 2;
   for (const auto& lw : w.layers) {
     Layer l;
-    l.attn_norm = upload_floats(tensor_f32(lw.attn_norm));
-    l.mlp_norm = upload_floats(tensor_f32(lw.mlp_norm));
+    l.attn_norm = upload_floats(lw.attn_norm.weight);
+    l.mlp_norm = upload_floats(lw.mlp_norm.weight);
+    l.sliding_window = w.spec.layers[layers_.size()].attn.sliding_window;
     l.q = CudaLinear::create(lw.q_proj, lopt);
     l.k = CudaLinear::create(lw.k_proj, lopt);
     l.v = CudaLinear::create(lw.v_proj, lopt);
@@ -333,14 +363,14 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   logits_host_ = PinnedBuffer(static_cast<size_t>(head_rows_ * c.vocab_size) * 2);
 
   {
-    const char* env = std::getenv("EXL_FRAG");
-    const bool enabled = env == nullptr || std::string(env) != "0";
-    frag_ = enabled && !layers_.empty();
+    // The fused one-token path has no bias epilogues: models with linear biases run the plain path.
+    fused_ = !layers_.empty();
+    for (const auto& lw : w.layers) fused_ = fused_ && !has_biases(lw);
     int64_t rq = 0, rk = 0, rv = 0, ro = 0, rg = 0, ru = 0, rd = 0;
     for (const Layer& l : layers_) {
-      frag_ = frag_ && l.qkv.frag_capable() && l.gate_up.frag_capable() && l.o.frag_capable() &&
-              l.down.frag_capable() && l.gate.out_features() == l.up.out_features();
-      if (!frag_) break;
+      fused_ = fused_ && l.qkv.frag_capable() && l.gate_up.frag_capable() && l.o.frag_capable() &&
+               l.down.frag_capable() && l.gate.out_features() == l.up.out_features();
+      if (!fused_) break;
       rq = std::max(rq, l.q.padded_rows());
       rk = std::max(rk, l.k.padded_rows());
       rv = std::max(rv, l.v.padded_rows());
@@ -349,45 +379,37 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
       ru = std::max(ru, l.up.padded_rows());
       rd = std::max(rd, l.down.padded_rows());
     }
-    head_frag_ = frag_ && head_.frag_capable();
+    head_frag_ = fused_ && head_.frag_capable();
+    // The skips are wired into the fused one-token path only: anywhere else they would be ignored.
+    EXL_CHECK(skip_ == 0 || fused_, kUnsupported,
+              "cuda runner: timing_skip '{}' needs the fused one-token decode path (every layer EXL2/GPTQ)",
+              opt.timing_skip);
     // Zeroed buffers of n elements of `bytes` each, rounded up to 16 bytes (pads are rewritten every step anyway).
     auto zeroed = [&](int64_t n, size_t bytes = 2) {
       DeviceBuffer b((static_cast<size_t>(n) * bytes + 15) / 16 * 16);
       EXL_CUDA_CHECK(cudaMemset(b.get(), 0, b.bytes()));
       return b;
     };
-    if (frag_)
-      for (auto [buf, n] : {std::pair{&xf_q_, rq}, {&xf_k_, rk}, {&xf_v_, rv}, {&xf_o_, ro}, {&xf_gate_, rg},
-                            {&xf_up_, ru}, {&xf_down_, rd}})
+    if (fused_)
+      for (auto [buf, n] : {std::pair{&xf_q_, rq}, {&xf_k_, rk}, {&xf_v_, rv}, {&xf_o_, ro}, {&xf_down_, rd}})
         *buf = zeroed(n);
     if (head_frag_) xf_head_ = zeroed(head_.padded_rows());
-    const char* genv = std::getenv("EXL_NORM_GATHER");
-    norm_gather_ = genv == nullptr || std::string(genv) != "0";
-    const char* renv = std::getenv("EXL_FUSE_ROPE");
-    fuse_rope_ = frag_ && (renv == nullptr || std::string(renv) != "0");
-    const char* fenv = std::getenv("EXL_FUSE_NORM");
-    fuse_norm_ = frag_ && (fenv == nullptr || std::string(fenv) != "0");
-    // The skips are wired into the fused one-token path only: anywhere else they would be ignored.
-    EXL_CHECK(skip_ == 0 || fuse_norm_, kUnsupported,
-              "cuda runner: timing_skip '{}' needs the fused one-token decode path (EXL2/GPTQ layers, EXL_FRAG and "
-              "EXL_FUSE_NORM not 0)",
-              opt.timing_skip);
-    if (fuse_norm_) {
+    if (fused_) {
       int64_t blocks = 0;
       for (const Layer& l : layers_) blocks = std::max({blocks, l.o.frag_blocks(), l.down.frag_blocks()});
       for (auto [buf, n] : {std::pair{&xf32_q_, rq}, {&xf32_k_, rk}, {&xf32_v_, rv}, {&xf32_gate_, rg},
                             {&xf32_up_, ru}, {&norm_partials_a_, blocks}, {&norm_partials_b_, blocks}})
         *buf = zeroed(n, 4);
-      const char* senv = std::getenv("EXL_SHARE_FRAG");
-      const bool share = senv == nullptr || std::string(senv) != "0";
       for (const Layer& l : layers_) {
-        share_qkv_.push_back(share && l.q.same_frag_input(l.k) && l.q.same_frag_input(l.v));
-        share_gate_up_.push_back(share && l.gate.same_frag_input(l.up));
+        share_qkv_.push_back(l.q.same_frag_input(l.k) && l.q.same_frag_input(l.v));
+        share_gate_up_.push_back(l.gate.same_frag_input(l.up));
       }
     }
   }
 
-  const model::RopeTable rope = model::compute_rope(c, 1);
+  rope_spec_ = w.spec.ropes[0];
+  attn_scale_ = w.spec.layers.empty() ? 1.0f : w.spec.layers[0].attn.scale;
+  const model::RopeTable rope = model::compute_rope(rope_spec_, 1);
   inv_freq_host_ = rope.inv_freq;
   attention_factor_ = rope.attention_factor;
   inv_freq_ = upload_floats(inv_freq_host_);
@@ -423,8 +445,13 @@ kernels::PagedKvArgs CudaRunner::paged(const Layer& l, const StepView& v) const 
 }
 
 void CudaRunner::set_rope_length(int64_t seq_len) {
-  if (config_.rope.type != io::RopeType::kDynamic) return;
-  const model::RopeTable rope = model::compute_rope(config_, seq_len);
+  if (!model::rope_depends_on_length(rope_spec_)) return;
+  const model::RopeTable rope = model::compute_rope(rope_spec_, seq_len);
+  // The factor is a launch argument of captured graphs: a table whose factor changes with the length (Phi-3.5-MoE's
+  // short/long mscale) cannot be served here.
+  EXL_CHECK(rope.attention_factor == attention_factor_, kUnsupported,
+            "cuda runner: the RoPE attention factor changes from {} to {} at length {}; not supported by the CUDA "
+            "backend yet (--backend cpu)", attention_factor_, rope.attention_factor, seq_len);
   if (rope.inv_freq == inv_freq_host_) return;
   inv_freq_host_ = rope.inv_freq;
   // Pageable source: the copy is staged before cudaMemcpyAsync returns, so the host vector may change afterwards.
@@ -438,8 +465,8 @@ bool CudaRunner::run_model(const StepView& v) {
   const LinearContext ctx = linear_context();
   const int64_t T = v.num_tokens, H = c.hidden_size, I = c.intermediate_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  const bool frag = frag_ && T == 1 && v.num_seqs == 1 && v.decode_splits > 0;
-  const bool fused = frag && fuse_norm_;
+  // The fused one-token path (fused_, above).
+  const bool fused = fused_ && T == 1 && v.num_seqs == 1 && v.decode_splits > 0;
   kernels::launch_embedding({embedding_.as<__half>(), c.vocab_size, H, v.ids, T, x_.as<float>()}, st);
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& l = layers_[li];
@@ -454,16 +481,17 @@ bool CudaRunner::run_model(const StepView& v) {
                                  static_cast<int32_t>(H), eps};
       if (!(skip_ & kSkipQkv)) l.qkv.forward_frag(qkv_in, fn, qkv_out, nullptr, ctx);
     } else {
+      // Fused: only the first layer's norm runs on its own; it writes q/k/v's fragment-ordered inputs.
       kernels::AddRmsNormArgs norm{x_.as<float>(), li == 0 ? nullptr : o_.as<__half>(), l.attn_norm.as<float>(),
                                    xn_.as<__half>(), nullptr, T, H, eps};
-      if (frag) {
-        norm.frag[0] = norm_target(l.q, xf_q_);
-        norm.frag[1] = norm_target(l.k, xf_k_);
-        norm.frag[2] = norm_target(l.v, xf_v_);
+      if (fused) {
+        norm.frag[0] = l.q.frag_target(xf_q_.as<__half>());
+        norm.frag[1] = l.k.frag_target(xf_k_.as<__half>());
+        norm.frag[2] = l.v.frag_target(xf_v_.as<__half>());
         norm.num_frag = 3;
       }
       kernels::launch_add_rms_norm(norm, st);
-      if (frag) {
+      if (fused) {
         const __half* const qkv_in[] = {xf_q_.as<__half>(), xf_k_.as<__half>(), xf_v_.as<__half>()};
         if (!(skip_ & kSkipQkv)) l.qkv.forward_frag(qkv_in, qkv_out, nullptr, ctx);
       } else {
@@ -483,8 +511,7 @@ bool CudaRunner::run_model(const StepView& v) {
     rope.attention_factor = attention_factor_;
     rope.slots = {v.positions, v.token_seq};
     rope.cache = paged(l, v);
-    const bool rope_in_attention = fuse_rope_ && frag;
-    if (!rope_in_attention) kernels::launch_rope(rope, st);
+    if (!fused) kernels::launch_rope(rope, st);
     kernels::AttentionArgs att;
     att.q = q_.as<__half>();
     att.out = attn_.as<__half>();
@@ -500,23 +527,21 @@ bool CudaRunner::run_model(const StepView& v) {
     att.num_heads = c.num_heads;
     att.num_kv_heads = c.num_kv_heads;
     att.head_dim = c.head_dim;
-    att.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-    att.sliding_window = c.sliding_window.value_or(0);
-    if (frag) att.out_frag = l.o.frag_target(xf_o_.as<__half>());
-    if (rope_in_attention)
+    att.scale = attn_scale_;
+    att.sliding_window = l.sliding_window;
+    if (fused) {
+      att.out_frag = l.o.frag_target(xf_o_.as<__half>());
       att.rope = {k_.as<__half>(), v_.as<__half>(), l.k_pages.as<__half>(), l.v_pages.as<__half>(),
                   inv_freq_.as<float>(), static_cast<int32_t>(inv_freq_host_.size()), attention_factor_};
-    if (v.decode_splits > 0) {
-      const uint32_t skip = frag ? skip_ : 0u;
-      if (!(skip & kSkipAttn))
-        kernels::launch_attention_decode(
-            att,
-            {v.decode_splits, attn_ws_.as<float>(), (skip & kSkipCombine) != 0,
-             v.decode_merge ? attn_counters_.as<uint32_t>() : nullptr},
-            st);
     }
-    else
+    if (v.decode_splits > 0) {
+      const uint32_t skip = fused ? skip_ : 0u;
+      if (!(skip & kSkipAttn))
+        kernels::launch_attention_decode(att, {v.decode_splits, attn_ws_.as<float>(), attn_counters_.as<uint32_t>()},
+                                         st);
+    } else {
       kernels::launch_attention_prefill(att, v.max_query_len, st);
+    }
     __half* const gate_up_out[] = {gate_.as<__half>(), up_.as<__half>()};
     if (fused) {
       kernels::FragResidual res;
@@ -552,25 +577,10 @@ bool CudaRunner::run_model(const StepView& v) {
         l.down.forward_frag(xf_down_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res2, ctx);
       continue;
     }
-    if (frag)
-      l.o.forward_frag(xf_o_.as<__half>(), o_.as<__half>(), ctx);
-    else
-      l.o.forward(attn_.as<__half>(), o_.as<__half>(), T, ctx);
+    l.o.forward(attn_.as<__half>(), o_.as<__half>(), T, ctx);
     kernels::AddRmsNormArgs norm2{x_.as<float>(), o_.as<__half>(), l.mlp_norm.as<float>(), xn_.as<__half>(), nullptr,
                                   T, H, eps};
-    if (frag) {
-      norm2.frag[0] = norm_target(l.gate, xf_gate_);
-      norm2.frag[1] = norm_target(l.up, xf_up_);
-      norm2.num_frag = 2;
-    }
     kernels::launch_add_rms_norm(norm2, st);
-    if (frag) {
-      const __half* const gate_up_in[] = {xf_gate_.as<__half>(), xf_up_.as<__half>()};
-      const kernels::FragTarget down_in = l.down.frag_target(xf_down_.as<__half>());
-      l.gate_up.forward_frag(gate_up_in, gate_up_out, &down_in, ctx);
-      l.down.forward_frag(xf_down_.as<__half>(), o_.as<__half>(), ctx);
-      continue;
-    }
     l.gate_up.forward(xn_.as<__half>(), gate_up_out, T, ctx);
     if (l.down.fuses_swiglu(T)) {
       l.down.forward_swiglu(gate_.as<__half>(), up_.as<__half>(), o_.as<__half>(), T, ctx);
@@ -582,9 +592,9 @@ bool CudaRunner::run_model(const StepView& v) {
   // Fused: the last down_proj already added its output to x.
   kernels::AddRmsNormArgs fin{x_.as<float>(), layers_.empty() || fused ? nullptr : o_.as<__half>(),
                               final_norm_.as<float>(), xn_.as<__half>(), v.final_rows, v.num_final_rows, H, eps};
-  const bool head_frag = frag && head_frag_ && v.num_final_rows == 1;
+  const bool head_frag = fused && head_frag_ && v.num_final_rows == 1;
   if (head_frag) {
-    fin.frag[0] = norm_target(head_, xf_head_);
+    fin.frag[0] = head_.frag_target(xf_head_.as<__half>());
     fin.num_frag = 1;
   }
   kernels::launch_add_rms_norm(fin, st);
@@ -703,7 +713,6 @@ void CudaRunner::run_chunk(std::span<const model::SequenceStep> seqs, const std:
     const int64_t per_split = S * config_.num_heads * (config_.head_dim + 2);
     const int want = kernels::choose_decode_splits(S, config_.num_kv_heads, max_ctx, num_sms_);
     v.decode_splits = static_cast<int>(std::clamp<int64_t>(attn_ws_floats_ / per_split, 1, want));
-    v.decode_merge = decode_merge_;
   }
   const bool head_frag = run_model(v);
   const int64_t V = config_.vocab_size;
@@ -736,15 +745,10 @@ void CudaRunner::decode_step_body() {
   v.block_table = decode_table_.as<int32_t>();
   v.max_pages_per_seq = num_pages_;
   v.max_query_len = 1;
-  v.decode_splits = kernels::choose_decode_splits(1, config_.num_kv_heads, num_pages_ * page_size_, num_sms_);
-  // A/B knob for the split count of one-sequence decode attention (the workspace holds kMaxDecodeSplits).
-  if (const char* env = std::getenv("EXL_DECODE_SPLITS")) {
-    const int n = std::atoi(env);
-    EXL_CHECK(n >= 1 && n <= kMaxDecodeSplits, kInvalidArgument, "EXL_DECODE_SPLITS={}: expected 1 to {}", env,
-              kMaxDecodeSplits);
-    v.decode_splits = n;
-  }
-  v.decode_merge = decode_merge_;
+  // CudaTuning::decode_splits, when set, replaces the chosen count (the workspace holds kMaxDecodeSplits).
+  v.decode_splits = decode_splits_ > 0 ? decode_splits_
+                                       : kernels::choose_decode_splits(1, config_.num_kv_heads,
+                                                                       num_pages_ * page_size_, num_sms_);
   v.final_rows = decode_row_.as<int32_t>();
   v.num_final_rows = 1;
   // timing_skip "head" leaves out whichever head launch the step has (the fragment-ordered one, or an FP16 head's).
@@ -834,6 +838,7 @@ model::DecodeStats CudaRunner::decode(const model::DecodeRequest& r, const model
 }  // namespace
 
 std::unique_ptr<model::Runner> make_cuda_runner(const model::ModelWeights& weights, const CudaRunnerOptions& options) {
+  validate_tuning(options.tuning);  // before the runner's members touch the device
   return std::make_unique<CudaRunner>(weights, options);
 }
 
