@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -268,6 +269,79 @@ TEST(Exl2BadInput, InvariantsOfSection13) {
   w = small_exl2();
   w.out_features = 100;
   expect_error([&] { quant::validate_exl2(w, "f"); }, ErrorKind::kCorruptFile, {"width", "out_features 100"});
+}
+
+}  // namespace
+}  // namespace exl
+
+namespace exl {
+namespace {
+
+// Copies a model directory with config.json edited and the tensors passed through `keep` (true: keep).
+fs::path edited_copy(const fs::path& src, const std::string& name, const std::function<void(nlohmann::json&)>& edit,
+                     const std::function<bool(const std::string&)>& keep = {}) {
+  const fs::path dir = temp_dir(name);
+  std::ifstream in(src / "config.json");
+  nlohmann::json c = nlohmann::json::parse(in);
+  edit(c);
+  std::ofstream(dir / "config.json") << c.dump();
+  const auto store = io::TensorStore::open_dir(src);
+  io::SafetensorsWriter w;
+  for (const auto& n : store.names()) {
+    if (keep && !keep(n)) continue;
+    const auto v = store.view(n);
+    w.add(n, v.dtype, v.shape, v.data);
+  }
+  w.write(dir / "model.safetensors");
+  return dir;
+}
+
+// Architecture options the config gets wrong, a fused tensor that does not split as the config says, a missing
+// expert: each an exl::Error naming the file, key or tensor, what was expected and what was found.
+TEST(ArchBadInput, MoeFusedAndMissingTensors) {
+  const fs::path mixtral = testing::testdata_dir() / "models/arch-exl2/mixtral";
+  EXL_REQUIRE_TESTDATA(mixtral);
+  SCOPED_TRACE("topk");
+  fs::path dir = edited_copy(mixtral, "topk", [](nlohmann::json& c) { c["num_experts_per_tok"] = 9; });
+  expect_error([&] { model::ModelWeights::load(dir); }, ErrorKind::kInvalidArgument,
+               {"config.json", "num_experts_per_tok", "9", "num_local_experts", "4"});
+  fs::remove_all(dir);
+  SCOPED_TRACE("noexpert");
+  dir = edited_copy(mixtral, "noexpert", [](nlohmann::json&) {},
+                    [](const std::string& n) { return n.find("layers.1.block_sparse_moe.experts.3.w2.") == std::string::npos; });
+  expect_error([&] { model::ModelWeights::load(dir); }, ErrorKind::kNotFound,
+               {"model.layers.1.block_sparse_moe.experts.3.w2", "experts.down_proj"});
+  fs::remove_all(dir);
+  SCOPED_TRACE("ropetype");
+  dir = edited_copy(mixtral, "ropetype", [](nlohmann::json& c) {
+    c["rope_parameters"]["rope_type"] = "mystery";
+  });
+  expect_error([&] { model::ModelWeights::load(dir); }, ErrorKind::kUnsupported, {"config.json", "mystery", "longrope"});
+  fs::remove_all(dir);
+  SCOPED_TRACE("layertypes");
+  dir = edited_copy(mixtral, "layertypes", [](nlohmann::json& c) {
+    c["layer_types"] = {"full_attention", "chunked_attention", "full_attention", "full_attention"};
+  });
+  expect_error([&] { model::ModelWeights::load(dir); }, ErrorKind::kUnsupported,
+               {"layer_types[1]", "chunked_attention", "sliding_attention"});
+  fs::remove_all(dir);
+
+  SCOPED_TRACE("fused");
+  // Phi-3 with a fused qkv_proj whose rows do not match the heads the config gives.
+  const fs::path phi = temp_dir("fused");
+  nlohmann::json c = {{"architectures", {"Phi3ForCausalLM"}}, {"hidden_size", 64}, {"intermediate_size", 128},
+                      {"num_hidden_layers", 1}, {"num_attention_heads", 2}, {"num_key_value_heads", 1},
+                      {"vocab_size", 32}, {"torch_dtype", "float32"}};
+  std::ofstream(phi / "config.json") << c.dump();
+  io::SafetensorsWriter w;
+  w.add("model.embed_tokens.weight", DType::kF32, {32, 64}, std::vector<float>(32 * 64, 0.1f));
+  for (const char* n : {"model.layers.0.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight"})
+    w.add(n, DType::kF32, {64}, std::vector<float>(64, 1.0f));
+  w.add("model.layers.0.self_attn.qkv_proj.weight", DType::kF32, {96, 64}, std::vector<float>(96 * 64, 0.1f));
+  w.write(phi / "model.safetensors");
+  expect_error([&] { model::ModelWeights::load(phi); }, ErrorKind::kCorruptFile,
+               {"model.layers.0.self_attn.qkv_proj", "96", "128"});
+  fs::remove_all(phi);
 }
 
 }  // namespace
