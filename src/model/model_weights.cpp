@@ -73,10 +73,12 @@ class Loader {
     return std::nullopt;
   }
 
-  std::optional<std::string> resolve_module(const std::string& key) const {
+  std::optional<std::string> resolve_module(const std::string& key, bool bare_ok = false) const {
     for (const char* suffix : {".q_weight", ".qweight", ".weight"}) {
       if (auto t = resolve_tensor(key + suffix)) return t->substr(0, t->size() - std::strlen(suffix));
     }
+    // Parameters stacked over experts are stored under the bare name (DBRX ffn.experts.mlp.w1).
+    if (bare_ok) return resolve_tensor(key);
     return std::nullopt;
   }
 
@@ -88,7 +90,10 @@ class Loader {
       const auto stored = resolve_tensor(name);
       EXL_CHECK(stored.has_value(), kNotFound, "{}: tensor '{}' not found ({} norm of {} elements)", dir_.string(),
                 name, norm_type_name(n.type), n.size);
-      const Shape shape = n.weight_rows > 1 ? Shape{n.weight_rows, n.size} : Shape{n.size};
+      // One weight row per head may be stored [rows, size] also when there is one row (Cohere k_norm with one KV
+      // head).
+      const bool two_d = n.weight_rows > 1 || store_.info(*stored).shape.size() == 2;
+      const Shape shape = two_d ? Shape{n.weight_rows, n.size} : Shape{n.size};
       w.weight = store_.read_f32(*stored, shape);
       if (n.weight_offset != 0.0f)
         for (float& v : w.weight) v += n.weight_offset;
@@ -106,7 +111,7 @@ class Loader {
   quant::LinearWeight linear(const LinearSpec& spec) const {
     std::string tried;
     for (const TensorSource& src : spec.sources) {
-      const auto key = resolve_module(src.key);
+      const auto key = resolve_module(src.key, src.expert >= 0);
       if (!key) {
         tried += (tried.empty() ? "" : ", ") + src.key;
         continue;
@@ -166,7 +171,7 @@ class Loader {
   // float LinearWeight [stored_out, in] in the stored dtype.
   quant::LinearWeight float_source(const LinearSpec& spec, const TensorSource& src, const std::string& key,
                                    int64_t stored_out) const {
-    const std::string name = key + ".weight";
+    const std::string name = store_.has(key + ".weight") ? key + ".weight" : key;
     EXL_CHECK(store_.has(name), kUnsupported, "{}: '{}' is stored {} in a quantized format, which exl cannot slice "
               "(only float tensors can be)", dir_.string(), key, src.expert >= 0 ? "stacked over experts" : "input-major");
     const TensorView v = store_.view(name);

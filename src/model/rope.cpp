@@ -72,11 +72,9 @@ RopeTable compute_rope(const RopeSpec& spec, int64_t seq_len) {
       break;
     }
     case io::RopeType::kYarn: {
-      double factor = rp.factor;
-      if (rp.original_max_position_embeddings > 0 && max_pos > 0) {
-        // transformers: with an explicit original context, the scaling ratio comes from the two contexts.
-        factor = static_cast<double>(max_pos) / static_cast<double>(rp.original_max_position_embeddings);
-      }
+      // transformers 5 takes the configured factor for both the interpolation and the attention factor (checked on
+      // the llama_yarn fixture, whose max_position_embeddings / original ratio differs from its factor).
+      const double factor = rp.factor;
       if (rp.attention_factor) {
         table.attention_factor = static_cast<float>(*rp.attention_factor);
       } else if (rp.mscale && rp.mscale_all_dim) {

@@ -104,6 +104,9 @@ ModelSpec llama_like(const io::ModelConfig& c) {
   m.vocab_size = c.vocab_size;
   m.num_layers = c.num_layers;
   m.max_seq_len = c.max_position_embeddings;
+  // Dynamic NTK exists to run past max_position_embeddings (its original context): allow factor times that.
+  if (c.rope.type == io::RopeType::kDynamic && c.rope.factor > 1.0)
+    m.max_seq_len = static_cast<int64_t>(static_cast<double>(c.max_position_embeddings) * c.rope.factor);
   m.embed_key = "model.embed_tokens";
   m.ropes.push_back(RopeSpec{c.rope, c.head_dim, c.max_position_embeddings});
   for (int64_t i = 0; i < c.num_layers; ++i) m.layers.push_back(llama_layer(c, i));

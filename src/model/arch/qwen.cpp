@@ -39,7 +39,9 @@ void qk_norms(const io::ModelConfig& c, ModelSpec& m) {
 // Routed experts on the layers that have them: not in mlp_only_layers and (layer + 1) % decoder_sparse_step == 0.
 void qwen_moe(const io::ModelConfig& c, ModelSpec& m, bool shared) {
   const io::ConfigReader r(c.raw, c.source);
-  const int64_t E = r.get_int("num_experts"), k = r.get_int("num_experts_per_tok");
+  // transformers 5 writes num_local_experts; older Qwen MoE configs say num_experts.
+  const int64_t E = r.has("num_experts") ? r.get_int("num_experts") : r.get_int("num_local_experts");
+  const int64_t k = r.get_int("num_experts_per_tok");
   const int64_t I = r.get_int("moe_intermediate_size");
   const int64_t step = r.get_int("decoder_sparse_step", 1);
   EXL_CHECK(step >= 1, kInvalidArgument, "{}: decoder_sparse_step must be >= 1, found {}", c.source, step);
@@ -64,7 +66,7 @@ void qwen_moe(const io::ModelConfig& c, ModelSpec& m, bool shared) {
     moe.top_k = k;
     moe.router_type = RouterType::kSoftmaxTopK;
     moe.renormalize = norm_topk;
-    check_moe(c, moe, "num_experts", "num_experts_per_tok");
+    check_moe(c, moe, r.has("num_experts") ? "num_experts" : "num_local_experts", "num_experts_per_tok");
     moe.router = linear(p + "gate", H, E, false);
     add_experts(moe, p, H, I, "gate_proj", "up_proj", "down_proj");
     if (shared) {
