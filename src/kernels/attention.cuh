@@ -30,6 +30,7 @@ struct AttentionArgs {
   int64_t head_dim = 0;
   float scale = 1.0f;
   int64_t sliding_window = 0;  // 0: none
+  float softcap = 0.0f;        // > 0: each scaled score s becomes softcap * tanh(s / softcap) (Gemma 2); 0: off
   // Decode with one sequence only: the output row also goes, in fragment order, to the o projection's input
   // (frag.cuh). Ignored by prefill.
   FragTarget out_frag;

@@ -218,7 +218,9 @@ __device__ __forceinline__ void spin_merge(const AttentionArgs& a, int n, int sp
       a.out_frag.out[a.out_frag.pads[i]] = __ushort_as_half(0);
 }
 
-template <int D, int GP, bool kRope>
+// kSoftcap: each (already scaled) score is soft-capped, s = cap * tanh(s / cap) (Gemma 2); the cap-free
+// instantiations are the plain kernel.
+template <int D, int GP, bool kRope, bool kSoftcap>
 __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArgs a, int num_splits, float* ws,
                                                                     uint32_t* counters) {
   using Shape = DecodeShape<D>;
@@ -478,7 +480,12 @@ __global__ void __launch_bounds__(kThreads) attention_decode_kernel(AttentionArg
       if (j < nt && score_writer) {
 #pragma unroll
         for (int m = 0; m < kFinal; ++m)
-          if (head_base + m < G) score_s[(head_base + m) * kStride + j] = dot[m];
+          if (head_base + m < G) {
+            if constexpr (kSoftcap)
+              score_s[(head_base + m) * kStride + j] = a.softcap * tanhf(dot[m] / a.softcap);
+            else
+              score_s[(head_base + m) * kStride + j] = dot[m];
+          }
       }
     }
     __syncthreads();
@@ -573,12 +580,15 @@ void launch_decode_main(const AttentionArgs& a, const DecodeSplit& split, cudaSt
   const dim3 grid(static_cast<unsigned>(split.num_splits), static_cast<unsigned>(a.num_kv_heads),
                   static_cast<unsigned>(a.num_seqs));
   constexpr size_t kSmem = DecodeSmem<D, GP>::kBytes;
-  const bool rope = a.rope.k_new != nullptr;
-  auto kernel = rope ? attention_decode_kernel<D, GP, true> : attention_decode_kernel<D, GP, false>;
+  const bool rope = a.rope.k_new != nullptr, softcap = a.softcap > 0.0f;
+  auto kernel = rope ? (softcap ? attention_decode_kernel<D, GP, true, true>
+                                : attention_decode_kernel<D, GP, true, false>)
+                     : (softcap ? attention_decode_kernel<D, GP, false, true>
+                                : attention_decode_kernel<D, GP, false, false>);
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem)),
              "cudaFuncSetAttribute");
   // The blocks of one group wait for each other: all of them must fit on the GPU at once. Resident blocks of this
-  // instance (rope or not), per process (one kind of GPU), computed once: the batched forward launches this every
+  // instance (rope or not, softcap or not), per process (one kind of GPU), computed once: the batched forward launches this every
   // step.
   auto resident_blocks = [&] {
     int device = 0, sms = 0, per_sm = 0;
@@ -588,11 +598,11 @@ void launch_decode_main(const AttentionArgs& a, const DecodeSplit& split, cudaSt
                "attention_decode: occupancy");
     return per_sm * sms;
   };
-  static std::atomic<int> cached[2];  // [rope]; 0: not computed yet
-  int resident = cached[rope].load(std::memory_order_relaxed);
+  static std::atomic<int> cached[2][2];  // [rope][softcap]; 0: not computed yet
+  int resident = cached[rope][softcap].load(std::memory_order_relaxed);
   if (resident == 0) {
     resident = resident_blocks();
-    cached[rope].store(resident, std::memory_order_relaxed);
+    cached[rope][softcap].store(resident, std::memory_order_relaxed);
   }
   if (resident < split.num_splits)
     raise_kernel_errorf(KernelErrorKind::kUnsupported,

@@ -45,7 +45,9 @@ struct PrefillSmem {
   static constexpr size_t kBytes = sizeof(__half) * (2 * kBr * kStride + D * kVtStride);
 };
 
-template <int D>
+// kSoftcap: the scaled score is soft-capped, s = cap * tanh(s / cap) (Gemma 2); the cap-free instantiation is the
+// plain kernel.
+template <int D, bool kSoftcap>
 __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(AttentionArgs a) {
   using Smem = PrefillSmem<D>;
   constexpr int kStride = Smem::kStride, kVtStride = Smem::kVtStride, kChunks = D / 8;
@@ -135,7 +137,11 @@ __global__ void __launch_bounds__(kThreads) attention_prefill_kernel(AttentionAr
           const bool ok = row_ok[r2] && key >= key_lo && key <= row_pos[r2] &&
                           (a.sliding_window <= 0 || key > row_pos[r2] - a.sliding_window);
           float& v = sacc[n][2 * r2 + e];
-          v = ok ? v * a.scale : -INFINITY;
+          if constexpr (kSoftcap) {
+            v = ok ? a.softcap * tanhf(v * a.scale / a.softcap) : -INFINITY;
+          } else {
+            v = ok ? v * a.scale : -INFINITY;
+          }
           mx = fmaxf(mx, v);
         }
       }
@@ -203,11 +209,17 @@ void launch_attention_prefill(const AttentionArgs& a, int64_t max_query_len, cud
   dispatch_head_dim(a.head_dim, "attention_prefill", [&](auto d) {
     constexpr int D = decltype(d)::value;
     constexpr size_t kSmem = PrefillSmem<D>::kBytes;
-    check_cuda(cudaFuncSetAttribute(attention_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        static_cast<int>(kSmem)), "cudaFuncSetAttribute");
     const dim3 grid(static_cast<unsigned>(ceil_div(max_query_len, kBr)), static_cast<unsigned>(a.num_heads),
                     static_cast<unsigned>(a.num_seqs));
-    launch_pdl("attention_prefill", attention_prefill_kernel<D>, grid, dim3(kThreads), kSmem, stream, a);
+    auto launch = [&](auto kernel) {
+      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kSmem)),
+                 "cudaFuncSetAttribute");
+      launch_pdl("attention_prefill", kernel, grid, dim3(kThreads), kSmem, stream, a);
+    };
+    if (a.softcap > 0.0f)
+      launch(attention_prefill_kernel<D, true>);
+    else
+      launch(attention_prefill_kernel<D, false>);
   });
 }
 

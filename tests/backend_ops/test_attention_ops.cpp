@@ -1,6 +1,6 @@
 // CUDA paged attention (tensor-core prefill kernel and split-sequence decode kernel) vs cpu::attention: several
 // sequences of different lengths, ragged shuffled block tables, GQA 1/4/8, every supported head_dim, sliding
-// window, single-token and multi-token steps.
+// window, attention soft-capping, single-token and multi-token steps.
 #ifdef EXL_HAVE_CUDA
 #include <algorithm>
 #include <cmath>
@@ -25,6 +25,7 @@ struct SeqSpec {
 struct AttnCase {
   int64_t num_heads, num_kv_heads, head_dim, page_size, window;
   std::vector<SeqSpec> seqs;
+  float softcap = 0.0f;  // > 0: scores soft-capped (AttentionArgs::softcap)
 };
 
 enum class Kernel { kPrefill, kDecode };
@@ -112,7 +113,7 @@ void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, T
   cpu::PagedKv kv{kc.data(), vc.data(), num_pages, c.page_size, NKV, D};
   cpu::AttentionBatch batch{S, query_start.data(), context_len.data(), table.data(), max_pages};
   const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-  cpu::attention(pool, {NH, NKV, D, scale, c.window}, batch, kv, q.data(), want.data());
+  cpu::attention(pool, {NH, NKV, D, scale, c.window, c.softcap}, batch, kv, q.data(), want.data());
 
   GuardedArray<uint16_t> d_q(to_half_bits(q)), d_kc(to_half_bits(kc)), d_vc(to_half_bits(vc));
   GuardedArray<uint16_t> d_out(q.size());
@@ -120,6 +121,7 @@ void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, T
   kernels::AttentionArgs a =
       device_args(d_q, d_out, d_kc, d_vc, d_qs, d_cl, d_table, num_pages, c.page_size, S, max_pages, NH, NKV, D);
   a.sliding_window = c.window;
+  a.softcap = c.softcap;
   if (kernel == Kernel::kPrefill) {
     kernels::launch_attention_prefill(a, max_q, nullptr);
   } else {
@@ -142,7 +144,8 @@ void run_case(const AttnCase& c, Kernel kernel, int splits, std::mt19937& rng, T
   EXPECT_TRUE(d.finite);
   EXPECT_LT(d.rel_l2, 3e-3) << (kernel == Kernel::kPrefill ? "prefill" : "decode") << " splits " << splits
                             << " heads " << NH << "/" << NKV << " head_dim " << D << " page " << c.page_size
-                            << " window " << c.window << " (max abs " << d.max_abs << ")";
+                            << " window " << c.window << " softcap " << c.softcap
+                            << " (max abs " << d.max_abs << ")";
   EXPECT_TRUE(d_out.guards_intact());
 }
 
@@ -192,6 +195,26 @@ TEST(AttentionOps, DecodeMatchesCpu) {
   // The merge needs its counters.
   float dummy_ws[4];
   EXPECT_THROW(kernels::launch_attention_decode(small_decode_args(), {4, dummy_ws, nullptr}, nullptr), Error);
+}
+
+// Attention logit soft-capping (Gemma 2: s = cap * tanh(s / cap) on the scaled score) in both kernels. q ~ N(0, 1)
+// and k ~ N(0, 1.5^2) give scaled scores of standard deviation about 1.5: a cap of 1.5 bends most of them, a cap of
+// 30 almost none. With sliding windows and GQA, as Gemma 2 runs it.
+TEST(AttentionOps, SoftcapMatchesCpu) {
+  EXL_REQUIRE_GPU();
+  std::mt19937 rng(23);
+  ThreadPool pool(0);
+  GuardedArray<uint32_t> counters(std::vector<uint32_t>(128, 0u));
+  for (float cap : {1.5f, 30.0f}) {
+    for (int64_t D : {64, 128, 256}) {
+      run_case({8, 2, D, 16, 0, {{37, 37}, {20, 150}, {1, 77}}, cap}, Kernel::kPrefill, 0, rng, pool);
+      run_case({8, 4, D, 16, 40, {{90, 90}, {3, 200}}, cap}, Kernel::kPrefill, 0, rng, pool);
+      for (int splits : {1, 7})
+        run_case({8, 2, D, 16, 0, {{1, 1}, {1, 300}}, cap}, Kernel::kDecode, splits, rng, pool, counters.get());
+      run_case({16, 2, D, 16, 50, {{1, 333}}, cap}, Kernel::kDecode, 5, rng, pool, counters.get());
+    }
+  }
+  EXPECT_TRUE(counters.guards_intact());
 }
 
 // Decode with RoPE and the new token's KV write fused into the kernel (AttentionArgs::rope): raw q, k and v of the

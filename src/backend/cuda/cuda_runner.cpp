@@ -1,7 +1,10 @@
-// The CUDA runner: embedding -> layers (add+RMSNorm, q/k/v, rope + KV write, paged attention, o, add+RMSNorm,
-// gate/up, SiLU-mul, down) -> final norm -> head, FP16 activations with an fp32 residual stream. forward() runs
-// host-driven chunks; decode() replays one captured graph per step, with the token, position and length kept on
-// the device (the sampler advances them) and the host reading each token through pinned memory one step behind.
+// The CUDA runner: embedding -> layers (residual add + norm, q/k/v, clamp, q/k norms, rope + KV write, paged
+// attention, o, residual add + norm, MLP) -> final norm -> head -> logit transforms, FP16 activations with an fp32
+// residual stream, for any dense ModelSpec (spec_support.h says which). Two paths run a step: the fused one-token
+// path for Llama-pattern specs with EXL2/GPTQ layers (fused_, below) and the general path for everything else, which
+// follows the CPU runner's forward() op by op (model/model_spec.h gives the order). forward() runs host-driven
+// chunks; decode() replays one captured graph per step, with the token, position and length kept on the device (the
+// sampler advances them) and the host reading each token through pinned memory one step behind.
 #include "backend/cuda/cuda_runner.h"
 
 #include <algorithm>
@@ -16,13 +19,16 @@
 #include "backend/cuda/cuda_graph.h"
 #include "backend/cuda/cuda_linear.h"
 #include "backend/cuda/device_buffer.h"
+#include "backend/cuda/spec_support.h"
 #include "core/error.h"
 #include "core/fp16.h"
 #include "core/thread_pool.h"
 #include "kernels/activation.cuh"
 #include "kernels/attention.cuh"
 #include "kernels/dispatch.h"
+#include "kernels/elementwise.cuh"
 #include "kernels/embedding.cuh"
+#include "kernels/norm.cuh"
 #include "kernels/rms_norm.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/sampling.cuh"
@@ -49,45 +55,6 @@ int64_t scratch_estimate(const quant::LinearWeight& w) {
   return w.format == quant::WeightFormat::kFloat ? 0 : w.in_features * w.out_features;
 }
 
-// The options of a ModelSpec this runner has kernels for: the Llama pattern (RMS pre-norms, gated SiLU MLP, NeoX
-// rope from one table, optional linear biases and per-layer sliding windows). Anything else is refused, naming the
-// option; the CPU backend runs every spec.
-void check_supported(const model::ModelSpec& m, const std::string& source) {
-  auto refuse = [&](const std::string& what) {
-    fail(ErrorKind::kUnsupported, "cuda runner: {} ({}): {} is not supported by the CUDA backend yet (the CPU backend "
-         "runs it: --backend cpu)", source, m.architecture, what);
-  };
-  if (m.embed_scale != 1.0f) refuse("an embedding scale");
-  if (!m.pos_embed_key.empty()) refuse("learned position embeddings");
-  if (m.head_normalize) refuse("a row-normalized head (norm_head)");
-  if (m.logit_scale != 1.0f) refuse("a logit scale");
-  if (m.final_softcap != 0.0f) refuse("final logit soft-capping");
-  if (m.ropes.size() != 1) refuse("several RoPE tables");
-  if (m.final_norm.type != model::NormType::kRms || m.final_norm.bias || !m.final_norm.weight)
-    refuse("a final norm other than RMSNorm");
-  for (size_t i = 0; i < m.layers.size(); ++i) {
-    const model::LayerSpec& l = m.layers[i];
-    const std::string at = fmt::format("layer {}: ", i);
-    for (const model::NormSpec* n : {&l.attn_norm, &l.mlp_norm})
-      if (n->type != model::NormType::kRms || n->bias || !n->weight) refuse(at + "a norm other than RMSNorm");
-    if (l.attn_post_norm.present() || l.mlp_post_norm.present()) refuse(at + "post-norms");
-    if (l.parallel) refuse(at + "a parallel attention/MLP block");
-    if (l.residual_scale != 1.0f) refuse(at + "a residual scale");
-    const model::AttentionSpec& a = l.attn;
-    if (a.q_norm.present() || a.k_norm.present()) refuse(at + "q/k norms");
-    if (a.softcap != 0.0f) refuse(at + "attention soft-capping");
-    if (a.clip_qkv != 0.0f) refuse(at + "q/k/v clipping");
-    if (a.rope != model::RopeStyle::kNeox) refuse(at + fmt::format("RoPE style {}", model::rope_style_name(a.rope)));
-    if (a.num_heads != m.layers[0].attn.num_heads || a.num_kv_heads != m.layers[0].attn.num_kv_heads ||
-        a.head_dim != m.layers[0].attn.head_dim || a.scale != m.layers[0].attn.scale)
-      refuse(at + "attention shapes or scales that differ between layers");
-    if (l.mlp.type != model::MlpType::kGated || l.mlp.act != model::Activation::kSilu)
-      refuse(at + fmt::format("an MLP other than gated SiLU ({})", l.mlp.type == model::MlpType::kMoe
-                                                                        ? std::string("mixture of experts")
-                                                                        : std::string(model::activation_name(l.mlp.act))));
-  }
-}
-
 bool has_biases(const model::LayerWeights& l) {
   for (const auto* lw : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
     if (!lw->bias.empty()) return true;
@@ -98,6 +65,39 @@ DeviceBuffer upload_floats(const std::vector<float>& v) {
   DeviceBuffer b(v.size() * sizeof(float));
   b.upload(v.data(), b.bytes());
   return b;
+}
+
+// A norm of the spec on the device: its kind and eps, fp32 weight (offset folded in at load) and bias.
+struct DeviceNorm {
+  int kind = kernels::kNormNone;
+  float eps = 1e-6f;
+  int64_t weight_rows = 1;
+  DeviceBuffer weight, bias;  // empty: unit weight / no bias
+  // RMSNorm with one weight row and no bias: what kernels::launch_add_rms_norm computes.
+  bool plain_rms() const {
+    return kind == kernels::kNormRms && weight.get() != nullptr && bias.get() == nullptr && weight_rows == 1;
+  }
+  kernels::NormParamsDev params() const { return {kind, eps, weight.as<float>(), weight_rows, bias.as<float>()}; }
+};
+
+DeviceNorm upload_norm(const model::NormSpec& spec, const model::NormWeights& w) {
+  DeviceNorm n;
+  if (!spec.present()) return n;
+  n.kind = spec.type == model::NormType::kLayer ? kernels::kNormLayer : kernels::kNormRms;
+  n.eps = spec.eps;
+  n.weight_rows = spec.weight_rows;
+  if (!w.weight.empty()) n.weight = upload_floats(w.weight);
+  if (!w.bias.empty()) n.bias = upload_floats(w.bias);
+  return n;
+}
+
+kernels::ActKindDev act_kind(model::Activation a) {
+  switch (a) {
+    case model::Activation::kSilu: return kernels::ActKindDev::kSilu;
+    case model::Activation::kGeluTanh: return kernels::ActKindDev::kGeluTanh;
+    case model::Activation::kGelu: return kernels::ActKindDev::kGelu;
+  }
+  return kernels::ActKindDev::kSilu;
 }
 
 DeviceBuffer upload_embedding(const Tensor& t) {
@@ -127,11 +127,27 @@ DeviceBuffer upload_embedding(const Tensor& t) {
 }
 
 struct Layer {
-  DeviceBuffer attn_norm, mlp_norm;  // fp32 (weight offsets folded in at load)
-  int64_t sliding_window = 0;
-  CudaLinear q, k, v, o, gate, up, down;
-  CudaLinearGroup qkv, gate_up;  // point into this Layer: built once layers_ stops growing
-  DeviceBuffer k_pages, v_pages;     // fp16 [num_pages, page_size, num_kv_heads, head_dim]
+  DeviceNorm attn_norm, attn_post_norm, mlp_norm, mlp_post_norm, q_norm, k_norm;  // absent: kNormNone
+  CudaLinear q, k, v, o, gate, up, down;  // gate: gated MLPs only (plain MLPs: up and down)
+  CudaLinearGroup qkv, gate_up;  // point into this Layer: built once layers_ stops growing (gate_up: gated only)
+  DeviceBuffer k_pages, v_pages;     // fp16 [num_pages, page_size, num_kv_heads, head_dim] (this layer's heads)
+};
+
+// One RoPE frequency table of the spec (ModelSpec::ropes) on the device, recomputed when it depends on the length.
+struct DeviceRope {
+  model::RopeSpec spec;
+  DeviceBuffer inv_freq;         // fp32 [rotary_dim / 2]
+  std::vector<float> host;       // what inv_freq holds
+  float attention_factor = 1.0f;
+};
+
+// Branch outputs of a layer not yet added to the residual stream: the next norm adds them first
+// (x += scale * (post(branch0) + branch1); kernels::ResidualNormArgs).
+struct Branches {
+  const __half* branch0 = nullptr;  // null: nothing to add (before the first layer)
+  const DeviceNorm* post = nullptr;  // post-norm of branch0, or null
+  const __half* branch1 = nullptr;
+  float scale = 1.0f;
 };
 
 // Device pointers describing one step's tokens (forward chunk or the decode graph).
@@ -172,14 +188,25 @@ class CudaRunner final : public model::Runner {
   // Embedding .. final norm into xn_ rows [0, num_final_rows). Returns whether the step ran the fused one-token path
   // and the final norm also wrote the head's fragment-ordered input (head_frag_).
   bool run_model(const StepView& v);
+  bool run_fused(const StepView& v);  // the fused one-token path (returns whether the head input is frag-ordered)
+  void run_general(const StepView& v);  // every other step, op by op as the CPU runner
+  // x_ += branches (when any), then xn_[r] = norm(x_[rows ? rows[r] : r]) for r < num_rows (T rows updated).
+  void residual_norm(const Branches& b, const DeviceNorm& norm, const int32_t* rows, int64_t num_rows, int64_t T);
+  void run_mlp(const Layer& l, const model::MlpSpec& spec, const __half* in, __half* out, int64_t T);
   void run_head(int64_t row0, int64_t rows);  // logits_ = head(xn_[row0 .. row0 + rows))
+  // The spec's head row scale, logit scale and final softcap on logits_ rows, after either head launch.
+  void transform_logits(int64_t rows);
   void decode_step_body();
   void ensure_meta(size_t ints);
   void set_rope_length(int64_t seq_len);
   kernels::PagedKvArgs paged(const Layer& l, const StepView& v) const;
+  kernels::AttentionArgs attention_args(const Layer& l, const model::AttentionSpec& a, const StepView& v) const;
   LinearContext linear_context() const;
 
   io::ModelConfig config_;
+  model::ModelSpec spec_;
+  // Attention shape (the same in every layer: spec_support.h) and the largest MLP width.
+  int64_t num_heads_ = 0, num_kv_heads_ = 0, head_dim_ = 0, intermediate_ = 0;
   int device_ = 0;
   int num_sms_ = 1;
   int decode_splits_ = 0;  // CudaTuning::decode_splits: the decode graph's attention splits; 0: choose_decode_splits
@@ -187,15 +214,19 @@ class CudaRunner final : public model::Runner {
   Stream stream_;
   CublasHandle cublas_;
   DeviceBuffer cublas_workspace_;
-  DeviceBuffer embedding_, final_norm_;
-  model::RopeSpec rope_spec_;
-  float attn_scale_ = 1.0f;
+  DeviceBuffer embedding_;
+  DeviceBuffer pos_embedding_;        // fp16 [num_positions_, hidden] learned positions, or empty
+  int64_t num_positions_ = 0;
+  DeviceNorm final_norm_;
   std::vector<Layer> layers_;
   CudaLinear head_;
+  DeviceBuffer head_row_scale_;       // fp32 [vocab] (spec.head_normalize), or empty
   DeviceBuffer scratch_;
   int64_t scratch_elements_ = 0;
   // Activations for max_tokens_ rows.
-  DeviceBuffer x_, xn_, q_, k_, v_, attn_, o_, gate_, up_, logits_, attn_ws_;
+  // o_ holds the attention's o projection and, for sequential blocks, the MLP output (branch0 of the next norm);
+  // mlp_out_ the MLP output of parallel blocks (branch1; allocated only when a layer is parallel).
+  DeviceBuffer x_, xn_, q_, k_, v_, attn_, o_, mlp_out_, gate_, up_, logits_, attn_ws_;
   DeviceBuffer attn_counters_;  // [2 * max_tokens * num_kv_heads] uint32, zeroed once (kernels::DecodeSplit::counters)
   // The fused one-token path: one-token steps of one sequence when every layer is EXL2/GPTQ (FP16 layers never take
   // it). The GEMV inputs are fragment-ordered (kernels/frag.cuh): each producer (the first layer's norm, the
@@ -204,9 +235,11 @@ class CudaRunner final : public model::Runner {
   // output to the residual stream and write x * w (fp32) for the next GEMV plus per-block sums of squares; the next
   // GEMV finishes the norm while staging its input (kernels/frag.cuh FragResidual / FragNorm). RoPE and the new
   // token's K/V write run inside the attention kernel (AttentionArgs::rope) instead of a rope launch per layer.
-  // Other steps (FP16 weights, several sequences, prefill) run the plain path: add_rms_norm, the gathering GEMVs,
-  // the rope kernel. Measured: bench/results/2026-11-23e-frag-inputs.md, 2026-11-23f-norm-gather-and-fusions.md.
+  // Other steps (FP16 weights, several sequences, prefill) and every spec outside the Llama pattern
+  // (fast_path_ok, spec_support.h) run the general path: residual norms, the gathering GEMVs, the rope kernel.
+  // Measured: bench/results/2026-11-23e-frag-inputs.md, 2026-11-23f-norm-gather-and-fusions.md.
   bool fused_ = false, head_frag_ = false;
+  float fused_eps_ = 1e-6f;  // the one RMSNorm eps of a fast-path spec
   // fp16 fragment-ordered inputs: q/k/v of the first layer (written by its norm), o (the attention), down (the
   // SwiGLU pair), the head (the final norm).
   DeviceBuffer xf_q_, xf_k_, xf_v_, xf_o_, xf_down_, xf_head_;
@@ -219,10 +252,8 @@ class CudaRunner final : public model::Runner {
   // (CudaLinear::same_frag_input; +1.2-1.7% decode: bench/results/2026-11-24d-prefetch-and-lab.md).
   std::vector<bool> share_qkv_, share_gate_up_;
   int64_t attn_ws_floats_ = 0;
-  // Rope.
-  DeviceBuffer inv_freq_;
-  float attention_factor_ = 1.0f;
-  std::vector<float> inv_freq_host_;
+  // Rope: one table per ModelSpec::ropes entry.
+  std::vector<DeviceRope> ropes_;
   // Per-forward metadata (int32) and its pinned staging.
   DeviceBuffer meta_;
   PinnedBuffer meta_host_;
@@ -256,12 +287,26 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
             "cuda runner: page_size ({}), cache_tokens ({}) and max_batch_tokens ({}) must be positive", page_size_,
             opt.cache_tokens, max_tokens_);
   check_supported(w.spec, c.source);
-  EXL_CHECK(kernels::head_dim_supported(c.head_dim), kUnsupported,
-            "cuda runner: head_dim {} is not supported (supported: {})", c.head_dim, kernels::kSupportedHeadDims);
-  EXL_CHECK(c.num_kv_heads > 0 && c.num_heads % c.num_kv_heads == 0, kInvalidArgument,
-            "cuda runner: num_heads {} is not a multiple of num_kv_heads {}", c.num_heads, c.num_kv_heads);
-  EXL_CHECK(static_cast<int64_t>(w.layers.size()) == c.num_layers, kInvalidArgument,
-            "cuda runner: config has {} layers, the weights {}", c.num_layers, w.layers.size());
+  spec_ = w.spec;
+  EXL_CHECK(static_cast<int64_t>(w.layers.size()) == c.num_layers &&
+                static_cast<int64_t>(spec_.layers.size()) == c.num_layers,
+            kInvalidArgument, "cuda runner: config has {} layers, the spec {}, the weights {}", c.num_layers,
+            spec_.layers.size(), w.layers.size());
+  // Every layer has the same attention shape (check_supported); the MLP width may differ (plain / gated).
+  const model::AttentionSpec* a0 = spec_.layers.empty() ? nullptr : &spec_.layers[0].attn;
+  num_heads_ = a0 ? a0->num_heads : c.num_heads;
+  num_kv_heads_ = a0 ? a0->num_kv_heads : c.num_kv_heads;
+  head_dim_ = a0 ? a0->head_dim : c.head_dim;
+  for (const auto& lw : w.layers) intermediate_ = std::max(intermediate_, lw.up_proj.out_features);
+  EXL_CHECK(kernels::head_dim_supported(head_dim_), kUnsupported,
+            "cuda runner: head_dim {} is not supported (supported: {})", head_dim_, kernels::kSupportedHeadDims);
+  EXL_CHECK(num_kv_heads_ > 0 && num_heads_ % num_kv_heads_ == 0, kInvalidArgument,
+            "cuda runner: num_heads {} is not a multiple of num_kv_heads {}", num_heads_, num_kv_heads_);
+  for (const model::LayerSpec& l : spec_.layers)
+    EXL_CHECK(l.attn.rope == model::RopeStyle::kNone ||
+                  (l.attn.rope_table >= 0 && l.attn.rope_table < static_cast<int>(spec_.ropes.size())),
+              kInvalidArgument, "cuda runner: a layer uses RoPE table {} of {}", l.attn.rope_table,
+              spec_.ropes.size());
   const int count = device_count();
   EXL_CHECK(count > 0, kCuda, "cuda runner: no CUDA device is available");
   EXL_CHECK(device_ >= 0 && device_ < count, kInvalidArgument, "cuda runner: device {} does not exist ({} devices)",
@@ -270,24 +315,40 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   EXL_CUDA_CHECK(cudaDeviceGetAttribute(&num_sms_, cudaDevAttrMultiProcessorCount, device_));
 
   num_pages_ = kernels::ceil_div(opt.cache_tokens, page_size_);
-  const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim, NH = c.num_heads, NKV = c.num_kv_heads;
+  const int64_t H = spec_.hidden_size, I = intermediate_, D = head_dim_, NH = num_heads_, NKV = num_kv_heads_;
+  const int64_t V = c.vocab_size;
   const int64_t T = max_tokens_;
-  head_rows_ = std::clamp<int64_t>(static_cast<int64_t>(kHeadLogitsBytes / (c.vocab_size * 2)), 1, T);
+  head_rows_ = std::clamp<int64_t>(static_cast<int64_t>(kHeadLogitsBytes / (V * 2)), 1, T);
   attn_ws_floats_ = NH * (D + 2) * std::max<int64_t>(kMaxDecodeSplits, T);
+  bool any_parallel = false;
+  for (const model::LayerSpec& l : spec_.layers) any_parallel = any_parallel || l.parallel;
 
-  // Everything this runner will allocate, before allocating any of it.
-  size_t weights = static_cast<size_t>(c.vocab_size * H) * 2 + static_cast<size_t>((2 * c.num_layers + 1) * H) * 4 +
-                   device_linear_bytes(w.head);
+  // Everything this runner will allocate, before allocating any of it: the embedding tables, every norm (weights,
+  // biases, post-norms, q/k norms), the RoPE tables, the head's row scale and the linears.
+  size_t weights = static_cast<size_t>(w.embedding.numel()) * 2 + device_linear_bytes(w.head) +
+                   w.final_norm.nbytes() + w.head_row_scale.size() * 4;
+  if (w.pos_embedding.ndim() > 0) weights += static_cast<size_t>(w.pos_embedding.numel()) * 2;
+  for (const model::RopeSpec& r : spec_.ropes) weights += static_cast<size_t>(r.rotary_dim() / 2) * 4;
   int64_t scratch = scratch_estimate(w.head);
-  for (const auto& l : w.layers)
+  for (const auto& l : w.layers) {
+    for (const model::NormWeights* n : {&l.attn_norm, &l.attn_post_norm, &l.mlp_norm, &l.mlp_post_norm, &l.q_norm,
+                                        &l.k_norm})
+      weights += n->nbytes();
     for (const auto* lw : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj}) {
       weights += device_linear_bytes(*lw);
       scratch = std::max(scratch, scratch_estimate(*lw));
     }
-  const size_t kv = static_cast<size_t>(2 * c.num_layers * num_pages_ * page_size_ * NKV * D) * 2;
+  }
+  // The KV cache, per layer with that layer's KV heads and head_dim.
+  auto layer_kv_bytes = [&](const model::AttentionSpec& a) {
+    return static_cast<size_t>(num_pages_ * page_size_ * a.num_kv_heads * a.head_dim) * 2;
+  };
+  size_t kv = 0;
+  for (const model::LayerSpec& l : spec_.layers) kv += 2 * layer_kv_bytes(l.attn);
   const size_t acts = static_cast<size_t>(T * H) * (4 + 2 + 2) + static_cast<size_t>(T * NH * D) * 2 * 2 +
                       static_cast<size_t>(T * NKV * D) * 2 * 2 + static_cast<size_t>(T * I) * 2 * 2 +
-                      static_cast<size_t>(head_rows_ * c.vocab_size) * 2 +
+                      (any_parallel ? static_cast<size_t>(T * H) * 2 : 0) +
+                      static_cast<size_t>(head_rows_ * V) * 2 +
                       static_cast<size_t>(attn_ws_floats_) * 4 + static_cast<size_t>(T * NKV) * 8 +
                       static_cast<size_t>(scratch) * 2 +
                       kCublasWorkspaceBytes;
@@ -309,7 +370,12 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   EXL_CUBLAS_CHECK(cublasSetMathMode(cublas_.get(), CUBLAS_DEFAULT_MATH));
 
   embedding_ = upload_embedding(w.embedding);
-  final_norm_ = upload_floats(w.final_norm.weight);
+  if (w.pos_embedding.ndim() > 0) {
+    pos_embedding_ = upload_embedding(w.pos_embedding);
+    num_positions_ = w.pos_embedding.shape()[0];
+  }
+  final_norm_ = upload_norm(spec_.final_norm, w.final_norm);
+  if (!w.head_row_scale.empty()) head_row_scale_ = upload_floats(w.head_row_scale);
   // The load-time repack of EXL2/GPTQ tensors runs on every core (a 70B model is about 20 GB of tiles), then the
   // pool goes away.
   ThreadPool repack_pool;
@@ -318,21 +384,28 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   lopt.tuning = opt.tuning;
   head_ = CudaLinear::create(w.head, lopt);
   scratch_elements_ = head_.scratch_elements_needed();
-  const size_t kv_bytes = static_cast<size_t>(num_pages_ * page_size_ * NKV * D) * 2;
-  for (const auto& lw : w.layers) {
+  for (size_t li = 0; li < w.layers.size(); ++li) {
+    const model::LayerWeights& lw = w.layers[li];
+    const model::LayerSpec& ls = spec_.layers[li];
     Layer l;
-    l.attn_norm = upload_floats(lw.attn_norm.weight);
-    l.mlp_norm = upload_floats(lw.mlp_norm.weight);
-    l.sliding_window = w.spec.layers[layers_.size()].attn.sliding_window;
+    l.attn_norm = upload_norm(ls.attn_norm, lw.attn_norm);
+    l.attn_post_norm = upload_norm(ls.attn_post_norm, lw.attn_post_norm);
+    l.mlp_norm = upload_norm(ls.mlp_norm, lw.mlp_norm);
+    l.mlp_post_norm = upload_norm(ls.mlp_post_norm, lw.mlp_post_norm);
+    l.q_norm = upload_norm(ls.attn.q_norm, lw.q_norm);
+    l.k_norm = upload_norm(ls.attn.k_norm, lw.k_norm);
     l.q = CudaLinear::create(lw.q_proj, lopt);
     l.k = CudaLinear::create(lw.k_proj, lopt);
     l.v = CudaLinear::create(lw.v_proj, lopt);
     l.o = CudaLinear::create(lw.o_proj, lopt);
-    l.gate = CudaLinear::create(lw.gate_proj, lopt);
+    const bool gated = ls.mlp.type == model::MlpType::kGated;
+    if (gated) l.gate = CudaLinear::create(lw.gate_proj, lopt);
     l.up = CudaLinear::create(lw.up_proj, lopt);
     l.down = CudaLinear::create(lw.down_proj, lopt);
-    for (const CudaLinear* lin : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+    for (const CudaLinear* lin : {&l.q, &l.k, &l.v, &l.o, &l.up, &l.down})
       scratch_elements_ = std::max(scratch_elements_, lin->scratch_elements_needed());
+    if (gated) scratch_elements_ = std::max(scratch_elements_, l.gate.scratch_elements_needed());
+    const size_t kv_bytes = layer_kv_bytes(ls.attn);
     l.k_pages = DeviceBuffer(kv_bytes);
     l.v_pages = DeviceBuffer(kv_bytes);
     // Unwritten cache slots are never read, but keep them finite so a bug shows as wrong numbers, not NaN noise.
@@ -340,10 +413,14 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
     EXL_CUDA_CHECK(cudaMemsetAsync(l.v_pages.get(), 0, kv_bytes, stream_.get()));
     layers_.push_back(std::move(l));
   }
-  for (Layer& l : layers_) {
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    Layer& l = layers_[li];
     l.qkv = CudaLinearGroup::create({&l.q, &l.k, &l.v});
-    l.gate_up = CudaLinearGroup::create({&l.gate, &l.up});
-    scratch_elements_ = std::max({scratch_elements_, l.qkv.scratch_elements_needed(), l.gate_up.scratch_elements_needed()});
+    scratch_elements_ = std::max(scratch_elements_, l.qkv.scratch_elements_needed());
+    if (spec_.layers[li].mlp.type == model::MlpType::kGated) {
+      l.gate_up = CudaLinearGroup::create({&l.gate, &l.up});
+      scratch_elements_ = std::max(scratch_elements_, l.gate_up.scratch_elements_needed());
+    }
   }
   scratch_ = DeviceBuffer(static_cast<size_t>(std::max<int64_t>(scratch_elements_, 1)) * 2);
 
@@ -354,20 +431,24 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   k_ = DeviceBuffer(static_cast<size_t>(T * NKV * D) * 2);
   v_ = DeviceBuffer(static_cast<size_t>(T * NKV * D) * 2);
   o_ = DeviceBuffer(static_cast<size_t>(T * H) * 2);
+  if (any_parallel) mlp_out_ = DeviceBuffer(static_cast<size_t>(T * H) * 2);
   gate_ = DeviceBuffer(static_cast<size_t>(T * I) * 2);
   up_ = DeviceBuffer(static_cast<size_t>(T * I) * 2);
-  logits_ = DeviceBuffer(static_cast<size_t>(head_rows_ * c.vocab_size) * 2);
+  logits_ = DeviceBuffer(static_cast<size_t>(head_rows_ * V) * 2);
   attn_ws_ = DeviceBuffer(static_cast<size_t>(attn_ws_floats_) * 4);
   attn_counters_ = DeviceBuffer(static_cast<size_t>(T * NKV) * 8);
   EXL_CUDA_CHECK(cudaMemsetAsync(attn_counters_.get(), 0, attn_counters_.bytes(), stream_.get()));
-  logits_host_ = PinnedBuffer(static_cast<size_t>(head_rows_ * c.vocab_size) * 2);
+  logits_host_ = PinnedBuffer(static_cast<size_t>(head_rows_ * V) * 2);
 
   {
-    // The fused one-token path has no bias epilogues: models with linear biases run the plain path.
-    fused_ = !layers_.empty();
+    // The fused one-token path: Llama-pattern specs only (fast_path_ok), and it has no bias epilogues: models with
+    // linear biases run the general path.
+    fused_ = !layers_.empty() && fast_path_ok(spec_);
+    fused_eps_ = spec_.final_norm.eps;
     for (const auto& lw : w.layers) fused_ = fused_ && !has_biases(lw);
     int64_t rq = 0, rk = 0, rv = 0, ro = 0, rg = 0, ru = 0, rd = 0;
     for (const Layer& l : layers_) {
+      if (!fused_) break;
       fused_ = fused_ && l.qkv.frag_capable() && l.gate_up.frag_capable() && l.o.frag_capable() &&
                l.down.frag_capable() && l.gate.out_features() == l.up.out_features();
       if (!fused_) break;
@@ -382,8 +463,8 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
     head_frag_ = fused_ && head_.frag_capable();
     // The skips are wired into the fused one-token path only: anywhere else they would be ignored.
     EXL_CHECK(skip_ == 0 || fused_, kUnsupported,
-              "cuda runner: timing_skip '{}' needs the fused one-token decode path (every layer EXL2/GPTQ)",
-              opt.timing_skip);
+              "cuda runner: timing_skip '{}' needs the fused one-token decode path (a Llama-pattern model with every "
+              "layer EXL2/GPTQ)", opt.timing_skip);
     // Zeroed buffers of n elements of `bytes` each, rounded up to 16 bytes (pads are rewritten every step anyway).
     auto zeroed = [&](int64_t n, size_t bytes = 2) {
       DeviceBuffer b((static_cast<size_t>(n) * bytes + 15) / 16 * 16);
@@ -407,12 +488,16 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
     }
   }
 
-  rope_spec_ = w.spec.ropes[0];
-  attn_scale_ = w.spec.layers.empty() ? 1.0f : w.spec.layers[0].attn.scale;
-  const model::RopeTable rope = model::compute_rope(rope_spec_, 1);
-  inv_freq_host_ = rope.inv_freq;
-  attention_factor_ = rope.attention_factor;
-  inv_freq_ = upload_floats(inv_freq_host_);
+  // One device table per RoPE spec, at length 1 (set_rope_length recomputes those that depend on the length).
+  for (const model::RopeSpec& r : spec_.ropes) {
+    DeviceRope dr;
+    dr.spec = r;
+    const model::RopeTable table = model::compute_rope(r, 1);
+    dr.host = table.inv_freq;
+    dr.attention_factor = table.attention_factor;
+    dr.inv_freq = upload_floats(dr.host.empty() ? std::vector<float>(1, 0.0f) : dr.host);
+    ropes_.push_back(std::move(dr));
+  }
 
   ensure_meta(static_cast<size_t>(6 * T + 1 + T * std::min<int64_t>(num_pages_, 64)));
 
@@ -445,33 +530,73 @@ kernels::PagedKvArgs CudaRunner::paged(const Layer& l, const StepView& v) const 
 }
 
 void CudaRunner::set_rope_length(int64_t seq_len) {
-  if (!model::rope_depends_on_length(rope_spec_)) return;
-  const model::RopeTable rope = model::compute_rope(rope_spec_, seq_len);
-  // The factor is a launch argument of captured graphs: a table whose factor changes with the length (Phi-3.5-MoE's
-  // short/long mscale) cannot be served here.
-  EXL_CHECK(rope.attention_factor == attention_factor_, kUnsupported,
-            "cuda runner: the RoPE attention factor changes from {} to {} at length {}; not supported by the CUDA "
-            "backend yet (--backend cpu)", attention_factor_, rope.attention_factor, seq_len);
-  if (rope.inv_freq == inv_freq_host_) return;
-  inv_freq_host_ = rope.inv_freq;
-  // Pageable source: the copy is staged before cudaMemcpyAsync returns, so the host vector may change afterwards.
-  EXL_CUDA_CHECK(cudaMemcpyAsync(inv_freq_.get(), inv_freq_host_.data(), inv_freq_host_.size() * 4,
-                                 cudaMemcpyHostToDevice, stream_.get()));
+  for (DeviceRope& r : ropes_) {
+    if (!model::rope_depends_on_length(r.spec)) continue;
+    const model::RopeTable rope = model::compute_rope(r.spec, seq_len);
+    // The factor is a launch argument of captured graphs: a table whose factor changes with the length
+    // (Phi-3.5-MoE's short/long mscale) cannot be served here.
+    EXL_CHECK(rope.attention_factor == r.attention_factor, kUnsupported,
+              "cuda runner: the RoPE attention factor changes from {} to {} at length {}; not supported by the CUDA "
+              "backend yet (--backend cpu)", r.attention_factor, rope.attention_factor, seq_len);
+    if (rope.inv_freq == r.host) continue;
+    r.host = rope.inv_freq;
+    // Pageable source: the copy is staged before cudaMemcpyAsync returns, so the host vector may change afterwards.
+    EXL_CUDA_CHECK(cudaMemcpyAsync(r.inv_freq.get(), r.host.data(), r.host.size() * 4, cudaMemcpyHostToDevice,
+                                   stream_.get()));
+  }
+}
+
+kernels::AttentionArgs CudaRunner::attention_args(const Layer& l, const model::AttentionSpec& a,
+                                                  const StepView& v) const {
+  kernels::AttentionArgs att;
+  att.q = q_.as<__half>();
+  att.out = attn_.as<__half>();
+  att.k_pages = l.k_pages.as<__half>();
+  att.v_pages = l.v_pages.as<__half>();
+  att.num_pages = num_pages_;
+  att.page_size = page_size_;
+  att.num_seqs = v.num_seqs;
+  att.query_start = v.query_start;
+  att.context_len = v.context_len;
+  att.block_table = v.block_table;
+  att.max_pages_per_seq = v.max_pages_per_seq;
+  att.num_heads = a.num_heads;
+  att.num_kv_heads = a.num_kv_heads;
+  att.head_dim = a.head_dim;
+  att.scale = a.scale;
+  att.sliding_window = a.sliding_window;
+  att.softcap = a.softcap;
+  return att;
 }
 
 bool CudaRunner::run_model(const StepView& v) {
-  const io::ModelConfig& c = config_;
+  const int64_t T = v.num_tokens, H = spec_.hidden_size;
+  kernels::EmbeddingArgs emb{embedding_.as<__half>(), config_.vocab_size, H, v.ids, T, x_.as<float>()};
+  emb.scale = spec_.embed_scale;
+  if (pos_embedding_.get() != nullptr) {
+    emb.pos_table = pos_embedding_.as<__half>();
+    emb.positions = v.positions;
+    emb.num_positions = num_positions_;
+  }
+  kernels::launch_embedding(emb, stream_.get());
+  // The fused one-token path (fused_, above).
+  if (fused_ && T == 1 && v.num_seqs == 1 && v.decode_splits > 0) return run_fused(v);
+  run_general(v);
+  return false;
+}
+
+// The fused one-token path of Llama-pattern specs (fast_path_ok): every RMSNorm after the first layer's runs inside
+// a GEMV, RoPE and the KV write inside the attention kernel.
+bool CudaRunner::run_fused(const StepView& v) {
   const cudaStream_t st = stream_.get();
   const LinearContext ctx = linear_context();
-  const int64_t T = v.num_tokens, H = c.hidden_size, I = c.intermediate_size;
-  const float eps = static_cast<float>(c.rms_norm_eps);
-  // The fused one-token path (fused_, above).
-  const bool fused = fused_ && T == 1 && v.num_seqs == 1 && v.decode_splits > 0;
-  kernels::launch_embedding({embedding_.as<__half>(), c.vocab_size, H, v.ids, T, x_.as<float>()}, st);
+  const int64_t T = v.num_tokens, H = spec_.hidden_size;
+  const float eps = fused_eps_;
+  const DeviceRope& rt = ropes_[0];
   for (size_t li = 0; li < layers_.size(); ++li) {
     const Layer& l = layers_[li];
     __half* const qkv_out[] = {q_.as<__half>(), k_.as<__half>(), v_.as<__half>()};
-    if (fused && li > 0) {
+    if (li > 0) {
       // The previous down_proj added its output to x and wrote x * w and its partial sums of squares.
       // One copy when k and v read the same fragment order as q (share_qkv_; res2 below writes only q's).
       const bool share = share_qkv_[li];
@@ -481,118 +606,61 @@ bool CudaRunner::run_model(const StepView& v) {
                                  static_cast<int32_t>(H), eps};
       if (!(skip_ & kSkipQkv)) l.qkv.forward_frag(qkv_in, fn, qkv_out, nullptr, ctx);
     } else {
-      // Fused: only the first layer's norm runs on its own; it writes q/k/v's fragment-ordered inputs.
-      kernels::AddRmsNormArgs norm{x_.as<float>(), li == 0 ? nullptr : o_.as<__half>(), l.attn_norm.as<float>(),
-                                   xn_.as<__half>(), nullptr, T, H, eps};
-      if (fused) {
-        norm.frag[0] = l.q.frag_target(xf_q_.as<__half>());
-        norm.frag[1] = l.k.frag_target(xf_k_.as<__half>());
-        norm.frag[2] = l.v.frag_target(xf_v_.as<__half>());
-        norm.num_frag = 3;
-      }
+      // Only the first layer's norm runs on its own; it writes q/k/v's fragment-ordered inputs.
+      kernels::AddRmsNormArgs norm{x_.as<float>(), nullptr, l.attn_norm.weight.as<float>(), xn_.as<__half>(), nullptr,
+                                   T, H, eps};
+      norm.frag[0] = l.q.frag_target(xf_q_.as<__half>());
+      norm.frag[1] = l.k.frag_target(xf_k_.as<__half>());
+      norm.frag[2] = l.v.frag_target(xf_v_.as<__half>());
+      norm.num_frag = 3;
       kernels::launch_add_rms_norm(norm, st);
-      if (fused) {
-        const __half* const qkv_in[] = {xf_q_.as<__half>(), xf_k_.as<__half>(), xf_v_.as<__half>()};
-        if (!(skip_ & kSkipQkv)) l.qkv.forward_frag(qkv_in, qkv_out, nullptr, ctx);
-      } else {
-        l.qkv.forward(xn_.as<__half>(), qkv_out, T, ctx);
-      }
+      const __half* const qkv_in[] = {xf_q_.as<__half>(), xf_k_.as<__half>(), xf_v_.as<__half>()};
+      if (!(skip_ & kSkipQkv)) l.qkv.forward_frag(qkv_in, qkv_out, nullptr, ctx);
     }
-    kernels::RopeArgs rope;
-    rope.q = q_.as<__half>();
-    rope.k = k_.as<__half>();
-    rope.v = v_.as<__half>();
-    rope.num_tokens = T;
-    rope.num_heads = c.num_heads;
-    rope.num_kv_heads = c.num_kv_heads;
-    rope.head_dim = c.head_dim;
-    rope.inv_freq = inv_freq_.as<float>();
-    rope.rotary_half = static_cast<int64_t>(inv_freq_host_.size());
-    rope.attention_factor = attention_factor_;
-    rope.slots = {v.positions, v.token_seq};
-    rope.cache = paged(l, v);
-    if (!fused) kernels::launch_rope(rope, st);
-    kernels::AttentionArgs att;
-    att.q = q_.as<__half>();
-    att.out = attn_.as<__half>();
-    att.k_pages = l.k_pages.as<__half>();
-    att.v_pages = l.v_pages.as<__half>();
-    att.num_pages = num_pages_;
-    att.page_size = page_size_;
-    att.num_seqs = v.num_seqs;
-    att.query_start = v.query_start;
-    att.context_len = v.context_len;
-    att.block_table = v.block_table;
-    att.max_pages_per_seq = v.max_pages_per_seq;
-    att.num_heads = c.num_heads;
-    att.num_kv_heads = c.num_kv_heads;
-    att.head_dim = c.head_dim;
-    att.scale = attn_scale_;
-    att.sliding_window = l.sliding_window;
-    if (fused) {
-      att.out_frag = l.o.frag_target(xf_o_.as<__half>());
-      att.rope = {k_.as<__half>(), v_.as<__half>(), l.k_pages.as<__half>(), l.v_pages.as<__half>(),
-                  inv_freq_.as<float>(), static_cast<int32_t>(inv_freq_host_.size()), attention_factor_};
-    }
-    if (v.decode_splits > 0) {
-      const uint32_t skip = fused ? skip_ : 0u;
-      if (!(skip & kSkipAttn))
-        kernels::launch_attention_decode(att, {v.decode_splits, attn_ws_.as<float>(), attn_counters_.as<uint32_t>()},
-                                         st);
-    } else {
-      kernels::launch_attention_prefill(att, v.max_query_len, st);
-    }
+    kernels::AttentionArgs att = attention_args(l, spec_.layers[li].attn, v);
+    att.out_frag = l.o.frag_target(xf_o_.as<__half>());
+    att.rope = {k_.as<__half>(), v_.as<__half>(), l.k_pages.as<__half>(), l.v_pages.as<__half>(),
+                rt.inv_freq.as<float>(), static_cast<int32_t>(rt.host.size()), rt.attention_factor};
+    if (!(skip_ & kSkipAttn))
+      kernels::launch_attention_decode(att, {v.decode_splits, attn_ws_.as<float>(), attn_counters_.as<uint32_t>()},
+                                       st);
     __half* const gate_up_out[] = {gate_.as<__half>(), up_.as<__half>()};
-    if (fused) {
-      kernels::FragResidual res;
-      res.x = x_.as<float>();
-      res.weight = l.mlp_norm.as<float>();
-      res.partials = norm_partials_a_.as<float>();
-      // gate and up read one copy when their fragment orders are the same (share_gate_up_).
-      const bool share_gu = share_gate_up_[li];
-      res.targets[0] = l.gate.frag_target32(xf32_gate_.as<float>());
-      res.targets[1] = l.up.frag_target32(xf32_up_.as<float>());
-      res.num_targets = share_gu ? 1 : 2;
-      if (!(skip_ & kSkipO)) l.o.forward_frag(xf_o_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res, ctx);
-      const float* const gate_up_in[] = {xf32_gate_.as<float>(),
-                                         share_gu ? xf32_gate_.as<float>() : xf32_up_.as<float>()};
-      const kernels::FragNorm fn{norm_partials_a_.as<float>(), static_cast<int32_t>(l.o.frag_blocks()),
-                                 static_cast<int32_t>(H), eps};
-      const kernels::FragTarget down_in = l.down.frag_target(xf_down_.as<__half>());
-      if (!(skip_ & kSkipGateUp)) l.gate_up.forward_frag(gate_up_in, fn, gate_up_out, &down_in, ctx);
-      kernels::FragResidual res2;
-      res2.x = x_.as<float>();
-      res2.partials = norm_partials_b_.as<float>();
-      if (li + 1 < layers_.size()) {
-        const Layer& nl = layers_[li + 1];
-        res2.weight = nl.attn_norm.as<float>();
-        res2.targets[0] = nl.q.frag_target32(xf32_q_.as<float>());
-        res2.targets[1] = nl.k.frag_target32(xf32_k_.as<float>());
-        res2.targets[2] = nl.v.frag_target32(xf32_v_.as<float>());
-        res2.num_targets = share_qkv_[li + 1] ? 1 : 3;
-      } else {
-        res2.weight = final_norm_.as<float>();  // the final norm runs on its own (no targets)
-      }
-      if (!(skip_ & kSkipDown))
-        l.down.forward_frag(xf_down_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res2, ctx);
-      continue;
-    }
-    l.o.forward(attn_.as<__half>(), o_.as<__half>(), T, ctx);
-    kernels::AddRmsNormArgs norm2{x_.as<float>(), o_.as<__half>(), l.mlp_norm.as<float>(), xn_.as<__half>(), nullptr,
-                                  T, H, eps};
-    kernels::launch_add_rms_norm(norm2, st);
-    l.gate_up.forward(xn_.as<__half>(), gate_up_out, T, ctx);
-    if (l.down.fuses_swiglu(T)) {
-      l.down.forward_swiglu(gate_.as<__half>(), up_.as<__half>(), o_.as<__half>(), T, ctx);
+    kernels::FragResidual res;
+    res.x = x_.as<float>();
+    res.weight = l.mlp_norm.weight.as<float>();
+    res.partials = norm_partials_a_.as<float>();
+    // gate and up read one copy when their fragment orders are the same (share_gate_up_).
+    const bool share_gu = share_gate_up_[li];
+    res.targets[0] = l.gate.frag_target32(xf32_gate_.as<float>());
+    res.targets[1] = l.up.frag_target32(xf32_up_.as<float>());
+    res.num_targets = share_gu ? 1 : 2;
+    if (!(skip_ & kSkipO)) l.o.forward_frag(xf_o_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res, ctx);
+    const float* const gate_up_in[] = {xf32_gate_.as<float>(),
+                                       share_gu ? xf32_gate_.as<float>() : xf32_up_.as<float>()};
+    const kernels::FragNorm fn{norm_partials_a_.as<float>(), static_cast<int32_t>(l.o.frag_blocks()),
+                               static_cast<int32_t>(H), eps};
+    const kernels::FragTarget down_in = l.down.frag_target(xf_down_.as<__half>());
+    if (!(skip_ & kSkipGateUp)) l.gate_up.forward_frag(gate_up_in, fn, gate_up_out, &down_in, ctx);
+    kernels::FragResidual res2;
+    res2.x = x_.as<float>();
+    res2.partials = norm_partials_b_.as<float>();
+    if (li + 1 < layers_.size()) {
+      const Layer& nl = layers_[li + 1];
+      res2.weight = nl.attn_norm.weight.as<float>();
+      res2.targets[0] = nl.q.frag_target32(xf32_q_.as<float>());
+      res2.targets[1] = nl.k.frag_target32(xf32_k_.as<float>());
+      res2.targets[2] = nl.v.frag_target32(xf32_v_.as<float>());
+      res2.num_targets = share_qkv_[li + 1] ? 1 : 3;
     } else {
-      kernels::launch_silu_mul({gate_.as<__half>(), up_.as<__half>(), gate_.as<__half>(), T * I}, st);
-      l.down.forward(gate_.as<__half>(), o_.as<__half>(), T, ctx);
+      res2.weight = final_norm_.weight.as<float>();  // the final norm runs on its own (no targets)
     }
+    if (!(skip_ & kSkipDown))
+      l.down.forward_frag(xf_down_.as<__half>(), nullptr, nullptr, o_.as<__half>(), &res2, ctx);
   }
-  // Fused: the last down_proj already added its output to x.
-  kernels::AddRmsNormArgs fin{x_.as<float>(), layers_.empty() || fused ? nullptr : o_.as<__half>(),
-                              final_norm_.as<float>(), xn_.as<__half>(), v.final_rows, v.num_final_rows, H, eps};
-  const bool head_frag = fused && head_frag_ && v.num_final_rows == 1;
+  // The last down_proj already added its output to x.
+  kernels::AddRmsNormArgs fin{x_.as<float>(), nullptr, final_norm_.weight.as<float>(), xn_.as<__half>(),
+                              v.final_rows, v.num_final_rows, H, eps};
+  const bool head_frag = head_frag_ && v.num_final_rows == 1;
   if (head_frag) {
     fin.frag[0] = head_.frag_target(xf_head_.as<__half>());
     fin.num_frag = 1;
@@ -601,8 +669,138 @@ bool CudaRunner::run_model(const StepView& v) {
   return head_frag;
 }
 
+void CudaRunner::residual_norm(const Branches& b, const DeviceNorm& norm, const int32_t* rows, int64_t num_rows,
+                               int64_t T) {
+  const int64_t H = spec_.hidden_size;
+  const cudaStream_t st = stream_.get();
+  if (b.post == nullptr && b.branch1 == nullptr && b.scale == 1.0f && norm.plain_rms()) {
+    // Plain add + RMSNorm (the Llama pattern): the dedicated kernel.
+    kernels::launch_add_rms_norm({x_.as<float>(), b.branch0, norm.weight.as<float>(), xn_.as<__half>(), rows,
+                                  num_rows, H, norm.eps}, st);
+    return;
+  }
+  kernels::ResidualNormArgs r;
+  r.x = x_.as<float>();
+  r.branch0 = b.branch0;
+  if (b.post != nullptr) r.branch0_norm = b.post->params();
+  r.branch1 = b.branch1;
+  r.residual_scale = b.scale;
+  r.num_tokens = b.branch0 != nullptr || b.branch1 != nullptr ? T : 0;
+  r.out_norm = norm.params();
+  r.out = xn_.as<__half>();
+  r.row_index = rows;
+  r.num_rows = num_rows;
+  r.hidden_size = H;
+  kernels::launch_residual_norm(r, st);
+}
+
+void CudaRunner::run_mlp(const Layer& l, const model::MlpSpec& spec, const __half* in, __half* out, int64_t T) {
+  const LinearContext ctx = linear_context();
+  const cudaStream_t st = stream_.get();
+  const int64_t I = l.up.out_features();
+  if (spec.type == model::MlpType::kGated) {
+    // act(gate) * up -> down; SiLU's product is formed inside the down GEMV when that kernel can (few tokens).
+    __half* const gate_up_out[] = {gate_.as<__half>(), up_.as<__half>()};
+    l.gate_up.forward(in, gate_up_out, T, ctx);
+    if (spec.act == model::Activation::kSilu && l.down.fuses_swiglu(T)) {
+      l.down.forward_swiglu(gate_.as<__half>(), up_.as<__half>(), out, T, ctx);
+    } else {
+      kernels::launch_act_mul({act_kind(spec.act), gate_.as<__half>(), up_.as<__half>(), gate_.as<__half>(), T * I},
+                              st);
+      l.down.forward(gate_.as<__half>(), out, T, ctx);
+    }
+  } else {
+    // Plain: act(up) -> down.
+    l.up.forward(in, up_.as<__half>(), T, ctx);
+    kernels::launch_act({act_kind(spec.act), up_.as<__half>(), T * I}, st);
+    l.down.forward(up_.as<__half>(), out, T, ctx);
+  }
+}
+
+// Every step outside the fused path, op by op in the CPU runner's order (cpu_runner.cpp forward()). The residual adds
+// are fused into the norms: a layer's branch outputs stay pending until the next norm adds them to x (Branches).
+void CudaRunner::run_general(const StepView& v) {
+  const cudaStream_t st = stream_.get();
+  const LinearContext ctx = linear_context();
+  const int64_t T = v.num_tokens;
+  Branches pending;  // nothing to add before the first layer
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& l = layers_[li];
+    const model::LayerSpec& ls = spec_.layers[li];
+    const model::AttentionSpec& as = ls.attn;
+    const int64_t NH = as.num_heads, NKV = as.num_kv_heads, D = as.head_dim;
+    // x += the previous layer's branches; h = attn_norm(x) in xn_.
+    residual_norm(pending, l.attn_norm, nullptr, T, T);
+    __half* const qkv_out[] = {q_.as<__half>(), k_.as<__half>(), v_.as<__half>()};
+    l.qkv.forward(xn_.as<__half>(), qkv_out, T, ctx);
+    if (as.clip_qkv > 0.0f) {
+      kernels::launch_clamp(q_.as<__half>(), T * NH * D, as.clip_qkv, st);
+      kernels::launch_clamp(k_.as<__half>(), T * NKV * D, as.clip_qkv, st);
+      kernels::launch_clamp(v_.as<__half>(), T * NKV * D, as.clip_qkv, st);
+    }
+    if (as.q_norm.present()) kernels::launch_head_norm(q_.as<__half>(), T * NH, D, l.q_norm.params(), st);
+    if (as.k_norm.present()) kernels::launch_head_norm(k_.as<__half>(), T * NKV, D, l.k_norm.params(), st);
+    // RoPE with the layer's style and table (none: only the KV-cache write), then attention.
+    kernels::RopeArgs rope;
+    rope.q = q_.as<__half>();
+    rope.k = k_.as<__half>();
+    rope.v = v_.as<__half>();
+    rope.num_tokens = T;
+    rope.num_heads = NH;
+    rope.num_kv_heads = NKV;
+    rope.head_dim = D;
+    rope.slots = {v.positions, v.token_seq};
+    rope.cache = paged(l, v);
+    rope.rotate = as.rope != model::RopeStyle::kNone;
+    if (rope.rotate) {
+      const DeviceRope& rt = ropes_[static_cast<size_t>(as.rope_table)];
+      rope.inv_freq = rt.inv_freq.as<float>();
+      rope.rotary_half = static_cast<int64_t>(rt.host.size());
+      rope.attention_factor = rt.attention_factor;
+      rope.interleaved = as.rope == model::RopeStyle::kGptj;
+    }
+    kernels::launch_rope(rope, st);
+    const kernels::AttentionArgs att = attention_args(l, as, v);
+    if (v.decode_splits > 0)
+      kernels::launch_attention_decode(att, {v.decode_splits, attn_ws_.as<float>(), attn_counters_.as<uint32_t>()},
+                                       st);
+    else
+      kernels::launch_attention_prefill(att, v.max_query_len, st);
+    l.o.forward(attn_.as<__half>(), o_.as<__half>(), T, ctx);
+    if (ls.parallel) {
+      // Both branches read h; the next norm adds attn_post_norm(o) + mlp(h).
+      run_mlp(l, ls.mlp, xn_.as<__half>(), mlp_out_.as<__half>(), T);
+      pending = {o_.as<__half>(), l.attn_post_norm.kind != kernels::kNormNone ? &l.attn_post_norm : nullptr,
+                 mlp_out_.as<__half>(), ls.residual_scale};
+    } else {
+      // x += r * attn_post_norm(o); h = mlp_norm(x); the MLP output (into o_, already consumed) stays pending.
+      const Branches attn{o_.as<__half>(),
+                          l.attn_post_norm.kind != kernels::kNormNone ? &l.attn_post_norm : nullptr, nullptr,
+                          ls.residual_scale};
+      residual_norm(attn, l.mlp_norm, nullptr, T, T);
+      run_mlp(l, ls.mlp, xn_.as<__half>(), o_.as<__half>(), T);
+      pending = {o_.as<__half>(), l.mlp_post_norm.kind != kernels::kNormNone ? &l.mlp_post_norm : nullptr, nullptr,
+                 ls.residual_scale};
+    }
+  }
+  // The last layer's branches, then the final norm of the rows that need logits.
+  residual_norm(pending, final_norm_, v.final_rows, v.num_final_rows, T);
+}
+
 void CudaRunner::run_head(int64_t row0, int64_t rows) {
-  head_.forward(xn_.as<__half>() + row0 * config_.hidden_size, logits_.as<__half>(), rows, linear_context());
+  head_.forward(xn_.as<__half>() + row0 * spec_.hidden_size, logits_.as<__half>(), rows, linear_context());
+}
+
+void CudaRunner::transform_logits(int64_t rows) {
+  kernels::LogitsTransformArgs t;
+  t.logits = logits_.as<__half>();
+  t.rows = rows;
+  t.vocab = config_.vocab_size;
+  t.row_stride = config_.vocab_size;
+  t.col_scale = head_row_scale_.as<float>();
+  t.scale = spec_.logit_scale;
+  t.softcap = spec_.final_softcap;
+  kernels::launch_logits_transform(t, stream_.get());  // no launch when there is nothing to do
 }
 
 void CudaRunner::forward(std::span<const model::SequenceStep> seqs, model::LogitsFor which,
@@ -629,6 +827,9 @@ void CudaRunner::forward(std::span<const model::SequenceStep> seqs, model::Logit
       EXL_CHECK(q.tokens[t] >= 0 && q.tokens[t] < config_.vocab_size, kInvalidArgument,
                 "forward: token id {} at position {} of sequence {} is out of range (vocab_size {})", q.tokens[t], t, s,
                 config_.vocab_size);
+    if (num_positions_ > 0)
+      EXL_CHECK(end <= num_positions_, kInvalidArgument,
+                "forward: sequence {} of length {} exceeds the model's {} learned positions", s, end, num_positions_);
     max_end = std::max(max_end, end);
     total += static_cast<int64_t>(q.tokens.size());
   }
@@ -710,8 +911,8 @@ void CudaRunner::run_chunk(std::span<const model::SequenceStep> seqs, const std:
   v.max_pages_per_seq = max_pages;
   v.max_query_len = max_q;
   if (max_q == 1) {
-    const int64_t per_split = S * config_.num_heads * (config_.head_dim + 2);
-    const int want = kernels::choose_decode_splits(S, config_.num_kv_heads, max_ctx, num_sms_);
+    const int64_t per_split = S * num_heads_ * (head_dim_ + 2);
+    const int want = kernels::choose_decode_splits(S, num_kv_heads_, max_ctx, num_sms_);
     v.decode_splits = static_cast<int>(std::clamp<int64_t>(attn_ws_floats_ / per_split, 1, want));
   }
   const bool head_frag = run_model(v);
@@ -722,6 +923,7 @@ void CudaRunner::run_chunk(std::span<const model::SequenceStep> seqs, const std:
       head_.forward_frag(xf_head_.as<__half>(), logits_.as<__half>(), linear_context());
     else
       run_head(r0, n);
+    transform_logits(n);
     EXL_CUDA_CHECK(cudaMemcpyAsync(logits_host_.get(), logits_.get(), static_cast<size_t>(n * V) * 2,
                                    cudaMemcpyDeviceToHost, st));
     stream_.synchronize();
@@ -747,7 +949,7 @@ void CudaRunner::decode_step_body() {
   v.max_query_len = 1;
   // CudaTuning::decode_splits, when set, replaces the chosen count (the workspace holds kMaxDecodeSplits).
   v.decode_splits = decode_splits_ > 0 ? decode_splits_
-                                       : kernels::choose_decode_splits(1, config_.num_kv_heads,
+                                       : kernels::choose_decode_splits(1, num_kv_heads_,
                                                                        num_pages_ * page_size_, num_sms_);
   v.final_rows = decode_row_.as<int32_t>();
   v.num_final_rows = 1;
@@ -758,6 +960,7 @@ void CudaRunner::decode_step_body() {
       head_.forward_frag(xf_head_.as<__half>(), logits_.as<__half>(), linear_context());
     else
       run_head(0, 1);
+    transform_logits(1);  // before sampling
   }
   kernels::SampleArgs s;
   s.logits = logits_.as<__half>();
@@ -784,6 +987,10 @@ model::DecodeStats CudaRunner::decode(const model::DecodeRequest& r, const model
             kernels::ceil_div(end, page_size_), pages.size());
   EXL_CHECK(static_cast<int64_t>(pages.size()) <= num_pages_, kInvalidArgument,
             "decode: the block table has {} pages, the cache {}", pages.size(), num_pages_);
+  if (num_positions_ > 0)
+    EXL_CHECK(end <= num_positions_, kInvalidArgument,
+              "decode: {} + {} new tokens exceed the model's {} learned positions", r.start_pos, r.max_new_tokens,
+              num_positions_);
   for (size_t p = 0; p < pages.size(); ++p)
     EXL_CHECK(pages[p] >= 0 && pages[p] < num_pages_, kInvalidArgument,
               "decode: block table entry {} is page {}, outside the pool of {} pages", p, pages[p], num_pages_);
