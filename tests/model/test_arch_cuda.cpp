@@ -27,6 +27,7 @@
 #include "model/random_model.h"
 #include "model/rope.h"
 #include "reference_compare.h"
+#include "arch_fixtures.h"
 #include "testdata.h"
 
 namespace exl {
@@ -36,16 +37,8 @@ namespace fs = std::filesystem;
 
 constexpr double kTolerance = 1e-2;  // FP16 activations and weights vs transformers' FP32
 
-fs::path fixtures_root() { return testing::source_dir() / "tests/fixtures/arch"; }
-
-std::vector<std::string> fixture_names() {
-  std::vector<std::string> names;
-  if (!fs::exists(fixtures_root())) return names;
-  for (const auto& e : fs::directory_iterator(fixtures_root()))
-    if (e.is_directory() && fs::exists(e.path() / "refs.safetensors")) names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
+fs::path fixtures_root() { return testing::arch_fixtures_root(); }
+std::vector<std::string> fixture_names() { return testing::arch_fixture_names(); }
 
 // Empty when the CUDA runner should accept the spec; else why not (check_supported's message, or the head_dim).
 std::string cuda_refusal(const model::ModelSpec& spec) {

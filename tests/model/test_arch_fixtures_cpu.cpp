@@ -20,6 +20,7 @@
 #include "model/model_weights.h"
 #include "model/rope.h"
 #include "reference_compare.h"
+#include "arch_fixtures.h"
 #include "testdata.h"
 
 namespace exl {
@@ -27,16 +28,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-fs::path fixtures_root() { return testing::source_dir() / "tests/fixtures/arch"; }
-
-std::vector<std::string> fixture_names() {
-  std::vector<std::string> names;
-  if (!fs::exists(fixtures_root())) return names;
-  for (const auto& e : fs::directory_iterator(fixtures_root()))
-    if (e.is_directory() && fs::exists(e.path() / "refs.safetensors")) names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
+fs::path fixtures_root() { return testing::arch_fixtures_root(); }
+std::vector<std::string> fixture_names() { return testing::arch_fixture_names(); }
 
 class ArchFixture : public ::testing::TestWithParam<std::string> {};
 

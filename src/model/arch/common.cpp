@@ -144,6 +144,20 @@ void add_experts(MoeSpec& moe, const std::string& prefix, int64_t hidden, int64_
   }
 }
 
+void apply_granite_multipliers(const io::ModelConfig& c, ModelSpec& m) {
+  const io::ConfigReader r(c.raw, c.source);
+  m.embed_scale = static_cast<float>(r.get_double("embedding_multiplier", 1.0));
+  const float residual = static_cast<float>(r.get_double("residual_multiplier", 1.0));
+  const float attn_scale = static_cast<float>(r.get_double("attention_multiplier", 1.0));
+  for (auto& l : m.layers) {
+    l.residual_scale = residual;
+    l.attn.scale = attn_scale;
+  }
+  const double logits_scaling = r.get_double("logits_scaling", 1.0);
+  EXL_CHECK(logits_scaling != 0, kInvalidArgument, "{}: logits_scaling must not be 0", c.source);
+  m.logit_scale = static_cast<float>(1.0 / logits_scaling);
+}
+
 void check_moe(const io::ModelConfig& c, const MoeSpec& moe, const std::string& experts_key,
                const std::string& top_k_key) {
   EXL_CHECK(moe.num_experts > 0, kInvalidArgument, "{}: '{}' must be positive, found {}", c.source, experts_key,

@@ -43,4 +43,8 @@ void check_moe(const io::ModelConfig& c, const MoeSpec& moe, const std::string& 
 
 std::string layer_prefix(int64_t layer);  // "model.layers.N."
 
+// Granite's four multipliers (embedding_multiplier, residual_multiplier, attention_multiplier as the attention
+// scale, logits divided by logits_scaling), shared by Granite and Granite-MoE.
+void apply_granite_multipliers(const io::ModelConfig& c, ModelSpec& m);
+
 }  // namespace exl::model::arch

@@ -7,30 +7,12 @@
 
 namespace exl::model::arch {
 
-ModelSpec build_granite_moe(const io::ModelConfig& c);
-
 namespace {
-
-ModelSpec granite_multipliers(const io::ModelConfig& c, ModelSpec m) {
-  const io::ConfigReader r(c.raw, c.source);
-  m.embed_scale = static_cast<float>(r.get_double("embedding_multiplier", 1.0));
-  const float residual = static_cast<float>(r.get_double("residual_multiplier", 1.0));
-  const float attn_scale = static_cast<float>(r.get_double("attention_multiplier", 1.0));
-  for (auto& l : m.layers) {
-    l.residual_scale = residual;
-    l.attn.scale = attn_scale;
-  }
-  const double logits_scaling = r.get_double("logits_scaling", 1.0);
-  EXL_CHECK(logits_scaling != 0, kInvalidArgument, "{}: logits_scaling must not be 0", c.source);
-  m.logit_scale = static_cast<float>(1.0 / logits_scaling);
-  return m;
-}
-
-}  // namespace
 
 ModelSpec build_granite_moe(const io::ModelConfig& c) {
   const io::ConfigReader r(c.raw, c.source);
-  ModelSpec m = granite_multipliers(c, llama_like(c));
+  ModelSpec m = llama_like(c);
+  apply_granite_multipliers(c, m);
   m.family = "granite";
   const int64_t H = c.hidden_size, I = c.intermediate_size;
   const int64_t E = r.get_int("num_local_experts"), k = r.get_int("num_experts_per_tok");
@@ -69,6 +51,8 @@ ModelSpec build_granite_moe(const io::ModelConfig& c) {
   }
   return m;
 }
+
+}  // namespace
 
 void register_granite_moe(Registry& r) { r.add("GraniteMoeForCausalLM", build_granite_moe); }
 

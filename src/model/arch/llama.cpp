@@ -66,19 +66,9 @@ ModelSpec build_minicpm(const io::ModelConfig& c) {
 }
 
 ModelSpec build_granite(const io::ModelConfig& c) {
-  const io::ConfigReader r(c.raw, c.source);
   ModelSpec m = llama_like(c);
   m.family = "granite";
-  m.embed_scale = static_cast<float>(r.get_double("embedding_multiplier", 1.0));
-  const float residual = static_cast<float>(r.get_double("residual_multiplier", 1.0));
-  const float attn_scale = static_cast<float>(r.get_double("attention_multiplier", 1.0));
-  for (auto& l : m.layers) {
-    l.residual_scale = residual;
-    l.attn.scale = attn_scale;
-  }
-  const double logits_scaling = r.get_double("logits_scaling", 1.0);
-  EXL_CHECK(logits_scaling != 0, kInvalidArgument, "{}: logits_scaling must not be 0", c.source);
-  m.logit_scale = static_cast<float>(1.0 / logits_scaling);
+  apply_granite_multipliers(c, m);
   return m;
 }
 
