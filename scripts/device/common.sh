@@ -1,11 +1,13 @@
 # Shared setup of the device scripts (sourced, not run). DIR holds bins.tar.xz (stripped binaries plus
 # libutf8proc.so.2) and, for the model tests, testdata/.
-# unpack_bins DIR: unpacks the binaries into DIR and sets B, LD_LIBRARY_PATH and EXL_TESTDATA_DIR.
+# unpack_bins DIR: unpacks the binaries into DIR and sets B, LD_LIBRARY_PATH, EXL_SOURCE_DIR and EXL_TESTDATA_DIR
+# (DIR/testdata unless already set: data staged by an earlier call on the same machine, stage_data.sh).
 unpack_bins() {
   B=$1
   [ -f "$B/bins.tar.xz" ] && tar xJf "$B/bins.tar.xz" -C "$B"   # binaries travel compressed (carry limit)
   export LD_LIBRARY_PATH=$PWD/$B:${LD_LIBRARY_PATH:-}
-  export EXL_TESTDATA_DIR=$PWD/$B/testdata
+  export EXL_TESTDATA_DIR=${EXL_TESTDATA_DIR:-$PWD/$B/testdata}
+  export EXL_SOURCE_DIR=$PWD   # the in-tree fixtures (tests/fixtures) of this copy of the checkout
 }
 # run_cuda_tests: the CUDA op tests and the CUDA model tests; full logs to $OUT/backend_ops.log and
 # $OUT/test_model_cuda.log, the summary lines to stdout.

@@ -67,6 +67,16 @@ struct Gemv1Params {
   int32_t res_on;      // 1 (one part, no pair): the output is added to the residual stream (FragResidual)
   FragResidual res;
   int32_t l1_batches;   // batches of each warp's stream prefetched into L1 (GemvOneTuning::l1_batches)
+  // Expert mode (ex_ids non-null; no frag, pair or residual): part i's matrix of slot s is ex_views[i][ex_ids[s]],
+  // read after the PDL wait (the router's kernel writes the ids); block b of part i is slot (b - block_begin) /
+  // ex_strips[i], strip (b - block_begin) % ex_strips[i]. Slot s reads x row s / ex_x_div (ex_x_stride halves apart)
+  // and writes y + s * ex_y_stride[i].
+  const QuantTilesView* ex_views[kGemvMaxParts];
+  const int32_t* ex_ids;
+  int32_t ex_strips[kGemvMaxParts];
+  int32_t ex_x_div;
+  int64_t ex_x_stride;
+  int64_t ex_y_stride[kGemvMaxParts];
 };
 
 __device__ __forceinline__ void mma_16816_zero(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -219,9 +229,9 @@ __device__ __forceinline__ void class_one(const QuantTilesView& v, const quant::
 // A warp's prologue: the scale table and chunk map of its slice (weights only, before the PDL wait), then x rows
 // through perm into fragment order. It runs before the weight stream: holding a stream's first batches in registers
 // across it cost ~40 registers per thread (ptxas -v) and spills at 3 blocks per SM.
-__device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const QuantTilesView& v, int64_t strip, int ts, int te,
-                                           const WarpTable& tab, __half* xs, const __half* x_frag,
-                                           const float* x_frag32, int lane) {
+__device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const QuantTilesView& v, const __half* x,
+                                              int64_t strip, int ts, int te, const WarpTable& tab, __half* xs,
+                                              const __half* x_frag, const float* x_frag32, int lane) {
   const int rows = (te - ts) * kTileRows;
   // The first permutation indices are loaded first: their latency overlaps the table's.
   constexpr int kIlp = 4;
@@ -313,7 +323,7 @@ __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const Quant
     }
     __half val[kIlp];
 #pragma unroll
-    for (int u = 0; u < kIlp; ++u) val[u] = src[u] < 0 ? __ushort_as_half(0) : gp.x[src[u]];
+    for (int u = 0; u < kIlp; ++u) val[u] = src[u] < 0 ? __ushort_as_half(0) : x[src[u]];
 #pragma unroll
     for (int u = 0; u < kIlp; ++u)
       if (i0 + 32 * u < rows) xs[frag_half_index(i0 + 32 * u)] = val[u];
@@ -321,9 +331,10 @@ __device__ __forceinline__ void warp_prologue(const Gemv1Params& gp, const Quant
   __syncwarp();
 }
 
-__device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, int64_t strip, unsigned char* smem_raw) {
-  const Gemv1Part& p = gp.parts[part];
-  const QuantTilesView& v = p.w;
+// Part `part` of the launch on matrix v (its own, or an expert's in expert mode) with input x (plain gathers) and
+// output y.
+__device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, const QuantTilesView& v,
+                                              const __half* x, __half* y, int64_t strip, unsigned char* smem_raw) {
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int slices = gp.slices;
   const int wp = gp.pair ? warp - part * slices : warp;  // the warp's slice within its part
@@ -385,7 +396,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
       dest_pre_s[0][tid] = __ldg(gp.y_frag.dest + col);
     }
   }
-  warp_prologue(gp, v, strip, ts, te, tab, xs, gp.x_frag[part], gp.x_frag32[part], lane);
+  warp_prologue(gp, v, x, strip, ts, te, tab, xs, gp.x_frag[part], gp.x_frag32[part], lane);
 
   float tot0 = 0.0f, tot1 = 0.0f;
 #pragma unroll 1
@@ -418,7 +429,7 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, i
         for (int s = 0; s < slices; ++s) val += red[s * quant::kStripCols + tid];
         if (v.bias) val += __half2float(v.bias[col]);
         const __half yh = __float2half_rn(val);
-        p.y[col] = yh;
+        y[col] = yh;
         if (gp.res_on) {  // residual add, as add_rms_norm (x += the fp16 output), and the next norm's inputs
           const float xn = res_pre_s[0][tid] + __half2float(yh);
           gp.res.x[col] = xn;
@@ -475,7 +486,16 @@ __global__ void __launch_bounds__(kMaxSliceWarps * 32, kMinBlocksAtMax)
                    : (gp.num_parts > 2 && b >= gp.parts[2].block_begin) ? 2
                    : (gp.num_parts > 1 && b >= gp.parts[1].block_begin) ? 1
                                                                         : 0;
-  gemv_one_body(gp, part, b - gp.parts[part].block_begin, smem_raw);
+  const int32_t local = b - gp.parts[part].block_begin;
+  if (gp.ex_ids != nullptr) {
+    const int32_t slot = local / gp.ex_strips[part];
+    pdl_wait();  // the ids (and x) come from earlier kernels
+    const QuantTilesView& v = gp.ex_views[part][gp.ex_ids[slot]];
+    gemv_one_body(gp, part, v, gp.x + int64_t{slot / gp.ex_x_div} * gp.ex_x_stride,
+                  gp.parts[part].y + slot * gp.ex_y_stride[part], local % gp.ex_strips[part], smem_raw);
+    return;
+  }
+  gemv_one_body(gp, part, gp.parts[part].w, gp.x, gp.parts[part].y, local, smem_raw);
 }
 
 }  // namespace
@@ -619,6 +639,69 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
                "gemv_one: cudaFuncSetAttribute");
   }
   launch_pdl("gemv_one", kernel, dim3(static_cast<unsigned>(blocks)), dim3(32 * warps), smem, stream, p);
+}
+
+
+void gemv_one_experts(const GemvExpertPart* parts, int num_parts, const int32_t* ids, int64_t num_slots,
+                      const __half* x, int64_t x_div, const GemvOneTuning& tuning, cudaStream_t stream) {
+  if (num_parts < 1 || num_parts > kGemvMaxParts || ids == nullptr || x == nullptr || num_slots < 0 || x_div < 1)
+    raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
+                        "gemv_one_experts: %d matrices, %lld slots, x_div %lld (1 .. %d matrices, ids and x needed)",
+                        num_parts, static_cast<long long>(num_slots), static_cast<long long>(x_div), kGemvMaxParts);
+  if (num_slots == 0) return;
+  Gemv1Params p{};
+  p.num_parts = num_parts;
+  p.l1_batches = tuning.l1_batches;
+  p.x = x;
+  p.ex_ids = ids;
+  p.ex_x_div = static_cast<int32_t>(x_div);
+  p.ex_x_stride = parts[0].in_features;
+  int32_t max_tiles = 0;
+  int64_t strips = 0;
+  for (int i = 0; i < num_parts; ++i) {
+    const GemvExpertPart& e = parts[i];
+    if (e.views == nullptr || e.y == nullptr || e.in_features != parts[0].in_features || e.width < 1 ||
+        e.max_tiles < 1 || e.y_stride < e.out_features)
+      raise_kernel_errorf(KernelErrorKind::kInvalidArgument,
+                          "gemv_one_experts: matrix %d (%lld inputs, width %lld, %d tiles, output stride %lld) does "
+                          "not match the launch (%lld inputs)",
+                          i, static_cast<long long>(e.in_features), static_cast<long long>(e.width), e.max_tiles,
+                          static_cast<long long>(e.y_stride), static_cast<long long>(parts[0].in_features));
+    max_tiles = std::max(max_tiles, e.max_tiles);
+    strips += (e.width + quant::kStripCols - 1) / quant::kStripCols * num_slots;
+  }
+  const int slices = launch_slices(max_tiles, strips, false, tuning);
+  p.slices = slices;
+  const int per_warp_tiles = (max_tiles + slices - 1) / slices;
+  p.max_tiles = per_warp_tiles;
+  p.max_groups = 0;
+  for (int i = 0; i < num_parts; ++i) {
+    const int32_t exact = slices <= kGemvOneMaxSlices ? parts[i].max_groups_by_slices[slices] : 0;
+    p.max_groups = std::max(p.max_groups, exact > 0 ? exact : 2 * per_warp_tiles);
+  }
+  p.warp_bytes = static_cast<int32_t>(sizeof(uint4) * 8 * p.max_groups +
+                                      sizeof(int32_t) * ((2 * p.max_tiles + 3) / 4 * 4) +
+                                      sizeof(uint32_t) * 32 * p.max_tiles);
+  p.warp_bytes = (p.warp_bytes + 15) / 16 * 16;
+  int64_t blocks = 0;
+  for (int i = 0; i < num_parts; ++i) {
+    const int64_t per_slot = (parts[i].width + quant::kStripCols - 1) / quant::kStripCols;
+    p.ex_views[i] = parts[i].views;
+    p.ex_strips[i] = static_cast<int32_t>(per_slot);
+    p.ex_y_stride[i] = parts[i].y_stride;
+    p.parts[i].y = parts[i].y;
+    p.parts[i].block_begin = static_cast<int32_t>(blocks);
+    blocks += per_slot * num_slots;
+  }
+  if (blocks > (int64_t{1} << 31) - 1)
+    raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_one_experts: %lld blocks",
+                        static_cast<long long>(blocks));
+  const size_t smem = sizeof(float) * kMaxSliceWarps * quant::kStripCols + static_cast<size_t>(slices) * p.warp_bytes;
+  auto kernel = gemv_one_kernel;
+  if (smem > 48 * 1024)
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+               "gemv_one_experts: cudaFuncSetAttribute");
+  launch_pdl("gemv_one_experts", kernel, dim3(static_cast<unsigned>(blocks)), dim3(32 * slices), smem, stream, p);
 }
 
 }  // namespace exl::kernels

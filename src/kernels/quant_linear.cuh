@@ -113,6 +113,22 @@ struct GemvOneFrag {
 void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const GemvOneTuning& tuning,
                     cudaStream_t stream, const GemvOneFrag* frag = nullptr);
 
+// Mixture-of-experts GEMV on device-chosen matrices (gemv_one.cu, expert mode): for each slot s < num_slots, part
+// i computes y_i + s * y_stride = x[s / x_div] . W where W = views_i[ids[s]] (ids written by an earlier kernel: read
+// after the PDL wait), so only the chosen experts' weights are read. Parts share the input (gate and up). The views
+// are a device array of every expert's QuantTilesView (the same width and in_features for all experts of a part);
+// max_tiles and max_groups_by_slices are maxima over those experts (GemvSplitPlan::one_max_groups_by_slices).
+struct GemvExpertPart {
+  const QuantTilesView* views = nullptr;  // device [num_experts]
+  int32_t max_tiles = 0;
+  int32_t max_groups_by_slices[kGemvOneMaxSlices + 1] = {};
+  int64_t in_features = 0, out_features = 0, width = 0;
+  __half* y = nullptr;
+  int64_t y_stride = 0;  // halves between slots' outputs (>= out_features)
+};
+void gemv_one_experts(const GemvExpertPart* parts, int num_parts, const int32_t* ids, int64_t num_slots,
+                      const __half* x, int64_t x_div, const GemvOneTuning& tuning, cudaStream_t stream);
+
 void dequant_quant(const QuantTilesView& w, int64_t col_begin, int64_t cols, __half* out, cudaStream_t stream);
 
 // y[t, n] += bias[n] for t < num_tokens, n < N (fp32 add, one rounding).

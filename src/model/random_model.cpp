@@ -50,6 +50,9 @@ const std::vector<Preset>& presets() {
       // Small shapes of the same architectures, for tests.
       {"tiny-qwen3-moe", "Qwen3MoeForCausalLM", "qwen3_moe", 2048, 256, 512, 2, 4, 2, 64, 4096, 1000000.0, false, false,
        J{{"num_experts", 8}, {"num_experts_per_tok", 2}, {"moe_intermediate_size", 128}, {"norm_topk_prob", true}}},
+      {"tiny-qwen2", "Qwen2ForCausalLM", "qwen2", 2048, 256, 512, 2, 4, 2, 64, 4096, 1000000.0, false, false,
+       J{{"use_sliding_window", false}}},
+      {"tiny-qwen3", "Qwen3ForCausalLM", "qwen3", 2048, 256, 512, 2, 4, 2, 64, 4096, 1000000.0, false, false},
       {"tiny-gemma2", "Gemma2ForCausalLM", "gemma2", 2048, 256, 512, 2, 4, 2, 64, 4096, 10000.0, false, true,
        J{{"hidden_activation", "gelu_pytorch_tanh"}, {"query_pre_attn_scalar", 64}, {"sliding_window", 16},
          {"attn_logit_softcapping", 50.0}, {"final_logit_softcapping", 30.0}}},

@@ -15,7 +15,8 @@ namespace exl::model {
 enum class RandomFormat { kExl2, kGptq, kFp16 };
 
 struct RandomModelOptions {
-  // llama3-8b, llama2-7b, llama3-70b, llama3.2-1b, tiny, qwen2.5-7b, gemma2-9b, mixtral-8x7b, qwen3-30b-a3b
+  // llama3-8b, llama2-7b, llama3-70b, llama3.2-1b, tiny, qwen2.5-7b, gemma2-9b, mixtral-8x7b, qwen3-30b-a3b, and the
+  // test shapes tiny-qwen3-moe, tiny-qwen2, tiny-qwen3, tiny-gemma2
   std::string preset = "llama3-8b";
   RandomFormat format = RandomFormat::kExl2;
   double bpw = 4.0;       // EXL2 decoder layers

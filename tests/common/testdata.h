@@ -15,7 +15,12 @@ inline std::filesystem::path testdata_dir() {
   if (const char* env = std::getenv("EXL_TESTDATA_DIR")) return std::filesystem::path(env);
   return std::filesystem::path(EXL_TESTDATA_DIR);
 }
-inline std::filesystem::path source_dir() { return std::filesystem::path(EXL_SOURCE_DIR); }
+// EXL_SOURCE_DIR in the environment likewise overrides the checkout the tests read their in-tree fixtures from (the
+// GPU machine runs binaries built here in a copy of the tree at another path).
+inline std::filesystem::path source_dir() {
+  if (const char* env = std::getenv("EXL_SOURCE_DIR")) return std::filesystem::path(env);
+  return std::filesystem::path(EXL_SOURCE_DIR);
+}
 
 }  // namespace exl::testing
 

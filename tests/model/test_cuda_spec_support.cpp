@@ -53,11 +53,27 @@ TEST(CudaSpecSupport, Gemma2RunsTheGeneralPath) {
   EXPECT_EQ(cuda::fast_path_refusal(spec), "an embedding scale");  // the first of Gemma 2's options
 }
 
-TEST(CudaSpecSupport, MixtureOfExpertsIsRefused) {
+TEST(CudaSpecSupport, MixtureOfExpertsRunsTheGeneralPath) {
   const model::ModelSpec spec = preset_spec("tiny-qwen3-moe");
-  const std::string why = refusal(spec);
-  EXPECT_NE(why.find("mixture of experts"), std::string::npos) << why;
+  EXPECT_EQ(refusal(spec), "");
+  EXPECT_EQ(cuda::fast_path_refusal(spec), "layer 0: an MLP other than gated SiLU");
+  // More experts or a larger top-k than the routing kernel takes are refused, naming both.
+  model::ModelSpec m = spec;
+  m.layers[1].mlp.moe.num_experts = 512;
+  const std::string why = refusal(m);
+  EXPECT_NE(why.find("layer 1: a mixture of 512 experts with top-2 routing"), std::string::npos) << why;
   EXPECT_NE(why.find("Qwen3MoeForCausalLM"), std::string::npos) << why;
+}
+
+// Qwen2 (q/k/v biases) and Qwen3 (per-head q/k RMSNorms) take the fused one-token path.
+TEST(CudaSpecSupport, QwenTakesTheFastPath) {
+  for (const char* preset : {"tiny-qwen2", "tiny-qwen3"}) {
+    const model::ModelSpec spec = preset_spec(preset);
+    EXPECT_EQ(refusal(spec), "") << preset;
+    EXPECT_TRUE(cuda::fast_path_ok(spec)) << preset << ": " << cuda::fast_path_refusal(spec);
+  }
+  EXPECT_TRUE(preset_spec("tiny-qwen2").layers[0].attn.q.bias);
+  EXPECT_TRUE(preset_spec("tiny-qwen3").layers[0].attn.q_norm.present());
 }
 
 // Each option outside the Llama pattern, alone, moves the spec to the general path; none of them is refused.
@@ -82,7 +98,6 @@ TEST(CudaSpecSupport, EachDenseOptionLeavesTheFastPathOnly) {
       {"layer 0: post-norms", [](model::ModelSpec& m) { m.layers[0].mlp_post_norm = m.layers[0].mlp_norm; }},
       {"layer 0: a parallel attention/MLP block", [](model::ModelSpec& m) { m.layers[0].parallel = true; }},
       {"layer 0: a residual scale", [](model::ModelSpec& m) { m.layers[0].residual_scale = 0.2f; }},
-      {"layer 0: q/k norms", [](model::ModelSpec& m) { m.layers[0].attn.k_norm = m.layers[0].attn_norm; }},
       {"layer 0: attention soft-capping", [](model::ModelSpec& m) { m.layers[0].attn.softcap = 50.0f; }},
       {"layer 0: q/k/v clipping", [](model::ModelSpec& m) { m.layers[0].attn.clip_qkv = 8.0f; }},
       {"layer 0: a RoPE style other than NeoX", [](model::ModelSpec& m) { m.layers[0].attn.rope = model::RopeStyle::kGptj; }},
@@ -90,7 +105,6 @@ TEST(CudaSpecSupport, EachDenseOptionLeavesTheFastPathOnly) {
       {"layer 0: an MLP other than gated SiLU",
        [](model::ModelSpec& m) { m.layers[0].mlp.act = model::Activation::kGeluTanh; }},
       {"layer 0: an MLP other than gated SiLU", [](model::ModelSpec& m) { m.layers[0].mlp.type = model::MlpType::kPlain; }},
-      {"layer 0: linear biases", [](model::ModelSpec& m) { m.layers[0].attn.q.bias = true; }},
   };
   for (const Variation& v : variations) {
     model::ModelSpec m = base;
@@ -140,7 +154,9 @@ TEST(CudaSpecSupport, RefusesWhatHasNoKernel) {
   {
     model::ModelSpec m = base;
     m.layers[1].mlp.type = model::MlpType::kMoe;
-    EXPECT_NE(refusal(m).find("layer 1: a mixture of experts MLP"), std::string::npos);
+    m.layers[1].mlp.moe.num_experts = 8;
+    m.layers[1].mlp.moe.top_k = 33;
+    EXPECT_NE(refusal(m).find("layer 1: a mixture of 8 experts with top-33 routing"), std::string::npos) << refusal(m);
   }
 }
 

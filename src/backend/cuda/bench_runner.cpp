@@ -47,7 +47,19 @@ double copy_bandwidth(int repetitions) {
 double weight_bytes(const model::ModelWeights& w) {
   double bytes = static_cast<double>(w.head.stored_bytes()) +
                  static_cast<double>(w.config.hidden_size) * static_cast<double>(dtype_size(w.embedding.dtype()));
-  for (const auto& l : w.layers) bytes += static_cast<double>(l.nbytes());
+  // A mixture-of-experts layer reads the weights of top_k of its experts per token: count top_k / num_experts of
+  // the experts' bytes (the mean expert), so the ceiling is that of the weights actually read.
+  for (size_t i = 0; i < w.layers.size(); ++i) {
+    const model::LayerWeights& l = w.layers[i];
+    bytes += static_cast<double>(l.nbytes());
+    if (l.experts.empty()) continue;
+    double experts = 0.0;
+    for (const model::ExpertWeights& e : l.experts)
+      for (const quant::LinearWeight* lw : {&e.gate_proj, &e.up_proj, &e.down_proj})
+        experts += static_cast<double>(lw->stored_bytes());
+    const model::MoeSpec& moe = w.spec.layers[i].mlp.moe;
+    bytes -= experts * (1.0 - static_cast<double>(moe.top_k) / static_cast<double>(l.experts.size()));
+  }
   return bytes + static_cast<double>(w.final_norm.nbytes());
 }
 

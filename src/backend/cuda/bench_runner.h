@@ -36,7 +36,7 @@ struct BenchResult {
   std::string device_name;
   std::string tuning;                   // the tuning keys that differ from the defaults (tuning_changes)
   double copy_bandwidth = 0.0;          // bytes/s, device-to-device copy counting read + write
-  double weight_bytes = 0.0;            // decoder + head as stored, plus one embedding row
+  double weight_bytes = 0.0;            // decoder (MoE: top_k of each layer's experts) + head, one embedding row
   double prefill_tokens_per_second = 0.0;
   double time_to_first_token_ms = 0.0;  // prefill of prompt_tokens + logits of the last one + host argmax
   double launches_per_token = 0.0;      // kernel nodes in the decode graph

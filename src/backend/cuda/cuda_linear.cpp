@@ -186,6 +186,11 @@ CudaLinear CudaLinear::create(const quant::LinearWeight& w, const LinearOptions&
   return out;
 }
 
+bool CudaLinear::quantized() const { return impl_->format != quant::WeightFormat::kFloat; }
+const kernels::QuantTilesView* CudaLinear::quant_view() const { return quantized() ? &impl_->view : nullptr; }
+const kernels::GemvSplitPlan* CudaLinear::quant_plan() const { return quantized() ? &impl_->plan : nullptr; }
+const __half* CudaLinear::f16_weight() const { return quantized() ? nullptr : impl_->weight.as<__half>(); }
+const __half* CudaLinear::f16_bias() const { return quantized() ? nullptr : impl_->bias.as<__half>(); }
 int64_t CudaLinear::in_features() const { return impl_->in_features; }
 int64_t CudaLinear::out_features() const { return impl_->out_features; }
 size_t CudaLinear::device_bytes() const { return impl_->bytes; }

@@ -12,6 +12,7 @@
 
 #include "backend/cuda/tuning.h"
 #include "kernels/frag.cuh"
+#include "kernels/quant_linear.cuh"
 #include "quant/linear_weight.h"
 
 namespace exl {
@@ -85,6 +86,14 @@ class CudaLinear {
   // the output is also added to the residual stream and feeds the next norm (FragResidual).
   void forward_frag(const __half* x_frag, const float* x_frag32, const kernels::FragNorm* norm, __half* y,
                     const kernels::FragResidual* res, const LinearContext& ctx) const;
+
+  // For kernels that pick a matrix per token on the device (MoE experts): the tiled layout and its split plan
+  // (EXL2/GPTQ; null for FP16 weights), or the fp16 [N, K] weight and bias (FP16; null otherwise).
+  bool quantized() const;
+  const kernels::QuantTilesView* quant_view() const;
+  const kernels::GemvSplitPlan* quant_plan() const;
+  const __half* f16_weight() const;
+  const __half* f16_bias() const;
 
  private:
   friend class CudaLinearGroup;

@@ -28,7 +28,10 @@
 #include "kernels/dispatch.h"
 #include "kernels/elementwise.cuh"
 #include "kernels/embedding.cuh"
+#include "kernels/moe.cuh"
+#include "kernels/moe_route.cuh"
 #include "kernels/norm.cuh"
+#include "kernels/quant_linear.cuh"
 #include "kernels/rms_norm.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/sampling.cuh"
@@ -53,12 +56,6 @@ size_t device_linear_bytes(const quant::LinearWeight& w) {
 
 int64_t scratch_estimate(const quant::LinearWeight& w) {
   return w.format == quant::WeightFormat::kFloat ? 0 : w.in_features * w.out_features;
-}
-
-bool has_biases(const model::LayerWeights& l) {
-  for (const auto* lw : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj})
-    if (!lw->bias.empty()) return true;
-  return false;
 }
 
 DeviceBuffer upload_floats(const std::vector<float>& v) {
@@ -126,11 +123,36 @@ DeviceBuffer upload_embedding(const Tensor& t) {
   return b;
 }
 
+// A mixture-of-experts MLP on the device (model::MoeSpec). Every expert's gate/up/down is a CudaLinear; the experts of
+// one layer share one weight format. One-token steps and small batches (at most kMoeDeviceSlots (token, expert)
+// slots) route on the device and run only the chosen experts through an expert-indexed GEMV (gemv_one_experts for
+// EXL2/GPTQ, moe_gemv_f16 for FP16): no host round trip, so the decode graph captures it. Larger steps copy the
+// routing to the host, group the tokens by expert and run each used expert once over its rows (GEMV or dequantize +
+// cuBLAS GEMM, as any CudaLinear), then scatter the outputs to their slots; moe_combine sums the slots with their
+// routing weights plus the gated shared expert.
+constexpr int64_t kMoeDeviceSlots = 64;
+
+struct MoeLayer {
+  CudaLinear router, shared_gate;
+  std::vector<CudaLinear> gate, up, down;  // [num_experts]
+  std::vector<CudaLinearGroup> gate_up;    // [num_experts], point into gate / up (built after they stop growing)
+  CudaLinear sh_gate, sh_up, sh_down;
+  CudaLinearGroup sh_gate_up;
+  bool shared = false, gated_shared = false, quant = false;
+  int64_t inter = 0;  // the experts' intermediate size
+  // Quantized experts: device arrays of the QuantTilesViews of every expert's gate, up, down, and the launch records.
+  DeviceBuffer views[3];
+  kernels::GemvExpertPart parts[3];
+  // FP16 experts: device arrays of every expert's weight and bias pointers (gate, up, down).
+  DeviceBuffer f16_w[3], f16_b[3];
+};
+
 struct Layer {
   DeviceNorm attn_norm, attn_post_norm, mlp_norm, mlp_post_norm, q_norm, k_norm;  // absent: kNormNone
   CudaLinear q, k, v, o, gate, up, down;  // gate: gated MLPs only (plain MLPs: up and down)
   CudaLinearGroup qkv, gate_up;  // point into this Layer: built once layers_ stops growing (gate_up: gated only)
   DeviceBuffer k_pages, v_pages;     // fp16 [num_pages, page_size, num_kv_heads, head_dim] (this layer's heads)
+  std::unique_ptr<MoeLayer> moe;     // MoE layers only (gate/up/down above then unused)
 };
 
 // One RoPE frequency table of the spec (ModelSpec::ropes) on the device, recomputed when it depends on the length.
@@ -193,6 +215,12 @@ class CudaRunner final : public model::Runner {
   // x_ += branches (when any), then xn_[r] = norm(x_[rows ? rows[r] : r]) for r < num_rows (T rows updated).
   void residual_norm(const Branches& b, const DeviceNorm& norm, const int32_t* rows, int64_t num_rows, int64_t T);
   void run_mlp(const Layer& l, const model::MlpSpec& spec, const __half* in, __half* out, int64_t T);
+  // act(gate) * up -> down on one gated MLP's linears; gate_buf / up_buf hold [T, intermediate].
+  void run_gated(const CudaLinearGroup& gate_up, const CudaLinear& down, model::Activation act, const __half* in,
+                 __half* out, int64_t T, __half* gate_buf, __half* up_buf);
+  void run_moe(const MoeLayer& m, const model::MlpSpec& spec, const __half* in, __half* out, int64_t T);
+  void create_moe(Layer& l, const model::LayerWeights& lw, const model::LayerSpec& ls, size_t layer,
+                  const LinearOptions& lopt);
   void run_head(int64_t row0, int64_t rows);  // logits_ = head(xn_[row0 .. row0 + rows))
   // The spec's head row scale, logit scale and final softcap on logits_ rows, after either head launch.
   void transform_logits(int64_t rows);
@@ -209,6 +237,7 @@ class CudaRunner final : public model::Runner {
   int64_t num_heads_ = 0, num_kv_heads_ = 0, head_dim_ = 0, intermediate_ = 0;
   int device_ = 0;
   int num_sms_ = 1;
+  kernels::GemvOneTuning gemv1_tuning_;  // CudaTuning::gemv1, for the runner's own gemv_one launches (MoE experts)
   int decode_splits_ = 0;  // CudaTuning::decode_splits: the decode graph's attention splits; 0: choose_decode_splits
   int64_t page_size_ = 0, num_pages_ = 0, max_tokens_ = 0, head_rows_ = 0;
   Stream stream_;
@@ -227,6 +256,13 @@ class CudaRunner final : public model::Runner {
   // o_ holds the attention's o projection and, for sequential blocks, the MLP output (branch0 of the next norm);
   // mlp_out_ the MLP output of parallel blocks (branch1; allocated only when a layer is parallel).
   DeviceBuffer x_, xn_, q_, k_, v_, attn_, o_, mlp_out_, gate_, up_, logits_, attn_ws_;
+  // MoE (any MoE layer): router logits [T, E], ids and weights [T, K], slot outputs [T * K, H], expert rows [T, H]
+  // in and out, expert gate/up [max(T, kMoeDeviceSlots), I_e], shared expert output [T, H] and gate logits [T]; the
+  // host grouping's pinned ids and per-expert row / slot lists.
+  int64_t moe_max_experts_ = 0, moe_max_top_k_ = 0, moe_inter_ = 0;
+  DeviceBuffer moe_logits_, moe_ids_, moe_weights_, moe_y_, moe_x_, moe_out_, moe_gate_, moe_up_, moe_sh_, moe_sg_,
+      moe_lists_;
+  PinnedBuffer moe_ids_host_, moe_lists_host_;
   DeviceBuffer attn_counters_;  // [2 * max_tokens * num_kv_heads] uint32, zeroed once (kernels::DecodeSplit::counters)
   // The fused one-token path: one-token steps of one sequence when every layer is EXL2/GPTQ (FP16 layers never take
   // it). The GEMV inputs are fragment-ordered (kernels/frag.cuh): each producer (the first layer's norm, the
@@ -266,7 +302,7 @@ class CudaRunner final : public model::Runner {
 };
 
 CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& opt)
-    : config_(w.config), device_(opt.device), decode_splits_(opt.tuning.decode_splits), page_size_(opt.page_size),
+    : config_(w.config), device_(opt.device), gemv1_tuning_(opt.tuning.gemv1), decode_splits_(opt.tuning.decode_splits), page_size_(opt.page_size),
       max_tokens_(opt.max_batch_tokens) {
   const io::ModelConfig& c = config_;
   if (!opt.timing_skip.empty()) {
@@ -297,7 +333,16 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   num_heads_ = a0 ? a0->num_heads : c.num_heads;
   num_kv_heads_ = a0 ? a0->num_kv_heads : c.num_kv_heads;
   head_dim_ = a0 ? a0->head_dim : c.head_dim;
-  for (const auto& lw : w.layers) intermediate_ = std::max(intermediate_, lw.up_proj.out_features);
+  for (const auto& lw : w.layers) {
+    intermediate_ = std::max(intermediate_, lw.up_proj.out_features);
+    intermediate_ = std::max(intermediate_, lw.shared.up_proj.out_features);
+    for (const model::ExpertWeights& e : lw.experts) moe_inter_ = std::max(moe_inter_, e.up_proj.out_features);
+  }
+  for (const model::LayerSpec& l : spec_.layers)
+    if (l.mlp.type == model::MlpType::kMoe) {
+      moe_max_experts_ = std::max(moe_max_experts_, l.mlp.moe.num_experts);
+      moe_max_top_k_ = std::max(moe_max_top_k_, l.mlp.moe.top_k);
+    }
   EXL_CHECK(kernels::head_dim_supported(head_dim_), kUnsupported,
             "cuda runner: head_dim {} is not supported (supported: {})", head_dim_, kernels::kSupportedHeadDims);
   EXL_CHECK(num_kv_heads_ > 0 && num_heads_ % num_kv_heads_ == 0, kInvalidArgument,
@@ -334,7 +379,7 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
     for (const model::NormWeights* n : {&l.attn_norm, &l.attn_post_norm, &l.mlp_norm, &l.mlp_post_norm, &l.q_norm,
                                         &l.k_norm})
       weights += n->nbytes();
-    for (const auto* lw : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj}) {
+    for (const quant::LinearWeight* lw : l.linears()) {
       weights += device_linear_bytes(*lw);
       scratch = std::max(scratch, scratch_estimate(*lw));
     }
@@ -345,7 +390,14 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   };
   size_t kv = 0;
   for (const model::LayerSpec& l : spec_.layers) kv += 2 * layer_kv_bytes(l.attn);
-  const size_t acts = static_cast<size_t>(T * H) * (4 + 2 + 2) + static_cast<size_t>(T * NH * D) * 2 * 2 +
+  const int64_t moe_rows = std::max(T, kMoeDeviceSlots);
+  const size_t moe_acts =
+      moe_max_experts_ == 0
+          ? 0
+          : static_cast<size_t>(T * moe_max_experts_) * 2 + static_cast<size_t>(T * moe_max_top_k_) * (4 + 4 + 8) +
+                static_cast<size_t>(T * moe_max_top_k_ * H) * 2 + static_cast<size_t>(T * H) * 2 * 3 +
+                static_cast<size_t>(moe_rows * moe_inter_) * 2 * 2 + static_cast<size_t>(T) * 2;
+  const size_t acts = moe_acts + static_cast<size_t>(T * H) * (4 + 2 + 2) + static_cast<size_t>(T * NH * D) * 2 * 2 +
                       static_cast<size_t>(T * NKV * D) * 2 * 2 + static_cast<size_t>(T * I) * 2 * 2 +
                       (any_parallel ? static_cast<size_t>(T * H) * 2 : 0) +
                       static_cast<size_t>(head_rows_ * V) * 2 +
@@ -399,12 +451,18 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
     l.v = CudaLinear::create(lw.v_proj, lopt);
     l.o = CudaLinear::create(lw.o_proj, lopt);
     const bool gated = ls.mlp.type == model::MlpType::kGated;
-    if (gated) l.gate = CudaLinear::create(lw.gate_proj, lopt);
-    l.up = CudaLinear::create(lw.up_proj, lopt);
-    l.down = CudaLinear::create(lw.down_proj, lopt);
-    for (const CudaLinear* lin : {&l.q, &l.k, &l.v, &l.o, &l.up, &l.down})
+    if (ls.mlp.type == model::MlpType::kMoe) {
+      create_moe(l, lw, ls, li, lopt);
+    } else {
+      if (gated) l.gate = CudaLinear::create(lw.gate_proj, lopt);
+      l.up = CudaLinear::create(lw.up_proj, lopt);
+      l.down = CudaLinear::create(lw.down_proj, lopt);
+      for (const CudaLinear* lin : {&l.up, &l.down})
+        scratch_elements_ = std::max(scratch_elements_, lin->scratch_elements_needed());
+      if (gated) scratch_elements_ = std::max(scratch_elements_, l.gate.scratch_elements_needed());
+    }
+    for (const CudaLinear* lin : {&l.q, &l.k, &l.v, &l.o})
       scratch_elements_ = std::max(scratch_elements_, lin->scratch_elements_needed());
-    if (gated) scratch_elements_ = std::max(scratch_elements_, l.gate.scratch_elements_needed());
     const size_t kv_bytes = layer_kv_bytes(ls.attn);
     l.k_pages = DeviceBuffer(kv_bytes);
     l.v_pages = DeviceBuffer(kv_bytes);
@@ -439,13 +497,27 @@ CudaRunner::CudaRunner(const model::ModelWeights& w, const CudaRunnerOptions& op
   attn_counters_ = DeviceBuffer(static_cast<size_t>(T * NKV) * 8);
   EXL_CUDA_CHECK(cudaMemsetAsync(attn_counters_.get(), 0, attn_counters_.bytes(), stream_.get()));
   logits_host_ = PinnedBuffer(static_cast<size_t>(head_rows_ * V) * 2);
+  if (moe_max_experts_ > 0) {
+    const int64_t E = moe_max_experts_, K = moe_max_top_k_;
+    moe_logits_ = DeviceBuffer(static_cast<size_t>(T * E) * 2);
+    moe_ids_ = DeviceBuffer(static_cast<size_t>(T * K) * 4);
+    moe_weights_ = DeviceBuffer(static_cast<size_t>(T * K) * 4);
+    moe_y_ = DeviceBuffer(static_cast<size_t>(T * K * H) * 2);
+    moe_x_ = DeviceBuffer(static_cast<size_t>(T * H) * 2);
+    moe_out_ = DeviceBuffer(static_cast<size_t>(T * H) * 2);
+    moe_gate_ = DeviceBuffer(static_cast<size_t>(moe_rows * moe_inter_) * 2);
+    moe_up_ = DeviceBuffer(static_cast<size_t>(moe_rows * moe_inter_) * 2);
+    moe_sh_ = DeviceBuffer(static_cast<size_t>(T * H) * 2);
+    moe_sg_ = DeviceBuffer(static_cast<size_t>(T) * 2);
+    moe_lists_ = DeviceBuffer(static_cast<size_t>(2 * T * K) * 4);
+    moe_ids_host_ = PinnedBuffer(static_cast<size_t>(T * K) * 4);
+    moe_lists_host_ = PinnedBuffer(static_cast<size_t>(2 * T * K) * 4);
+  }
 
   {
-    // The fused one-token path: Llama-pattern specs only (fast_path_ok), and it has no bias epilogues: models with
-    // linear biases run the general path.
+    // The fused one-token path: Llama-pattern specs only (fast_path_ok) with every layer EXL2/GPTQ.
     fused_ = !layers_.empty() && fast_path_ok(spec_);
     fused_eps_ = spec_.final_norm.eps;
-    for (const auto& lw : w.layers) fused_ = fused_ && !has_biases(lw);
     int64_t rq = 0, rk = 0, rv = 0, ro = 0, rg = 0, ru = 0, rd = 0;
     for (const Layer& l : layers_) {
       if (!fused_) break;
@@ -617,7 +689,11 @@ bool CudaRunner::run_fused(const StepView& v) {
       const __half* const qkv_in[] = {xf_q_.as<__half>(), xf_k_.as<__half>(), xf_v_.as<__half>()};
       if (!(skip_ & kSkipQkv)) l.qkv.forward_frag(qkv_in, qkv_out, nullptr, ctx);
     }
-    kernels::AttentionArgs att = attention_args(l, spec_.layers[li].attn, v);
+    const model::AttentionSpec& as = spec_.layers[li].attn;
+    if (as.q_norm.present()) kernels::launch_head_norm(q_.as<__half>(), as.num_heads, as.head_dim, l.q_norm.params(), st);
+    if (as.k_norm.present())
+      kernels::launch_head_norm(k_.as<__half>(), as.num_kv_heads, as.head_dim, l.k_norm.params(), st);
+    kernels::AttentionArgs att = attention_args(l, as, v);
     att.out_frag = l.o.frag_target(xf_o_.as<__half>());
     att.rope = {k_.as<__half>(), v_.as<__half>(), l.k_pages.as<__half>(), l.v_pages.as<__half>(),
                 rt.inv_freq.as<float>(), static_cast<int32_t>(rt.host.size()), rt.attention_factor};
@@ -694,27 +770,251 @@ void CudaRunner::residual_norm(const Branches& b, const DeviceNorm& norm, const 
   kernels::launch_residual_norm(r, st);
 }
 
-void CudaRunner::run_mlp(const Layer& l, const model::MlpSpec& spec, const __half* in, __half* out, int64_t T) {
+void CudaRunner::run_gated(const CudaLinearGroup& gate_up, const CudaLinear& down, model::Activation act,
+                           const __half* in, __half* out, int64_t T, __half* gate_buf, __half* up_buf) {
   const LinearContext ctx = linear_context();
-  const cudaStream_t st = stream_.get();
-  const int64_t I = l.up.out_features();
-  if (spec.type == model::MlpType::kGated) {
-    // act(gate) * up -> down; SiLU's product is formed inside the down GEMV when that kernel can (few tokens).
-    __half* const gate_up_out[] = {gate_.as<__half>(), up_.as<__half>()};
-    l.gate_up.forward(in, gate_up_out, T, ctx);
-    if (spec.act == model::Activation::kSilu && l.down.fuses_swiglu(T)) {
-      l.down.forward_swiglu(gate_.as<__half>(), up_.as<__half>(), out, T, ctx);
-    } else {
-      kernels::launch_act_mul({act_kind(spec.act), gate_.as<__half>(), up_.as<__half>(), gate_.as<__half>(), T * I},
-                              st);
-      l.down.forward(gate_.as<__half>(), out, T, ctx);
-    }
+  const int64_t I = down.in_features();
+  // act(gate) * up -> down; SiLU's product is formed inside the down GEMV when that kernel can (few tokens).
+  __half* const gate_up_out[] = {gate_buf, up_buf};
+  gate_up.forward(in, gate_up_out, T, ctx);
+  if (act == model::Activation::kSilu && down.fuses_swiglu(T)) {
+    down.forward_swiglu(gate_buf, up_buf, out, T, ctx);
+  } else {
+    kernels::launch_act_mul({act_kind(act), gate_buf, up_buf, gate_buf, T * I}, stream_.get());
+    down.forward(gate_buf, out, T, ctx);
+  }
+}
+
+void CudaRunner::run_mlp(const Layer& l, const model::MlpSpec& spec, const __half* in, __half* out, int64_t T) {
+  if (spec.type == model::MlpType::kMoe) {
+    run_moe(*l.moe, spec, in, out, T);
+  } else if (spec.type == model::MlpType::kGated) {
+    run_gated(l.gate_up, l.down, spec.act, in, out, T, gate_.as<__half>(), up_.as<__half>());
   } else {
     // Plain: act(up) -> down.
+    const LinearContext ctx = linear_context();
     l.up.forward(in, up_.as<__half>(), T, ctx);
-    kernels::launch_act({act_kind(spec.act), up_.as<__half>(), T * I}, st);
+    kernels::launch_act({act_kind(spec.act), up_.as<__half>(), T * l.up.out_features()}, stream_.get());
     l.down.forward(up_.as<__half>(), out, T, ctx);
   }
+}
+
+void CudaRunner::create_moe(Layer& l, const model::LayerWeights& lw, const model::LayerSpec& ls, size_t layer,
+                            const LinearOptions& lopt) {
+  const model::MoeSpec& ms = ls.mlp.moe;
+  auto m = std::make_unique<MoeLayer>();
+  const int64_t E = ms.num_experts;
+  EXL_CHECK(static_cast<int64_t>(lw.experts.size()) == E && E > 0, kInvalidArgument,
+            "cuda runner: layer {} has {} experts, its spec {}", layer, lw.experts.size(), E);
+  m->router = CudaLinear::create(lw.router, lopt);
+  EXL_CHECK(m->router.out_features() == E, kInvalidArgument, "cuda runner: layer {}: the router has {} outputs for {} "
+            "experts", layer, m->router.out_features(), E);
+  scratch_elements_ = std::max(scratch_elements_, m->router.scratch_elements_needed());
+  const quant::WeightFormat fmt = lw.experts[0].up_proj.format;
+  m->quant = fmt != quant::WeightFormat::kFloat;
+  for (int64_t e = 0; e < E; ++e) {
+    const model::ExpertWeights& ew = lw.experts[static_cast<size_t>(e)];
+    for (const quant::LinearWeight* w : {&ew.gate_proj, &ew.up_proj, &ew.down_proj})
+      EXL_CHECK((w->format != quant::WeightFormat::kFloat) == m->quant, kUnsupported,
+                "cuda runner: layer {}: expert {} ({}) is stored as {} while expert 0 is {}; the CUDA backend needs "
+                "one weight format for all experts of a layer", layer, e, w->key,
+                w->format == quant::WeightFormat::kFloat ? "floating point" : "quantized",
+                m->quant ? "quantized" : "floating point");
+    m->gate.push_back(CudaLinear::create(ew.gate_proj, lopt));
+    m->up.push_back(CudaLinear::create(ew.up_proj, lopt));
+    m->down.push_back(CudaLinear::create(ew.down_proj, lopt));
+    for (const CudaLinear* lin : {&m->gate.back(), &m->up.back(), &m->down.back()}) {
+      scratch_elements_ = std::max(scratch_elements_, lin->scratch_elements_needed());
+      EXL_CHECK(lin->in_features() == (lin == &m->down.back() ? m->gate[0].out_features() : spec_.hidden_size) &&
+                    lin->out_features() == (lin == &m->down.back() ? spec_.hidden_size : m->gate[0].out_features()),
+                kInvalidArgument, "cuda runner: layer {}: expert {} has a {}x{} matrix; every expert of a layer needs "
+                "the shape of expert 0", layer, e, lin->in_features(), lin->out_features());
+    }
+  }
+  m->inter = m->gate[0].out_features();
+  for (int64_t e = 0; e < E; ++e) {
+    m->gate_up.push_back(CudaLinearGroup::create({&m->gate[static_cast<size_t>(e)], &m->up[static_cast<size_t>(e)]}));
+    scratch_elements_ = std::max(scratch_elements_, m->gate_up.back().scratch_elements_needed());
+  }
+  const std::vector<CudaLinear>* kinds[3] = {&m->gate, &m->up, &m->down};
+  for (int k = 0; k < 3; ++k) {
+    const std::vector<CudaLinear>& v = *kinds[k];
+    if (m->quant) {
+      std::vector<kernels::QuantTilesView> views;
+      kernels::GemvExpertPart& part = m->parts[k];
+      for (const CudaLinear& lin : v) {
+        const kernels::QuantTilesView& qv = *lin.quant_view();
+        EXL_CHECK(qv.width == v[0].quant_view()->width, kUnsupported,
+                  "cuda runner: layer {}: experts' padded widths differ ({} vs {})", layer, qv.width,
+                  v[0].quant_view()->width);
+        views.push_back(qv);
+        part.max_tiles = std::max(part.max_tiles, qv.num_tiles);
+        const kernels::GemvSplitPlan& plan = *lin.quant_plan();
+        for (int s = 0; s <= kernels::kGemvOneMaxSlices; ++s) {
+          // 0 (unknown) anywhere makes the maximum unknown: the launch then uses its bound.
+          const int32_t g = plan.one_max_groups_by_slices[s];
+          part.max_groups_by_slices[s] =
+              (&lin == &v[0] || part.max_groups_by_slices[s] > 0) && g > 0 ? std::max(part.max_groups_by_slices[s], g)
+                                                                           : 0;
+        }
+      }
+      m->views[k] = DeviceBuffer(views.size() * sizeof(kernels::QuantTilesView));
+      m->views[k].upload(views.data(), m->views[k].bytes());
+      part.views = m->views[k].as<kernels::QuantTilesView>();
+      part.in_features = v[0].in_features();
+      part.out_features = v[0].out_features();
+      part.width = v[0].quant_view()->width;
+    } else {
+      std::vector<const __half*> w, b;
+      bool any_bias = false;
+      for (const CudaLinear& lin : v) {
+        w.push_back(lin.f16_weight());
+        b.push_back(lin.f16_bias());
+        any_bias = any_bias || lin.f16_bias() != nullptr;
+      }
+      m->f16_w[k] = DeviceBuffer(w.size() * sizeof(void*));
+      m->f16_w[k].upload(w.data(), m->f16_w[k].bytes());
+      if (any_bias) {
+        m->f16_b[k] = DeviceBuffer(b.size() * sizeof(void*));
+        m->f16_b[k].upload(b.data(), m->f16_b[k].bytes());
+      }
+    }
+  }
+  if (ms.shared_expert) {
+    m->shared = true;
+    m->sh_gate = CudaLinear::create(lw.shared.gate_proj, lopt);
+    m->sh_up = CudaLinear::create(lw.shared.up_proj, lopt);
+    m->sh_down = CudaLinear::create(lw.shared.down_proj, lopt);
+    m->sh_gate_up = CudaLinearGroup::create({&m->sh_gate, &m->sh_up});
+    for (const CudaLinear* lin : {&m->sh_gate, &m->sh_up, &m->sh_down})
+      scratch_elements_ = std::max(scratch_elements_, lin->scratch_elements_needed());
+    scratch_elements_ = std::max(scratch_elements_, m->sh_gate_up.scratch_elements_needed());
+    if (lw.shared_gate.out_features > 0) {
+      m->gated_shared = true;
+      m->shared_gate = CudaLinear::create(lw.shared_gate, lopt);
+      scratch_elements_ = std::max(scratch_elements_, m->shared_gate.scratch_elements_needed());
+    }
+  }
+  l.moe = std::move(m);
+}
+
+void CudaRunner::run_moe(const MoeLayer& m, const model::MlpSpec& spec, const __half* in, __half* out, int64_t T) {
+  const cudaStream_t st = stream_.get();
+  const LinearContext ctx = linear_context();
+  const model::MoeSpec& ms = spec.moe;
+  const int64_t E = ms.num_experts, K = ms.top_k, H = spec_.hidden_size, I = m.inter;
+  __half* logits = moe_logits_.as<__half>();
+  int32_t* ids = moe_ids_.as<int32_t>();
+  __half* y = moe_y_.as<__half>();
+  m.router.forward(in, logits, T, ctx);
+  kernels::MoeRouteArgs ra;
+  ra.logits = logits;
+  ra.num_tokens = T;
+  ra.num_experts = E;
+  ra.top_k = K;
+  ra.kind = ms.router_type == model::RouterType::kSoftmaxTopK   ? kernels::kRouteSoftmaxTopK
+            : ms.router_type == model::RouterType::kTopKSoftmax ? kernels::kRouteTopKSoftmax
+                                                                : kernels::kRouteSparseMixer;
+  ra.renormalize = ms.renormalize;
+  ra.renormalize_p = ms.renormalize_p;
+  ra.jitter_eps = ms.jitter_eps;
+  ra.ids = ids;
+  ra.weights = moe_weights_.as<float>();
+  kernels::launch_moe_route(ra, st);
+  const int64_t slots = T * K;
+  if (slots <= kMoeDeviceSlots) {
+    // On the device: the chosen experts' gate and up for every slot, the activation, their down projections.
+    __half* g = moe_gate_.as<__half>();
+    __half* u = moe_up_.as<__half>();
+    if (m.quant) {
+      kernels::GemvExpertPart gu[2] = {m.parts[0], m.parts[1]};
+      gu[0].y = g;
+      gu[1].y = u;
+      gu[0].y_stride = gu[1].y_stride = I;
+      kernels::gemv_one_experts(gu, 2, ids, slots, in, K, gemv1_tuning_, st);
+    } else {
+      for (int k = 0; k < 2; ++k) {
+        kernels::MoeGemvF16Args a;
+        a.weights = m.f16_w[k].as<const __half*>();
+        a.biases = m.f16_b[k].as<const __half*>();
+        a.ids = ids;
+        a.x = in;
+        a.x_div = K;
+        a.y = k == 0 ? g : u;
+        a.num_slots = slots;
+        a.n = I;
+        a.k = H;
+        kernels::launch_moe_gemv_f16(a, st);
+      }
+    }
+    kernels::launch_act_mul({act_kind(spec.act), g, u, g, slots * I}, st);
+    if (m.quant) {
+      kernels::GemvExpertPart d = m.parts[2];
+      d.y = y;
+      d.y_stride = H;
+      kernels::gemv_one_experts(&d, 1, ids, slots, g, 1, gemv1_tuning_, st);
+    } else {
+      kernels::MoeGemvF16Args a;
+      a.weights = m.f16_w[2].as<const __half*>();
+      a.biases = m.f16_b[2].as<const __half*>();
+      a.ids = ids;
+      a.x = g;
+      a.x_div = 1;
+      a.y = y;
+      a.num_slots = slots;
+      a.n = H;
+      a.k = I;
+      kernels::launch_moe_gemv_f16(a, st);
+    }
+  } else {
+    // On the host: group the slots by expert, run each used expert once over its rows.
+    int32_t* ids_host = moe_ids_host_.as<int32_t>();
+    EXL_CUDA_CHECK(cudaMemcpyAsync(ids_host, ids, static_cast<size_t>(slots) * 4, cudaMemcpyDeviceToHost, st));
+    stream_.synchronize();
+    std::vector<int64_t> count(static_cast<size_t>(E) + 1, 0);
+    for (int64_t s = 0; s < slots; ++s) {
+      const int32_t e = ids_host[s];
+      EXL_CHECK(e >= 0 && e < E, kInternal, "cuda runner: the router chose expert {} of {}", e, E);
+      ++count[static_cast<size_t>(e) + 1];
+    }
+    for (int64_t e = 0; e < E; ++e) count[static_cast<size_t>(e) + 1] += count[static_cast<size_t>(e)];
+    // Lists: token rows of every expert's slots (in slot order), then the slots themselves, both grouped by expert.
+    int32_t* lists = moe_lists_host_.as<int32_t>();
+    std::vector<int64_t> fill(count.begin(), count.end() - 1);
+    for (int64_t s = 0; s < slots; ++s) {
+      const int64_t at = fill[static_cast<size_t>(ids_host[s])]++;
+      lists[at] = static_cast<int32_t>(s / K);
+      lists[slots + at] = static_cast<int32_t>(s);
+    }
+    int32_t* dl = moe_lists_.as<int32_t>();
+    EXL_CUDA_CHECK(cudaMemcpyAsync(dl, lists, static_cast<size_t>(2 * slots) * 4, cudaMemcpyHostToDevice, st));
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t b = count[static_cast<size_t>(e)], n = count[static_cast<size_t>(e) + 1] - b;
+      if (n == 0) continue;
+      kernels::launch_gather_rows(in, dl + b, n, H, moe_x_.as<__half>(), st);
+      run_gated(m.gate_up[static_cast<size_t>(e)], m.down[static_cast<size_t>(e)], spec.act, moe_x_.as<__half>(),
+                moe_out_.as<__half>(), n, moe_gate_.as<__half>(), moe_up_.as<__half>());
+      kernels::launch_scatter_rows(moe_out_.as<__half>(), dl + slots + b, n, H, y, st);
+    }
+    // The host list buffer is rewritten by the next MoE layer only after its own synchronize (above), by which time
+    // this upload has completed.
+  }
+  kernels::MoeCombineArgs c;
+  c.expert_out = y;
+  c.weights = moe_weights_.as<float>();
+  c.num_tokens = T;
+  c.top_k = K;
+  c.hidden = H;
+  c.out = out;
+  if (m.shared) {
+    run_gated(m.sh_gate_up, m.sh_down, spec.act, in, moe_sh_.as<__half>(), T, gate_.as<__half>(), up_.as<__half>());
+    c.shared = moe_sh_.as<__half>();
+    if (m.gated_shared) {
+      m.shared_gate.forward(in, moe_sg_.as<__half>(), T, ctx);
+      c.shared_gate = moe_sg_.as<__half>();
+    }
+  }
+  kernels::launch_moe_combine(c, st);
 }
 
 // Every step outside the fused path, op by op in the CPU runner's order (cpu_runner.cpp forward()). The residual adds

@@ -6,8 +6,8 @@
 // LayerNorm (with or without weight, with bias) anywhere, post-norms, parallel blocks, residual / embedding / logit
 // scales, learned positions, q/k norms, q/k/v clipping, NeoX / GPT-J / no rope from any number of tables (partial
 // rotary), attention and final soft-capping, gated or plain MLPs with SiLU / GELU-tanh / GELU, linear biases, a
-// row-normalized head. Refused (kUnsupported, naming the option): mixture-of-experts MLPs, attention shapes that
-// differ between layers, more than 16 query heads per KV head, hidden sizes over 16384, RoPE tables whose attention
+// row-normalized head, mixture-of-experts MLPs (up to 256 experts, top-k up to 32, any router, shared expert).
+// Refused (kUnsupported, naming the option): attention shapes that differ between layers, more than 16 query heads per KV head, hidden sizes over 16384, RoPE tables whose attention
 // factor changes with the sequence length (Phi-3.5-MoE's short/long mscale: the factor is a launch argument of the
 // captured decode graph). (Head dims outside the kernels' list are refused by the runner itself, which knows that
 // list: kernels/dispatch.h.)
@@ -26,6 +26,8 @@ namespace exl::cuda {
 
 inline constexpr int64_t kMaxQueryHeadsPerKvHead = 16;  // the decode attention kernel's largest group
 inline constexpr int64_t kMaxNormHidden = 16384;         // kernels::launch_residual_norm
+inline constexpr int64_t kMaxExperts = 256;              // kernels::launch_moe_route
+inline constexpr int64_t kMaxTopK = 32;
 
 // Throws kUnsupported naming the first option of `m` that the CUDA runner has no kernel for (source: the model's
 // directory, for the message).
@@ -39,7 +41,9 @@ inline void check_supported(const model::ModelSpec& m, const std::string& source
   for (size_t i = 0; i < m.layers.size(); ++i) {
     const model::LayerSpec& l = m.layers[i];
     const std::string at = fmt::format("layer {}: ", i);
-    if (l.mlp.type == model::MlpType::kMoe) refuse(at + "a mixture of experts MLP");
+    if (l.mlp.type == model::MlpType::kMoe && (l.mlp.moe.num_experts > kMaxExperts || l.mlp.moe.top_k > kMaxTopK))
+      refuse(at + fmt::format("a mixture of {} experts with top-{} routing (at most {} experts, top-{})",
+                              l.mlp.moe.num_experts, l.mlp.moe.top_k, kMaxExperts, kMaxTopK));
     const model::AttentionSpec& a = l.attn;
     const model::AttentionSpec& a0 = m.layers[0].attn;
     if (a.num_heads != a0.num_heads || a.num_kv_heads != a0.num_kv_heads || a.head_dim != a0.head_dim)
@@ -65,10 +69,11 @@ inline bool plain_rms(const model::NormSpec& n) {
 }  // namespace spec_detail
 
 // Why `m` cannot take the fused one-token fast path (empty: it can, as far as the spec goes; the runner also needs
-// every layer EXL2/GPTQ with no stored biases). The fast path is the Llama pattern: RMS pre-norms with weight and one
-// eps, no post-norms, sequential blocks, residual scale 1, no q/k norms, NeoX rope (full or partial) from one table,
-// no soft-capping or clipping, gated SiLU MLPs, no biases, and no embedding / logit scale, learned positions or
-// normalized head.
+// every layer EXL2/GPTQ). The fast path is the Llama pattern: RMS pre-norms with weight and one eps, no post-norms,
+// sequential blocks, residual scale 1, NeoX rope (full or partial) from one table, no soft-capping or clipping, gated
+// SiLU MLPs, and no embedding / logit scale, learned positions or normalized head. Linear biases (Qwen2's q/k/v,
+// Llama's attention_bias / mlp_bias) are added in the GEMV epilogues; per-head q/k norms (Qwen3) run as one
+// head_norm launch each between the q/k/v GEMV and the attention.
 inline std::string fast_path_refusal(const model::ModelSpec& m) {
   using spec_detail::plain_rms;
   if (m.embed_scale != 1.0f) return "an embedding scale";
@@ -87,14 +92,11 @@ inline std::string fast_path_refusal(const model::ModelSpec& m) {
     if (l.parallel) return at + "a parallel attention/MLP block";
     if (l.residual_scale != 1.0f) return at + "a residual scale";
     const model::AttentionSpec& a = l.attn;
-    if (a.q_norm.present() || a.k_norm.present()) return at + "q/k norms";
     if (a.softcap != 0.0f) return at + "attention soft-capping";
     if (a.clip_qkv != 0.0f) return at + "q/k/v clipping";
     if (a.rope != model::RopeStyle::kNeox || a.rope_table != 0) return at + "a RoPE style other than NeoX";
     if (l.mlp.type != model::MlpType::kGated || l.mlp.act != model::Activation::kSilu)
       return at + "an MLP other than gated SiLU";
-    for (const model::LinearSpec* lin : {&a.q, &a.k, &a.v, &a.o, &l.mlp.gate, &l.mlp.up, &l.mlp.down})
-      if (lin->bias) return at + "linear biases";
   }
   return {};
 }
