@@ -1,0 +1,37 @@
+// The one call the generator makes into a model: a step of new tokens for several sequences over a paged KV cache,
+// with at most one sampled token per sequence. The scheduler never sees logits, kernels or page storage; a backend
+// runner is adapted to this by RunnerStepRunner (runner_step.h), tests use deterministic fakes.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model/runner.h"
+
+namespace exl::generator {
+
+struct StepSequence {
+  std::span<const int32_t> tokens;  // new tokens: a prefill chunk or the one decode token
+  int64_t start_pos = 0;            // tokens already in this sequence's KV cache
+  std::span<const int32_t> pages;   // block table covering start_pos + tokens.size()
+  bool sample = false;              // true: sample one token from the logits of the last new token
+  model::SamplingParams sampling;   // (model/runner.h) used when sample
+  uint64_t sample_index = 0;        // tokens this job sampled before: the position in the job's random stream
+};
+
+// Implementations write the K/V of every new token into its page slot (pages[pos / page_size], pos % page_size)
+// and read positions [0, start_pos) from the pages the block table names. Pages below start_pos / page_size may be
+// shared with other sequences of the same step (read only); pages that receive new tokens never are.
+class StepRunner {
+ public:
+  virtual ~StepRunner() = default;
+  virtual int64_t page_size() const = 0;
+  virtual int64_t num_pages() const = 0;
+  virtual int64_t max_seq_len() const = 0;
+  virtual int64_t vocab_size() const = 0;
+  // One step over all sequences; `sampled` gets one token per sequence with sample == true, in order.
+  virtual void step(std::span<const StepSequence> seqs, std::vector<int32_t>* sampled) = 0;
+};
+
+}  // namespace exl::generator
