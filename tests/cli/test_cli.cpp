@@ -102,6 +102,34 @@ TEST(Cli, GenerateStreamsTheReferenceContinuation) {
   EXPECT_EQ(r.out.rfind("In the beginning of the reign of Darius, the days of Jahaz,", 0), 0u) << r.out;
 }
 
+// generate --prompts: all prompts at once through the generator; one result line per prompt in input order, each
+// greedy one equal to the same prompt run alone with --prompt; stop strings cut the text; bad lines name the line.
+TEST(Cli, GeneratePromptsRunsABatchInInputOrder) {
+  const fs::path f = fs::temp_directory_path() / ("exl_cli_prompts_" + std::to_string(::getpid()) + ".jsonl");
+  std::ofstream(f) << "{\"prompt\": \"In the beginning\", \"max_tokens\": 14}\n"
+                   << "{\"prompt\": \"And God said\", \"max_tokens\": 5, \"temperature\": 0.9, \"seed\": 7}\n\n"
+                   << "{\"prompt\": \"In the beginning\", \"max_tokens\": 14, \"stop\": \"Darius\"}\n";
+  const Result r = run("generate --backend cpu --ignore-eos --model " + kDemo.string() + " --prompts " + f.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::vector<nlohmann::json> lines;
+  size_t at = 0;
+  for (size_t nl; (nl = r.out.find('\n', at)) != std::string::npos; at = nl + 1)
+    lines.push_back(nlohmann::json::parse(r.out.substr(at, nl - at)));
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(lines[i]["index"], i);
+  EXPECT_EQ(lines[0]["text"], " of the reign of Darius, the days of Jahaz,") << lines[0].dump();
+  EXPECT_EQ(lines[0]["token_ids"].size(), 14u);
+  EXPECT_EQ(lines[0]["finish_reason"], "length");
+  EXPECT_EQ(lines[1]["token_ids"].size(), 5u);
+  EXPECT_EQ(lines[2]["text"], " of the reign of ") << lines[2].dump();
+  EXPECT_EQ(lines[2]["finish_reason"], "stop");
+  std::ofstream(f) << "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"max_tokens\": -1}\n";
+  const Result bad = run("generate --backend cpu --model " + kDemo.string() + " --prompts " + f.string(), "", true);
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find(":2: max_tokens must be positive"), std::string::npos) << bad.out;
+  fs::remove(f);
+}
+
 TEST(Cli, TokenizeAndDetokenizeRoundTrip) {
   Result r = run("tokenize --model " + kDemo.string(), "\"In the beginning\"\n\"God\"\n");
   ASSERT_EQ(r.status, 0);

@@ -30,7 +30,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--model", o->dir, "Model directory")->required();
   cmd->add_option("--prompt-tokens", o->prompt_tokens, "Prefill prompt length")->capture_default_str();
   cmd->add_option("--decode-tokens", o->decode_tokens, "Tokens per decode measurement")->capture_default_str();
-  cmd->add_option("--contexts", o->contexts, "Decode context lengths")->capture_default_str();
+  cmd->add_option("--contexts", o->contexts, "Decode context lengths, comma-separated")->delimiter(',')->capture_default_str();
   cmd->add_option("--repetitions", o->repetitions, "Repetitions (median reported)")->capture_default_str();
   cmd->add_flag("--json", o->as_json, "Print JSON");
   cmd->add_option("--json-out", o->json_out, "Also write the JSON result to this file");
