@@ -478,6 +478,9 @@ __device__ __forceinline__ void gemv_one_body(const Gemv1Params& gp, int part, c
 // One body for all parts (the part picked by a run-time index into the __grid_constant__ parameters, read in place)
 // and a class loop that is not unrolled: 6 instances of the stream instead of 3 parts x 6 classes x 6 widths, a 12x
 // smaller kernel (bench/results/2026-11-23d-gemv-lab.md, run 8). Pair mode: block b is strip b of both parts.
+// kExpert: the expert-mode instance (gemv_one_experts), a separate kernel so that the plain instance keeps its own
+// register allocation (one body each: both bodies in one kernel measured 16% slower decode, 2026-12-07).
+template <bool kExpert>
 __global__ void __launch_bounds__(kMaxSliceWarps * 32, kMinBlocksAtMax)
     gemv_one_kernel(const __grid_constant__ Gemv1Params gp) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -487,15 +490,15 @@ __global__ void __launch_bounds__(kMaxSliceWarps * 32, kMinBlocksAtMax)
                    : (gp.num_parts > 1 && b >= gp.parts[1].block_begin) ? 1
                                                                         : 0;
   const int32_t local = b - gp.parts[part].block_begin;
-  if (gp.ex_ids != nullptr) {
+  if constexpr (kExpert) {
     const int32_t slot = local / gp.ex_strips[part];
     pdl_wait();  // the ids (and x) come from earlier kernels
     const QuantTilesView& v = gp.ex_views[part][gp.ex_ids[slot]];
     gemv_one_body(gp, part, v, gp.x + int64_t{slot / gp.ex_x_div} * gp.ex_x_stride,
                   gp.parts[part].y + slot * gp.ex_y_stride[part], local % gp.ex_strips[part], smem_raw);
-    return;
+  } else {
+    gemv_one_body(gp, part, gp.parts[part].w, gp.x, gp.parts[part].y, local, smem_raw);
   }
-  gemv_one_body(gp, part, gp.parts[part].w, gp.x, gp.parts[part].y, local, smem_raw);
 }
 
 }  // namespace
@@ -633,7 +636,7 @@ void gemv_one_multi(const GemvPart* parts, int num_parts, const __half* x, const
   if (blocks <= 0 || blocks > (int64_t{1} << 31) - 1)
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_one: %lld blocks", static_cast<long long>(blocks));
   const size_t smem = sizeof(float) * kMaxSliceWarps * quant::kStripCols + static_cast<size_t>(warps) * p.warp_bytes;
-  auto kernel = gemv_one_kernel;
+  auto kernel = gemv_one_kernel<false>;
   if (smem > 48 * 1024) {
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                "gemv_one: cudaFuncSetAttribute");
@@ -697,7 +700,7 @@ void gemv_one_experts(const GemvExpertPart* parts, int num_parts, const int32_t*
     raise_kernel_errorf(KernelErrorKind::kInvalidArgument, "gemv_one_experts: %lld blocks",
                         static_cast<long long>(blocks));
   const size_t smem = sizeof(float) * kMaxSliceWarps * quant::kStripCols + static_cast<size_t>(slices) * p.warp_bytes;
-  auto kernel = gemv_one_kernel;
+  auto kernel = gemv_one_kernel<true>;
   if (smem > 48 * 1024)
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
                "gemv_one_experts: cudaFuncSetAttribute");

@@ -153,7 +153,7 @@ TEST(AttentionOps, PrefillMatchesCpu) {
   EXL_REQUIRE_GPU();
   std::mt19937 rng(8);
   ThreadPool pool(0);
-  for (int64_t D : {64, 80, 96, 128, 256}) {
+  for (int64_t D : {32, 64, 80, 96, 128, 256}) {
     for (auto [NH, NKV] : {std::pair<int64_t, int64_t>{8, 8}, {8, 2}, {16, 2}}) {
       // Fresh prompt, a continuation after cached tokens, a single token, a long odd one.
       run_case({NH, NKV, D, 16, 0, {{37, 37}, {20, 150}, {1, 77}, {130, 300}}}, Kernel::kPrefill, 0, rng, pool);
@@ -176,7 +176,7 @@ TEST(AttentionOps, DecodeMatchesCpu) {
   ThreadPool pool(0);
   GuardedArray<uint32_t> counters(std::vector<uint32_t>(128, 0u));
   uint32_t* c = counters.get();
-  for (int64_t D : {64, 80, 96, 128, 256}) {
+  for (int64_t D : {32, 64, 80, 96, 128, 256}) {
     for (auto [NH, NKV] : {std::pair<int64_t, int64_t>{8, 8}, {8, 2}, {32, 4}}) {
       for (int splits : {1, 7, 33}) {
         run_case({NH, NKV, D, 16, 0, {{1, 1}, {1, 37}, {1, 1000}, {1, 64}}}, Kernel::kDecode, splits, rng, pool, c);
@@ -321,12 +321,12 @@ TEST(AttentionOps, DecodeWithFusedRopeMatchesCpu) {
   ThreadPool pool(0);
   GuardedArray<uint32_t> counters(std::vector<uint32_t>(32, 0u));
   uint32_t* c = counters.get();
-  for (int64_t D : {64, 80, 96, 128, 256})
+  for (int64_t D : {32, 64, 80, 96, 128, 256})
     for (int splits : {1, 7}) run_fused_rope_case(8, 2, D, D / 2, 1.0f, {1, 37, 300}, splits, rng, pool, false, c);
   run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool, false, c);   // llama3-8b decode shape
   run_fused_rope_case(8, 8, 128, 32, 1.1f, {17, 129}, 5, rng, pool, false, c);  // partial rotary, attention factor
   // The unfused chain: rope_kernel writes the newest rows just before attention_decode reads the cache.
-  for (int64_t D : {64, 80, 96, 128, 256})
+  for (int64_t D : {32, 64, 80, 96, 128, 256})
     for (int splits : {1, 7}) run_fused_rope_case(8, 2, D, D / 2, 1.0f, {1, 37, 300}, splits, rng, pool, true, c);
   run_fused_rope_case(32, 8, 128, 64, 1.0f, {2048}, 33, rng, pool, true, c);
   EXPECT_TRUE(counters.guards_intact());
@@ -350,7 +350,7 @@ TEST(AttentionOps, RejectsUnsupportedHeadDim) {
     FAIL() << "head_dim 72 accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::kUnsupported);
-    EXPECT_NE(std::string(e.what()).find("64, 80, 96, 128, 256"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("32, 64, 80, 96, 128, 256"), std::string::npos) << e.what();
   }
 }
 

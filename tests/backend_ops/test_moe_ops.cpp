@@ -60,7 +60,7 @@ LinearWeight expert_weight(Fmt f, int64_t N, int64_t K, int e, uint64_t seed) {
       quant::Exl2PackOptions opt;
       opt.seed = seed + 7 * static_cast<uint64_t>(e);
       if (e % 3 == 0) opt.bits = {{4, 1.0, 128}};
-      if (e % 3 == 1) opt.bits = {{3, 0.5, 32}, {5, 0.5, 64}};
+      if (e % 3 == 1) opt.bits = {{5, 0.5, 64}, {3, 0.5, 32}};
       if (e % 3 == 2) opt.bits = {{6, 0.25, 32}, {2, 0.75, 128}};
       lw.format = quant::WeightFormat::kExl2;
       lw.exl2 = quant::pack_exl2_rtn(w, N, K, opt);

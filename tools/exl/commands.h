@@ -8,6 +8,7 @@ namespace exl::cli {
 void add_model_commands(CLI::App& app);      // cmd_model.cpp: inspect, logits, perplexity, generate, bench ...
 void add_tokenizer_commands(CLI::App& app);  // cmd_tokenizer.cpp: tokenize, detokenize
 void add_chat_commands(CLI::App& app);       // cmd_chat.cpp: chat-template
+void add_chat_session_command(CLI::App& app);  // cmd_chat_session.cpp: chat
 
 // Exit status used for exl::Error (the message goes to stderr).
 inline constexpr int kExitError = 1;

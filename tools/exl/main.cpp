@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   exl::cli::add_bench_command(app);
   exl::cli::add_tokenizer_commands(app);
   exl::cli::add_chat_commands(app);
+  exl::cli::add_chat_session_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {  // a command's chosen exit status (its message is already printed)
