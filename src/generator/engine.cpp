@@ -64,7 +64,7 @@ std::vector<JobEvent> Engine::wait_events(std::chrono::milliseconds timeout) {
 
 void Engine::wait_idle() {
   std::unique_lock lock(mutex_);
-  idle_cv_.wait(lock, [this] { return live_.empty(); });
+  idle_cv_.wait(lock, [this] { return live_.empty() && stats_current_; });
 }
 
 int64_t Engine::num_pending() const {
@@ -95,10 +95,12 @@ JobCallback Engine::wrap(JobCallback user) {
     {
       std::lock_guard lock(mutex_);
       if (!user) events_.push_back(event);
-      if (event.finished) live_.erase(event.job_id);
+      if (event.finished) {
+        live_.erase(event.job_id);
+        stats_current_ = false;  // the engine thread refreshes pool_stats_ after this step, then wakes wait_idle
+      }
     }
     if (!user) events_cv_.notify_all();
-    if (event.finished) idle_cv_.notify_all();
   };
 }
 
@@ -145,6 +147,8 @@ void Engine::loop() {
     const PoolStats stats = generator_.pool().stats();
     lock.lock();
     pool_stats_ = stats;
+    stats_current_ = true;
+    idle_cv_.notify_all();
   }
 }
 

@@ -33,7 +33,7 @@ class Engine {
   // Waits until events are queued or `timeout` passed; returns what is queued (possibly nothing).
   std::vector<JobEvent> wait_events(std::chrono::milliseconds timeout);
   // Blocks until no job is pending: every job enqueued before the call, and any enqueued meanwhile, has had its
-  // finish event delivered.
+  // finish event delivered, and pool_stats() was taken after the last of them.
   void wait_idle();
   int64_t num_pending() const;
   // The pool's stats after the latest step.
@@ -57,6 +57,7 @@ class Engine {
   std::vector<Command> inbox_;
   std::vector<JobEvent> events_;
   std::unordered_set<uint64_t> live_;  // enqueued, final event not delivered yet
+  bool stats_current_ = true;          // pool_stats_ was taken after the last final event
   uint64_t next_id_ = 1;
   bool stop_ = false;
   PoolStats pool_stats_;

@@ -30,6 +30,7 @@ struct Generator::Job {
   JobParams params;  // on_event moved to `callback`
   std::shared_ptr<const JobCallback> callback;
   std::vector<int32_t> history;  // prompt, then every sampled token
+  std::unique_ptr<sampling::Sampler> sampler;  // JobParams::sampler (its mirostat state lives here)
   int64_t prompt_len = 0;
   int64_t cached = 0;                 // tokens of history whose K/V are in `pages`
   std::vector<int32_t> pages;         // block table
@@ -101,6 +102,10 @@ JobParams Generator::check(JobParams params) const {
     EXL_CHECK(t >= 0 && t < vocab_size_, kInvalidArgument, "job: input_ids[{}] = {} is outside the vocabulary [0, {})",
               i, t, vocab_size_);
   }
+  if (params.sampler) {
+    params.sampler->validate();
+    params.sampler->validate_for_vocab(vocab_size_);
+  }
   const model::SamplingParams& s = params.sampling;
   EXL_CHECK(std::isfinite(s.temperature), kInvalidArgument, "job: sampling temperature must be finite, found {}",
             s.temperature);
@@ -135,6 +140,7 @@ void Generator::enqueue(uint64_t id, JobParams params) {
   job->arrival = next_arrival_++;
   if (params.on_event) job->callback = std::make_shared<const JobCallback>(std::move(params.on_event));
   params.on_event = nullptr;
+  if (params.sampler) job->sampler = std::make_unique<sampling::Sampler>(*params.sampler);
   job->history = params.input_ids;
   job->prompt_len = static_cast<int64_t>(params.input_ids.size());
   job->params = std::move(params);
@@ -213,7 +219,9 @@ bool Generator::step() {
                      .pages = job->pages,
                      .sample = s.sample,
                      .sampling = job->params.sampling,
-                     .sample_index = static_cast<uint64_t>(job->generated())});
+                     .sample_index = static_cast<uint64_t>(job->generated()),
+                     .sampler = job->sampler.get(),
+                     .context = job->history});
     num_samples += s.sample ? 1 : 0;
   }
   sampled_.clear();

@@ -9,7 +9,10 @@
 #include <string_view>
 #include <vector>
 
+#include <optional>
+
 #include "model/runner.h"
+#include "sampling/settings.h"
 
 namespace exl::generator {
 
@@ -43,6 +46,9 @@ struct JobParams {
   int64_t min_new_tokens = 0;        // stop tokens end the job only after this many tokens came before them
   std::vector<int32_t> stop_tokens;  // the job finishes (kStop) after emitting one of these
   model::SamplingParams sampling;    // greedy by default; seed picks the job's random stream
+  // The full sampler chain (sampling/sampler_chain.h: penalties, DRY, XTC, min-p, mirostat ...) instead of
+  // `sampling`; validated at enqueue. Its seed picks the job's random stream.
+  std::optional<sampling::SamplerSettings> sampler;
   int priority = 0;                  // higher first; FIFO within a priority
   TextDecoder text;                  // optional: events then carry text as well as token ids
   JobCallback on_event;              // optional: receives this job's events instead of the event queue

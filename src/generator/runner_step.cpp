@@ -43,10 +43,15 @@ void RunnerStepRunner::step(std::span<const StepSequence> seqs, std::vector<int3
   const size_t row_size = logits_.size() / rows;
   for (size_t i = 0; i < rows; ++i) {
     if (!seqs[i].sample) continue;
+    const std::span<const float> row(logits_.data() + i * row_size, row_size);
+    if (seqs[i].sampler != nullptr) {
+      sampled->push_back(seqs[i].sampler->sample(row, seqs[i].context, seqs[i].sample_index));
+      continue;
+    }
     model::SamplingParams params = seqs[i].sampling;
     params.seed = sample_seed(params.seed, seqs[i].sample_index);
     sampling::HostSampler sampler(params);
-    sampled->push_back(sampler.sample(std::span<const float>(logits_.data() + i * row_size, row_size)));
+    sampled->push_back(sampler.sample(row));
   }
 }
 

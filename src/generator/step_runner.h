@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/runner.h"
+#include "sampling/sampler_chain.h"
 
 namespace exl::generator {
 
@@ -18,6 +19,10 @@ struct StepSequence {
   bool sample = false;              // true: sample one token from the logits of the last new token
   model::SamplingParams sampling;   // (model/runner.h) used when sample
   uint64_t sample_index = 0;        // tokens this job sampled before: the position in the job's random stream
+  // The job's sampler chain (JobParams::sampler), or null: `sampling` then picks the token. With a chain the token
+  // is sampler->sample(logits, context, sample_index); context is the job's prompt and generated tokens so far.
+  sampling::Sampler* sampler = nullptr;
+  std::span<const int32_t> context;
 };
 
 // Implementations write the K/V of every new token into its page slot (pages[pos / page_size], pos % page_size)

@@ -16,6 +16,8 @@
 #include "model/model_weights.h"
 #include "model/random_model.h"
 #include "sampling/sampler.h"
+#include "sampling/sampler_chain.h"
+#include "core/error.h"
 
 namespace exl::generator {
 namespace {
@@ -164,6 +166,59 @@ TEST_F(CpuGenerator, SampledJobsDoNotDependOnTheirBatch) {
   while (gen.step()) log.add(gen.take_events());
   log.add(gen.take_events());
   for (int i = 0; i < 4; ++i) EXPECT_EQ(log[ids[i]].tokens, expected[static_cast<size_t>(i)]) << "job " << i;
+}
+
+// JobParams::sampler: the full chain (here repetition penalty, min-p, XTC off, temperature) draws each token from the
+// job's own context; the tokens equal a hand loop over the same Sampler, and do not depend on the batch.
+TEST_F(CpuGenerator, SamplerChainJobsMatchAHandLoopAndTheirBatch) {
+  cpu::CpuRunner runner(*weights_, {.cache_tokens = 1024, .page_size = 16});
+  RunnerStepRunner steps(runner);
+  std::mt19937_64 rng(13);
+  std::vector<JobParams> jobs;
+  std::vector<std::vector<int32_t>> expected;
+  for (int i = 0; i < 3; ++i) {
+    JobParams p = job(random_prompt(rng, 6 + 5 * i), 10);
+    sampling::SamplerSettings st;
+    st.temperature = 0.9f;
+    st.min_p = 0.02f;
+    st.repetition_penalty = 1.3f;
+    st.seed = 7 + static_cast<uint64_t>(i);
+    p.sampler = st;
+    jobs.push_back(p);
+    // The hand loop: forward the whole sequence each time, sample with a fresh chain of the same settings.
+    sampling::Sampler chain(st);
+    std::vector<int32_t> seq = p.input_ids, out;
+    std::vector<int32_t> pages = {0, 1, 2};
+    std::vector<float> logits;
+    int64_t pos = 0;
+    for (uint64_t k = 0; k < 10; ++k) {
+      const model::SequenceStep s{std::span<const int32_t>(seq).subspan(static_cast<size_t>(pos)), pos, pages};
+      runner.forward(std::span(&s, 1), model::LogitsFor::kLastToken, &logits);
+      pos = static_cast<int64_t>(seq.size());
+      const int32_t t = chain.sample(logits, seq, k);
+      out.push_back(t);
+      seq.push_back(t);
+    }
+    expected.push_back(out);
+    EXPECT_EQ(alone(steps, p), out) << "job " << i << " alone";
+  }
+  Generator gen(steps, {.max_tokens_per_step = 12});
+  EventLog log;
+  std::vector<uint64_t> ids;
+  for (const auto& p : jobs) ids.push_back(gen.enqueue(p));
+  while (gen.step()) log.add(gen.take_events());
+  log.add(gen.take_events());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(log[ids[i]].tokens, expected[static_cast<size_t>(i)]) << "job " << i;
+  // Bad settings are refused at enqueue, naming the setting.
+  JobParams bad = job({1, 2, 3}, 4);
+  bad.sampler = sampling::SamplerSettings{};
+  bad.sampler->top_p = 1.5f;
+  try {
+    gen.enqueue(bad);
+    ADD_FAILURE() << "top_p 1.5 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("top_p"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(CpuGenerator, PrefixCacheReusesPagesAndKeepsTheTokens) {
