@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # README command 2 (and CI): install, build, and run every test: the full suite (CPU; GPU tests skip without a
-# GPU), the parser/loader tests again under AddressSanitizer + UBSan, and a bounded libFuzzer run.
+# GPU), the parser/loader, generator and sampler tests again under AddressSanitizer + UBSan, and a bounded libFuzzer
+# run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,10 +14,10 @@ bash scripts/build.sh
 echo "== tests"
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 
-echo "== parser and loader tests under ASan + UBSan"
+echo "== parser, loader, generator and sampler tests under ASan + UBSan"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DEXL_WERROR=ON -DEXL_CUDA=OFF -DEXL_SANITIZE=ON \
   -DCMAKE_CXX_FLAGS="-O1" >/dev/null
-asan_tests=(test_io test_quant test_tokenizer test_chat)
+asan_tests=(test_io test_quant test_tokenizer test_chat test_generator test_sampling)
 targets=()
 for t in "${asan_tests[@]}"; do
   if ninja -C build-asan -t targets all | grep -q "^$t:"; then targets+=("$t"); fi
