@@ -27,6 +27,9 @@ void add_perplexity_command(CLI::App& app) {
   cmd->add_option("--max-rows", o->max_rows, "For --text-file: use at most this many rows (0: all)")
       ->capture_default_str();
   cmd->add_option("--backend", o->choice.backend, "cpu, cuda or auto")->capture_default_str();
+  cmd->add_option("--cache", o->choice.cache,
+                  "KV cache format: fp32, fp16, q8, q6 or q4 (default: the backend's exact one, fp32 on cpu, fp16 on "
+                  "cuda; cuda has only fp16 so far)");
   add_override_options(cmd, &o->choice.overrides);
   cmd->add_flag("--json", o->as_json, "Print {\"tokens\": N, \"nll\": x, \"ppl\": y}");
   cmd->callback([o] {

@@ -1,6 +1,7 @@
 #include "runner_select.h"
 
 #include "backend/cpu/cpu_runner.h"
+#include "cache/kv_format.h"
 #include "core/error.h"
 #ifdef EXL_HAVE_CUDA
 #include "backend/cuda/cuda_runner.h"
@@ -30,9 +31,15 @@ std::unique_ptr<model::Runner> make_runner(const model::ModelWeights& weights, c
   std::string backend = choice.backend;
   if (backend == "auto") backend = cuda_available() ? "cuda" : "cpu";
   if (backend == "cpu") {
-    return std::make_unique<cpu::CpuRunner>(weights, cpu::CpuRunnerOptions{.cache_tokens = choice.cache_tokens});
+    const cache::KvFormat format = choice.cache.empty() ? cache::KvFormat::kFp32 : cache::parse_kv_format(choice.cache);
+    return std::make_unique<cpu::CpuRunner>(
+        weights, cpu::CpuRunnerOptions{.cache_tokens = choice.cache_tokens, .kv_format = format});
   }
   if (backend == "cuda") {
+    if (!choice.cache.empty() && cache::parse_kv_format(choice.cache) != cache::KvFormat::kFp16)
+      fail(ErrorKind::kUnsupported,
+           "--cache {}: the CUDA backend has only the FP16 KV cache so far (use --cache fp16, or --backend cpu for "
+           "fp32, q8, q6 and q4)", choice.cache);
 #ifdef EXL_HAVE_CUDA
     EXL_CHECK(cuda::device_count() > 0, kUnsupported, "--backend cuda: no CUDA device found (use --backend cpu)");
     return cuda::make_cuda_runner(weights, cuda::CudaRunnerOptions{.cache_tokens = choice.cache_tokens});

@@ -14,6 +14,8 @@ namespace exl::cli {
 struct RunnerChoice {
   std::string backend = "auto";
   int64_t cache_tokens = 8192;
+  // KV cache format (cache::parse_kv_format names); empty: the backend's exact default (cpu fp32, cuda fp16).
+  std::string cache;
   model::ModelOverrides overrides;  // load-time overrides (add_override_options)
 };
 

@@ -40,7 +40,11 @@ RouterKind router_kind(model::RouterType t) {
 }  // namespace
 
 CpuRunner::CpuRunner(const model::ModelWeights& weights, const CpuRunnerOptions& options)
-    : config_(weights.config), spec_(weights.spec), pool_(options.num_threads), page_size_(options.page_size) {
+    : config_(weights.config),
+      spec_(weights.spec),
+      pool_(options.num_threads),
+      page_size_(options.page_size),
+      kv_format_(options.kv_format) {
   EXL_CHECK(page_size_ > 0 && options.cache_tokens > 0, kInvalidArgument,
             "cpu runner: page_size ({}) and cache_tokens ({}) must be positive", page_size_, options.cache_tokens);
   num_pages_ = (options.cache_tokens + page_size_ - 1) / page_size_;
@@ -52,6 +56,7 @@ CpuRunner::CpuRunner(const model::ModelWeights& weights, const CpuRunnerOptions&
   for (size_t i = 0; i < weights.layers.size(); ++i) {
     const model::LayerWeights& lw = weights.layers[i];
     const model::AttentionSpec& a = spec_.layers[i].attn;
+    cache::check_head_dim(kv_format_, a.head_dim);
     Layer l;
     l.attn_norm = lw.attn_norm;
     l.attn_post_norm = lw.attn_post_norm;
@@ -215,6 +220,12 @@ void CpuRunner::forward(std::span<const model::SequenceStep> seqs, model::Logits
       const bool inter = as.rope == model::RopeStyle::kGptj;
       rope(q.data(), positions, NH, D, rt.inv_freq, rt.attention_factor, inter);
       rope(k.data(), positions, NKV, D, rt.inv_freq, rt.attention_factor, inter);
+    }
+    if (kv_format_ != cache::KvFormat::kFp32) {
+      // The pages stay fp32 (memory is not the CPU's concern); the values written are what the format's store gives
+      // back. Each head's vector is D consecutive values (D % 32 == 0), so no 32-value group straddles two heads.
+      cache::roundtrip(k.data(), T * NKV * D, cache::key_bits(kv_format_));
+      cache::roundtrip(v.data(), T * NKV * D, cache::value_bits(kv_format_));
     }
     PagedKv kv{l.k_pages.data(), l.v_pages.data(), num_pages_, page_size_, NKV, D};
     write_kv(kv, batch, k.data(), v.data());

@@ -1,12 +1,15 @@
 // The CPU reference model: the generic interpreter of a ModelSpec (model/model_spec.h) in fp32 over weights
 // dequantized from their stored values, with a paged fp32 KV cache. It runs every architecture and is the oracle the
-// CUDA backend is tested against.
+// CUDA backend is tested against. With a quantized kv_format the page storage stays fp32 (memory is not the CPU's
+// concern; the numbers are): every key and value goes through its format's round trip (cache/kv_format.h) before it
+// is written, so attention reads exactly what a store of that format gives back.
 #pragma once
 
 #include <memory>
 #include <vector>
 
 #include "backend/cpu/ops.h"
+#include "cache/kv_format.h"
 #include "core/thread_pool.h"
 #include "model/model_weights.h"
 #include "model/runner.h"
@@ -17,6 +20,9 @@ struct CpuRunnerOptions {
   int64_t cache_tokens = 8192;  // KV capacity, rounded up to whole pages
   int64_t page_size = 256;
   unsigned num_threads = 0;     // 0: all cores
+  // What the cache gives back: kFp32 stores the exact values; the others round keys and values as that format's
+  // store would (new tokens too, before attention reads them).
+  cache::KvFormat kv_format = cache::KvFormat::kFp32;
 };
 
 class CpuRunner final : public model::Runner {
@@ -26,6 +32,7 @@ class CpuRunner final : public model::Runner {
   std::string backend_name() const override { return "cpu"; }
   int64_t page_size() const override { return page_size_; }
   int64_t num_pages() const override { return num_pages_; }
+  cache::KvFormat kv_format() const { return kv_format_; }
   void forward(std::span<const model::SequenceStep> seqs, model::LogitsFor which,
                std::vector<float>* logits) override;
   model::DecodeStats decode(const model::DecodeRequest& request, const model::TokenCallback& on_token) override;
@@ -59,6 +66,7 @@ class CpuRunner final : public model::Runner {
   ThreadPool pool_;
   int64_t page_size_;
   int64_t num_pages_;
+  cache::KvFormat kv_format_;
   std::vector<float> embedding_, pos_embedding_;
   std::vector<Layer> layers_;
   model::NormWeights final_norm_;
