@@ -3,7 +3,9 @@
 // waiting jobs (highest priority first, FIFO within a priority) while their chunk's pages are available; it runs the
 // step on the StepRunner and turns sampled tokens into events. When pages run out for a running job, the youngest
 // running job (lowest priority, latest arrival) is preempted: its pages are released (full ones stay cached) and it
-// waits at the front of its priority to recompute its prompt and generated tokens, then continues.
+// waits at the front of its priority to recompute its prompt and generated tokens, then continues. Text that may
+// begin a stop or banned string is held back; a completed banned string rewinds the job (its history, KV length
+// and pages) to the token where it began and draws again there with that token blocked (docs/generator.md).
 //
 // Single threaded: call everything from one thread (Engine, engine.h, is the thread-safe front). Job callbacks run
 // inside step() and cancel(); they may call enqueue() and cancel(), not step().
@@ -38,6 +40,7 @@ struct GeneratorStats {
   int64_t computed_tokens = 0;  // tokens fed to the runner (prefill, recompute and decode)
   int64_t sampled_tokens = 0;
   int64_t preemptions = 0;
+  int64_t rewinds = 0;  // banned-string rewinds
 };
 
 class Generator {
@@ -98,8 +101,12 @@ class Generator {
   void allocate_pages(Job* job, int64_t num_tokens);
   void check_writable(const Scheduled& s) const;
   void commit_pages(Job* job);
-  void on_token(Job* job, int32_t token);
-  void finish(Job* job, FinishReason reason, const std::string& error);
+  void on_token(Job* job, int32_t token, const SampleOutput& output);
+  bool check_strings(Job* job);
+  void release(Job* job, size_t count, size_t text_end);
+  void rewind(Job* job, size_t first_dropped);
+  void shrink_cache(Job* job, int64_t new_len);
+  void finish(Job* job, FinishReason reason, const std::string& error, bool flush_text = true);
   JobEvent& event_of(Job* job);
   void release_pages(Job* job);
   void deliver();
@@ -124,6 +131,7 @@ class Generator {
   std::vector<Scheduled> plan_;
   std::vector<StepSequence> seqs_;
   std::vector<int32_t> sampled_;
+  std::vector<SampleOutput> outputs_;
 };
 
 }  // namespace exl::generator

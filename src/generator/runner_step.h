@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "generator/step_runner.h"
@@ -27,13 +28,25 @@ class RunnerStepRunner final : public StepRunner {
   void step(std::span<const StepSequence> seqs, std::vector<int32_t>* sampled) override;
 
  private:
+  int32_t sample_row(const StepSequence& seq, std::span<const float> row);
+
   model::Runner& runner_;
   int64_t max_seq_len_;
   std::vector<model::SequenceStep> steps_;
   std::vector<float> logits_;
+  std::vector<float> masked_;  // a row with its blocked tokens at -inf
 };
 
 // The seed of the sampler that draws a job's sample_index-th token.
 uint64_t sample_seed(uint64_t seed, uint64_t sample_index);
+
+// The distribution sampling::HostSampler draws from for `params` (temperature, top-k, top-p) over one row of logits:
+// one-hot at the argmax when greedy (temperature <= 0 or top_k == 1), else softmax(logits / temperature) over the
+// tokens top-k and top-p keep, renormalised; every other token 0.
+std::vector<double> host_distribution(const model::SamplingParams& params, std::span<const float> logits);
+
+// The `n` most probable tokens of `distribution` with probability > 0 (fewer if fewer have it), by probability
+// descending, then token id ascending, with their natural-log probabilities.
+std::vector<TokenLogprob> top_logprobs(std::span<const double> distribution, int n);
 
 }  // namespace exl::generator

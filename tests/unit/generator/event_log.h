@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "generator/job.h"
@@ -13,7 +14,9 @@ namespace exl::generator::testing {
 
 struct JobRecord {
   std::vector<int32_t> tokens;
+  std::vector<SampledLogprobs> logprobs;
   std::string text;
+  std::vector<JobEvent> events;  // every event, in order
   int finishes = 0;
   JobEvent final;  // the finished event
 };
@@ -23,8 +26,15 @@ class EventLog {
   void add(const JobEvent& e) {
     JobRecord& r = jobs_[e.job_id];
     EXPECT_EQ(r.finishes, 0) << "job " << e.job_id << " got an event after its final one";
+    if (!e.logprobs.empty()) {
+      EXPECT_EQ(e.logprobs.size(), e.tokens.size()) << "job " << e.job_id;
+    }
+    for (size_t i = 0; i < e.logprobs.size() && i < e.tokens.size(); ++i)
+      EXPECT_EQ(e.logprobs[i].token, e.tokens[i]) << "job " << e.job_id;
     r.tokens.insert(r.tokens.end(), e.tokens.begin(), e.tokens.end());
+    r.logprobs.insert(r.logprobs.end(), e.logprobs.begin(), e.logprobs.end());
     r.text += e.text;
+    r.events.push_back(e);
     if (e.finished) {
       ++r.finishes;
       r.final = e;

@@ -1,7 +1,12 @@
 // A deterministic StepRunner for scheduler tests. Its "KV cache" stores, per page slot, the token, its position
 // and a hash of the whole token list up to it (chained from the previous slot of the sequence's block table). The
 // next token is a function of that hash, so a job's output depends on exactly the tokens its block table holds,
-// like a real model's. Every step checks the generator's invariants and records any violation.
+// like a real model's. Every step checks the generator's invariants and records any violation, including a sampled
+// sequence whose cached tokens differ from its context (the job's history).
+//
+// Candidates, best first: the `script`'s tokens for the context (if set), then the hash's token t and t + 1, t + 2,
+// ... (mod vocab). A draw returns the first candidate that is not blocked; with top_logprobs it reports the first
+// top_logprobs unblocked candidates with log-probabilities -0.25, -0.75, -1.25, ... (the drawn token's is -0.25).
 #pragma once
 
 #include <fmt/format.h>
@@ -51,21 +56,45 @@ class FakeStepRunner final : public StepRunner {
   static uint64_t extend(uint64_t hash, int32_t token) {
     return mix64(hash ^ (static_cast<uint64_t>(token) * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL));
   }
-  // The token sampled after a sequence whose tokens hash to `hash`; temperature > 0 mixes in (seed, sample_index).
-  int32_t next_token(uint64_t hash, const model::SamplingParams& sampling, uint64_t sample_index) const {
-    if (sampling.temperature > 0.0f) hash = mix64(hash ^ mix64(sampling.seed * 0x2545f4914f6cdd1dULL + sample_index));
-    return static_cast<int32_t>(hash % static_cast<uint64_t>(o_.vocab_size));
+  // The token sampled after `context`, whose tokens hash to `hash`; temperature > 0 mixes in (seed, sample_index).
+  int32_t next_token(uint64_t hash, const model::SamplingParams& sampling, uint64_t sample_index,
+                     std::span<const int32_t> context = {}, std::span<const int32_t> blocked = {}) const {
+    return candidates(hash, sampling, sample_index, context, blocked, 1).front();
   }
-  // What a job generates alone: up to max_new tokens, ending early at a stop token preceded by min_new tokens.
+  // The first `n` unblocked candidates (fewer if the vocabulary runs out).
+  std::vector<int32_t> candidates(uint64_t hash, const model::SamplingParams& sampling, uint64_t sample_index,
+                                  std::span<const int32_t> context, std::span<const int32_t> blocked, size_t n) const {
+    if (sampling.temperature > 0.0f) hash = mix64(hash ^ mix64(sampling.seed * 0x2545f4914f6cdd1dULL + sample_index));
+    std::vector<int32_t> out;
+    auto offer = [&](int32_t t) {
+      if (out.size() < n && std::ranges::find(blocked, t) == blocked.end() && std::ranges::find(out, t) == out.end())
+        out.push_back(t);
+    };
+    if (script)
+      for (int32_t t : script(context)) offer(t);
+    const auto first = static_cast<int64_t>(hash % static_cast<uint64_t>(o_.vocab_size));
+    for (int64_t j = 0; j < o_.vocab_size && out.size() < n; ++j)
+      offer(static_cast<int32_t>((first + j) % o_.vocab_size));
+    return out;
+  }
+  // What a job generates alone: up to max_new tokens, ending early at a stop token preceded by min_new tokens;
+  // stop tokens are blocked for the first min_new draws.
   std::vector<int32_t> continuation(std::span<const int32_t> prompt, int64_t max_new,
                                     const model::SamplingParams& sampling = {},
                                     std::span<const int32_t> stop_tokens = {}, int64_t min_new = 0) const {
     uint64_t h = kEmpty;
     for (int32_t t : prompt) h = extend(h, t);
+    std::vector<int32_t> context(prompt.begin(), prompt.end());
+    std::vector<int32_t> blocked;
+    for (int32_t t : stop_tokens)
+      if (t >= 0 && t < o_.vocab_size) blocked.push_back(t);
     std::vector<int32_t> out;
     while (static_cast<int64_t>(out.size()) < max_new) {
-      const int32_t t = next_token(h, sampling, out.size());
+      const bool early = static_cast<int64_t>(out.size()) < min_new;
+      const int32_t t = next_token(h, sampling, out.size(), context, early ? std::span<const int32_t>(blocked)
+                                                                            : std::span<const int32_t>());
       out.push_back(t);
+      context.push_back(t);
       h = extend(h, t);
       if (static_cast<int64_t>(out.size()) - 1 >= min_new && std::ranges::find(stop_tokens, t) != stop_tokens.end())
         break;
@@ -84,7 +113,30 @@ class FakeStepRunner final : public StepRunner {
     check_tables(seqs);
     for (const auto& s : seqs) {
       const uint64_t h = run_sequence(s);
-      if (s.sample) sampled->push_back(next_token(h, s.sampling, s.sample_index));
+      if (!s.sample) continue;
+      uint64_t context_hash = kEmpty;
+      for (int32_t t : s.context) context_hash = extend(context_hash, t);
+      if (context_hash != h || s.start_pos + static_cast<int64_t>(s.tokens.size()) != static_cast<int64_t>(s.context.size()))
+        violation(fmt::format("a sampled sequence's {} cached and new tokens are not its context of {} tokens",
+                              s.start_pos + static_cast<int64_t>(s.tokens.size()), s.context.size()));
+      for (size_t i = 0; i < s.blocked.size(); ++i)
+        if (s.blocked[i] < 0 || s.blocked[i] >= o_.vocab_size || (i > 0 && s.blocked[i - 1] >= s.blocked[i]))
+          violation(fmt::format("blocked tokens are not sorted, distinct and inside the vocabulary"));
+      const size_t want = s.output != nullptr && s.top_logprobs > 0 ? static_cast<size_t>(s.top_logprobs) : 1;
+      const std::vector<int32_t> c = candidates(h, s.sampling, s.sample_index, s.context, s.blocked, want);
+      if (c.empty()) {
+        violation("every token is blocked");
+        sampled->push_back(-1);
+        continue;
+      }
+      sampled->push_back(c.front());
+      blocked_seen_.emplace_back(s.blocked.begin(), s.blocked.end());
+      if (s.output != nullptr && s.top_logprobs > 0) {
+        s.output->has_logprobs = true;
+        s.output->top.clear();
+        for (size_t j = 0; j < c.size(); ++j) s.output->top.push_back({c[j], -0.25 - 0.5 * static_cast<double>(j)});
+        s.output->logprob = s.output->top.front().logprob;
+      }
     }
   }
 
@@ -95,6 +147,10 @@ class FakeStepRunner final : public StepRunner {
   const std::vector<std::vector<int64_t>>& step_shapes() const { return step_shapes_; }
   // Called before each step; returning true makes the step throw.
   std::function<bool(std::span<const StepSequence>)> fail_if;
+  // Optional: the preferred next tokens after a context (the job's prompt and generated tokens), best first.
+  std::function<std::vector<int32_t>(std::span<const int32_t> context)> script;
+  // The blocked tokens of every draw, in order.
+  const std::vector<std::vector<int32_t>>& blocked_seen() const { return blocked_seen_; }
 
  private:
   struct Slot {
@@ -173,6 +229,7 @@ class FakeStepRunner final : public StepRunner {
   std::vector<std::string> violations_;
   int64_t steps_ = 0, total_tokens_ = 0;
   std::vector<std::vector<int64_t>> step_shapes_;
+  std::vector<std::vector<int32_t>> blocked_seen_;
 };
 
 }  // namespace exl::generator::testing

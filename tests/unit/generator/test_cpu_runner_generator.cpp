@@ -270,6 +270,70 @@ TEST_F(CpuGenerator, PreemptedJobsRecomputeToTheSameTokens) {
   for (int i = 0; i < 4; ++i) EXPECT_EQ(log[ids[i]].tokens, expected[static_cast<size_t>(i)]) << "job " << i;
 }
 
+TEST_F(CpuGenerator, BannedAndStopStringsEndToEnd) {
+  // Pages of 4 tokens, so that rewinds reach back into committed pages and the runner recomputes real K/V there.
+  cpu::CpuRunner runner(*weights_, {.cache_tokens = 256, .page_size = 4});
+  RunnerStepRunner steps(runner);
+  const auto piece = [](int32_t t) { return "<" + std::to_string(t) + ">"; };
+  const auto decoder = [&] {
+    TextDecoder d;
+    d.push = piece;
+    d.flush = [] { return std::string(); };
+    d.reset = [] {};
+    return d;
+  };
+  std::mt19937_64 rng(21);
+  const auto prompt = random_prompt(rng, 9);
+  const auto greedy = alone(steps, job(prompt, 16));
+  std::string full;
+  std::vector<size_t> ends;  // end of each token's text in `full`
+  for (int32_t t : greedy) {
+    full += piece(t);
+    ends.push_back(full.size());
+  }
+  // A banned string that is one token's text: the job rewinds wherever the greedy choice is that token, so it must
+  // equal a greedy chain that bans the token outright.
+  JobParams banned = job(prompt, 16);
+  banned.banned_strings = {piece(greedy[3])};
+  banned.text = decoder();
+  banned.top_logprobs = 2;
+  JobParams chain = job(prompt, 16);
+  sampling::SamplerSettings st;
+  st.temperature = 0.0f;
+  st.banned_tokens = {greedy[3]};
+  chain.sampler = st;
+  // A stop string from inside token 4 to inside token 6.
+  JobParams stopped = job(prompt, 16);
+  const std::string stop = full.substr(ends[3] + 1, ends[6] - 1 - (ends[3] + 1));
+  const size_t at = full.find(stop);
+  size_t last = 0;
+  while (ends[last] < at + stop.size()) ++last;
+  stopped.stop_strings = {stop};
+  stopped.text = decoder();
+  Generator gen(steps, {.max_tokens_per_step = 16});
+  EventLog log;
+  const uint64_t b = gen.enqueue(banned), c = gen.enqueue(chain), s = gen.enqueue(stopped);
+  while (gen.step()) log.add(gen.take_events());
+  log.add(gen.take_events());
+
+  EXPECT_EQ(log[b].tokens, log[c].tokens);
+  EXPECT_GE(log[b].final.rewinds, 1);
+  EXPECT_EQ(std::ranges::find(log[b].tokens, greedy[3]), log[b].tokens.end());
+  std::string text;
+  for (int32_t t : log[b].tokens) text += piece(t);
+  EXPECT_EQ(log[b].text, text);
+  ASSERT_EQ(log[b].logprobs.size(), log[b].tokens.size());
+  for (const auto& lp : log[b].logprobs) EXPECT_EQ(lp.logprob, 0.0);  // greedy: a one-hot distribution
+
+  EXPECT_EQ(log[s].tokens, std::vector<int32_t>(greedy.begin(), greedy.begin() + static_cast<int64_t>(last) + 1));
+  EXPECT_EQ(log[s].text, full.substr(0, at));
+  EXPECT_EQ(log[s].final.reason, FinishReason::kStop);
+  EXPECT_EQ(log[s].final.stop_string, stop);
+  const PoolStats ps = gen.pool().stats();
+  EXPECT_EQ(ps.used_pages, 0);
+  gen.pool().check_invariants();
+}
+
 TEST(RunnerStepRunner, SampleSeedsDifferPerIndexAndSeed) {
   EXPECT_NE(sample_seed(1, 0), sample_seed(1, 1));
   EXPECT_NE(sample_seed(1, 0), sample_seed(2, 0));

@@ -98,22 +98,31 @@ TEST(Generator, StopTokenEndsTheJobAfterEmittingIt) {
   EXPECT_EQ(log[id].final.reason, FinishReason::kStop);
 }
 
-TEST(Generator, MinNewTokensSuppressesEarlierStops) {
+TEST(Generator, MinNewTokensBlocksStopTokens) {
   FakeStepRunner fake;
   Generator gen(fake);
   const auto prompt = tokens_from(11, 5);
   const auto full = fake.continuation(prompt, 30);
   JobParams p = job(prompt, 30);
-  p.stop_tokens = {full[0], full[1]};
+  p.stop_tokens = {full[1], full[0], 100000};  // out of the vocabulary: never blocked
   p.min_new_tokens = 2;
   const uint64_t id = gen.enqueue(p);
   EventLog log;
   run(gen, log);
   const auto expected = fake.continuation(prompt, 30, {}, p.stop_tokens, 2);
   EXPECT_EQ(log[id].tokens, expected);
-  EXPECT_GE(log[id].tokens.size(), 3u);
-  EXPECT_EQ(std::vector<int32_t>(log[id].tokens.begin(), log[id].tokens.begin() + 2),
-            (std::vector<int32_t>{full[0], full[1]}));
+  ASSERT_GE(log[id].tokens.size(), 3u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_NE(log[id].tokens[i], full[0]);
+    EXPECT_NE(log[id].tokens[i], full[1]);
+  }
+  // The first two draws block the stop tokens (sorted, in the vocabulary); the later ones block nothing.
+  std::vector<int32_t> stops = {full[0], full[1]};
+  std::ranges::sort(stops);
+  ASSERT_EQ(fake.blocked_seen().size(), log[id].tokens.size());
+  for (size_t i = 0; i < fake.blocked_seen().size(); ++i)
+    EXPECT_EQ(fake.blocked_seen()[i], i < 2 ? stops : std::vector<int32_t>{}) << "draw " << i;
+  EXPECT_TRUE(fake.violations().empty());
 }
 
 TEST(Generator, ChunkedPrefillKeepsToTheTokenBudgetAndDecodesFirst) {
